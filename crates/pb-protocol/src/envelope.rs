@@ -1,0 +1,274 @@
+//! The envelope (contract §2): `{"header": {...}, "body": {...}}`.
+
+use serde_json::{Map, Value, json};
+
+use crate::Body;
+
+/// The four message types of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Query,
+    Request,
+    Response,
+    Event,
+}
+
+impl MessageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Query => "cti.query",
+            MessageType::Request => "cti.request",
+            MessageType::Response => "cti.response",
+            MessageType::Event => "cti.event",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cti.query" => Some(MessageType::Query),
+            "cti.request" => Some(MessageType::Request),
+            "cti.response" => Some(MessageType::Response),
+            "cti.event" => Some(MessageType::Event),
+            _ => None,
+        }
+    }
+
+    /// The type a message name implies: `<kind>.query.*` is a query, `<kind>.request.*` a
+    /// request, anything else an event.
+    pub fn of_name(name: &str) -> MessageType {
+        match name.split('.').nth(1) {
+            Some("query") => MessageType::Query,
+            Some("request") => MessageType::Request,
+            _ => MessageType::Event,
+        }
+    }
+}
+
+/// SUCCESS with a body, or FAILURE with its error message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Success(Body),
+    Failure(String),
+}
+
+impl Outcome {
+    pub fn success() -> Self {
+        Outcome::Success(Body::new())
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        let message = message.into();
+        // errorMessage must be non-empty (contract §2).
+        Outcome::Failure(if message.is_empty() {
+            "failed (no reason given)".to_owned()
+        } else {
+            message
+        })
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success(_))
+    }
+}
+
+/// A `cti.response`: the name, target and requestId of the command it answers, and its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub name: String,
+    pub target: String,
+    pub request_id: String,
+    pub outcome: Outcome,
+}
+
+/// Why a payload is not a readable response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("response is not a JSON envelope: {0}")]
+    Envelope(String),
+    #[error("response header lacks `{0}` (or it is not a string)")]
+    MissingHeader(&'static str),
+    #[error("message type is `{0}`, not `cti.response`")]
+    NotAResponse(String),
+    #[error("response result is `{0}`, neither SUCCESS nor FAILURE")]
+    BadResult(String),
+}
+
+impl Response {
+    /// Encode as the contract's writers must: `result` and `errorMessage` only, the latter
+    /// present exactly on FAILURE.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut header = Map::with_capacity(6);
+        header.insert("type".into(), json!(MessageType::Response.as_str()));
+        header.insert("name".into(), json!(self.name));
+        header.insert("target".into(), json!(self.target));
+        header.insert("requestId".into(), json!(self.request_id));
+        let body = match &self.outcome {
+            Outcome::Success(body) => {
+                header.insert("result".into(), json!("SUCCESS"));
+                body.clone()
+            }
+            Outcome::Failure(message) => {
+                header.insert("result".into(), json!("FAILURE"));
+                header.insert("errorMessage".into(), json!(message));
+                Body::new()
+            }
+        };
+        envelope_bytes(header, body)
+    }
+
+    /// Decode a response, accepting `cti.result` / `error.message` as aliases of
+    /// `result` / `errorMessage` and ignoring unknown keys.
+    pub fn decode(payload: &[u8]) -> Result<Self, ResponseError> {
+        let (header, body) =
+            split_envelope(payload).map_err(|e| ResponseError::Envelope(e.to_string()))?;
+        let get = |key: &'static str| header.get(key).and_then(Value::as_str);
+        let required = |key: &'static str| {
+            get(key)
+                .map(str::to_owned)
+                .ok_or(ResponseError::MissingHeader(key))
+        };
+        let kind = required("type")?;
+        if kind != MessageType::Response.as_str() {
+            return Err(ResponseError::NotAResponse(kind));
+        }
+        let result = get("result")
+            .or_else(|| get("cti.result"))
+            .ok_or(ResponseError::MissingHeader("result"))?;
+        let outcome = match result {
+            "SUCCESS" => Outcome::Success(body),
+            "FAILURE" => Outcome::failure(
+                get("errorMessage")
+                    .or_else(|| get("error.message"))
+                    .unwrap_or_default(),
+            ),
+            other => return Err(ResponseError::BadResult(other.to_owned())),
+        };
+        Ok(Response {
+            name: required("name")?,
+            target: required("target")?,
+            request_id: required("requestId")?,
+            outcome,
+        })
+    }
+}
+
+/// What is wrong with the outer shape of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("payload is not a JSON object")]
+    NotAnObject,
+    #[error("envelope lacks `{0}`")]
+    Missing(&'static str),
+    #[error("envelope `{0}` is not a JSON object")]
+    NotObject(&'static str),
+}
+
+/// Split a payload into its header and body objects.
+pub(crate) fn split_envelope(payload: &[u8]) -> Result<(Body, Body), EnvelopeError> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let Value::Object(mut outer) = value else {
+        return Err(EnvelopeError::NotAnObject);
+    };
+    let mut take = |key: &'static str| match outer.remove(key) {
+        None => Err(EnvelopeError::Missing(key)),
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err(EnvelopeError::NotObject(key)),
+    };
+    let header = take("header")?;
+    let body = take("body")?;
+    Ok((header, body))
+}
+
+pub(crate) fn envelope_bytes(header: Body, body: Body) -> Vec<u8> {
+    let mut outer = Map::with_capacity(2);
+    outer.insert("header".into(), Value::Object(header));
+    outer.insert("body".into(), Value::Object(body));
+    // Serialising a map of JSON values cannot fail.
+    serde_json::to_vec(&Value::Object(outer)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(outcome: Outcome) -> Response {
+        Response {
+            name: "cti.request.serverstatus".into(),
+            target: "PB1.CONTROL".into(),
+            request_id: "{6F9619FF-8B86-D011-B42D-00C04FC964FF}".into(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn round_trip_success_and_failure() {
+        let mut body = Body::new();
+        body.insert("x".into(), json!(1));
+        for r in [
+            response(Outcome::Success(body)),
+            response(Outcome::failure("CTI link is down")),
+        ] {
+            assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn writers_emit_error_message_only_on_failure() {
+        let ok: Value = serde_json::from_slice(&response(Outcome::success()).encode()).unwrap();
+        assert_eq!(ok["header"]["result"], "SUCCESS");
+        assert!(ok["header"].get("errorMessage").is_none());
+        let bad: Value =
+            serde_json::from_slice(&response(Outcome::failure("no")).encode()).unwrap();
+        assert_eq!(bad["header"]["result"], "FAILURE");
+        assert_eq!(bad["header"]["errorMessage"], "no");
+        assert_eq!(bad["body"], json!({}));
+    }
+
+    #[test]
+    fn readers_accept_the_alias_spelling() {
+        let payload = json!({
+            "header": {"type": "cti.response", "name": "cti.request.serverstatus",
+                       "target": "PB1.CONTROL", "requestId": "r1",
+                       "cti.result": "FAILURE", "error.message": "starting", "extra": 1},
+            "body": {}
+        });
+        let r = Response::decode(payload.to_string().as_bytes()).unwrap();
+        assert_eq!(r.outcome, Outcome::Failure("starting".into()));
+        let payload = json!({
+            "header": {"type": "cti.response", "name": "n", "target": "t", "requestId": "r",
+                       "cti.result": "SUCCESS"},
+            "body": {"k": "v"}
+        });
+        assert!(Response::decode(payload.to_string().as_bytes()).unwrap().outcome.is_success());
+    }
+
+    #[test]
+    fn empty_failure_message_is_never_written() {
+        assert_eq!(Outcome::failure(""), Outcome::Failure("failed (no reason given)".into()));
+    }
+
+    #[test]
+    fn malformed_responses() {
+        let cases: [(&str, ResponseError); 5] = [
+            ("nope", ResponseError::Envelope("payload is not JSON: expected ident at line 1 column 2".into())),
+            (r#"{"header":{},"body":{}}"#, ResponseError::MissingHeader("type")),
+            (r#"{"header":{"type":"cti.event"},"body":{}}"#, ResponseError::NotAResponse("cti.event".into())),
+            (r#"{"header":{"type":"cti.response"},"body":{}}"#, ResponseError::MissingHeader("result")),
+            (r#"{"header":{"type":"cti.response","result":"OK"},"body":{}}"#, ResponseError::BadResult("OK".into())),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(Response::decode(payload.as_bytes()).unwrap_err(), want, "{payload}");
+        }
+    }
+
+    #[test]
+    fn type_of_names() {
+        assert_eq!(MessageType::of_name("cti.query.capabilities"), MessageType::Query);
+        assert_eq!(MessageType::of_name("channel.request.ready"), MessageType::Request);
+        assert_eq!(MessageType::of_name("cti.serverstatuschanged"), MessageType::Event);
+        assert_eq!(MessageType::of_name("channelgroup.channel.added"), MessageType::Event);
+    }
+}

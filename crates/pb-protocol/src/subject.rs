@@ -1,0 +1,269 @@
+//! Destination kinds and the NATS subjects of commands and events (contract §3).
+//!
+//! | traffic | subject |
+//! |---|---|
+//! | query or request, bridge to client | `P.<kind>.<target>` |
+//! | event, client to bridge | `P.evt.<kind>.<target>` |
+
+use std::fmt;
+
+use crate::target::{Target, TargetError};
+
+/// The six destination kinds. The kind of a message name is `control` for every name that
+/// begins with `cti.`, else the name's first dot-separated token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Control,
+    Session,
+    ChannelGroup,
+    Channel,
+    Interaction,
+    Conversation,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Control,
+        Kind::Session,
+        Kind::ChannelGroup,
+        Kind::Channel,
+        Kind::Interaction,
+        Kind::Conversation,
+    ];
+
+    /// The subject token of this kind.
+    pub fn token(self) -> &'static str {
+        match self {
+            Kind::Control => "control",
+            Kind::Session => "session",
+            Kind::ChannelGroup => "channelgroup",
+            Kind::Channel => "channel",
+            Kind::Interaction => "interaction",
+            Kind::Conversation => "conversation",
+        }
+    }
+
+    pub fn from_token(token: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.token() == token)
+    }
+
+    /// The kind a message name belongs to, if its first token names one.
+    pub fn of_name(name: &str) -> Option<Kind> {
+        let first = name.split('.').next().unwrap_or_default();
+        if first == "cti" {
+            Some(Kind::Control)
+        } else if first == "control" {
+            None
+        } else {
+            Kind::from_token(first)
+        }
+    }
+
+    /// How a person calls a destination of this kind, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Control => "control",
+            Kind::Session => "session",
+            Kind::ChannelGroup => "channel group",
+            Kind::Channel => "channel",
+            Kind::Interaction => "interaction",
+            Kind::Conversation => "conversation",
+        }
+    }
+
+    /// The kind of the destination that creates destinations of this kind (contract §4);
+    /// control and session have none in the target chain (a session's target is the
+    /// bridge's `destination`, the root of its chain).
+    pub fn parent(self) -> Option<Kind> {
+        match self {
+            Kind::Control | Kind::Session => None,
+            Kind::ChannelGroup => Some(Kind::Session),
+            Kind::Channel => Some(Kind::ChannelGroup),
+            Kind::Interaction => Some(Kind::Channel),
+            Kind::Conversation => Some(Kind::Interaction),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+/// Why a subject is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error("subject prefix `{0}` is invalid: it must be one or more non-empty tokens of printable ASCII without `*`, `>` or spaces")]
+    BadPrefix(String),
+    #[error("subject `{subject}` does not start with the prefix `{prefix}.`")]
+    WrongPrefix { subject: String, prefix: String },
+    #[error("subject `{0}` names no destination kind")]
+    UnknownKind(String),
+    #[error("subject `{0}` has no target")]
+    NoTarget(String),
+    #[error("subject `{subject}`: {source}")]
+    Target {
+        subject: String,
+        #[source]
+        source: TargetError,
+    },
+}
+
+/// The subjects of one deployment, built from its prefix `P` (default `pb`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self {
+            prefix: "pb".into(),
+        }
+    }
+}
+
+impl Subjects {
+    pub fn new(prefix: impl Into<String>) -> Result<Self, SubjectError> {
+        let prefix = prefix.into();
+        let valid = !prefix.is_empty()
+            && prefix.split('.').all(|t| {
+                !t.is_empty() && t.bytes().all(|b| b > b' ' && b < 0x7F && b != b'*' && b != b'>')
+            });
+        if valid {
+            Ok(Self { prefix })
+        } else {
+            Err(SubjectError::BadPrefix(prefix))
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P.<kind>.<target>`: where the bridge sends commands to a destination.
+    pub fn command(&self, kind: Kind, target: &Target) -> String {
+        format!("{}.{}.{}", self.prefix, kind.token(), target.to_subject_tokens())
+    }
+
+    /// `P.evt.<kind>.<target>`: where the client publishes a destination's events.
+    pub fn event(&self, kind: Kind, target: &Target) -> String {
+        format!("{}.evt.{}.{}", self.prefix, kind.token(), target.to_subject_tokens())
+    }
+
+    /// `P.<kind>.>`: every command to destinations of one kind.
+    pub fn commands_of(&self, kind: Kind) -> String {
+        format!("{}.{}.>", self.prefix, kind.token())
+    }
+
+    /// `P.evt.>`: every event, what a bridge watches.
+    pub fn all_events(&self) -> String {
+        format!("{}.evt.>", self.prefix)
+    }
+
+    /// A project-internal subject `P.<rest>` (CTI adapter calls, service hand-offs).
+    pub fn internal(&self, rest: &str) -> String {
+        format!("{}.{rest}", self.prefix)
+    }
+
+    /// Split a command subject into its kind and target.
+    pub fn parse_command(&self, subject: &str) -> Result<(Kind, Target), SubjectError> {
+        let rest = self.strip_prefix(subject)?;
+        parse_kind_and_target(subject, rest)
+    }
+
+    /// Split an event subject into its kind and target.
+    pub fn parse_event(&self, subject: &str) -> Result<(Kind, Target), SubjectError> {
+        let rest = self.strip_prefix(subject)?;
+        let rest = rest
+            .strip_prefix("evt.")
+            .ok_or_else(|| SubjectError::UnknownKind(subject.to_owned()))?;
+        parse_kind_and_target(subject, rest)
+    }
+
+    fn strip_prefix<'s>(&self, subject: &'s str) -> Result<&'s str, SubjectError> {
+        subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+            .ok_or_else(|| SubjectError::WrongPrefix {
+                subject: subject.to_owned(),
+                prefix: self.prefix.clone(),
+            })
+    }
+}
+
+fn parse_kind_and_target(subject: &str, rest: &str) -> Result<(Kind, Target), SubjectError> {
+    let (kind, tokens) = rest
+        .split_once('.')
+        .ok_or_else(|| SubjectError::NoTarget(subject.to_owned()))?;
+    let kind = Kind::from_token(kind).ok_or_else(|| SubjectError::UnknownKind(subject.to_owned()))?;
+    let target = Target::from_subject_tokens(tokens).map_err(|source| SubjectError::Target {
+        subject: subject.to_owned(),
+        source,
+    })?;
+    Ok((kind, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Target {
+        Target::new(s).unwrap()
+    }
+
+    /// The table of contract §3, row by row.
+    #[test]
+    fn contract_subject_examples() {
+        let s = Subjects::default();
+        let rows = [
+            ("cti.query.capabilities", "PB1.CONTROL", false, "pb.control.PB1.CONTROL"),
+            ("cti.serverstatuschanged", "PB1.CONTROL", true, "pb.evt.control.PB1.CONTROL"),
+            ("cti.request.createsession", "Main PB.CONTROL", false, "pb.control.Main%20PB.CONTROL"),
+            ("session.query.init", "s-42", false, "pb.session.s-42"),
+            ("channelgroup.query.init", "s-42.g1", false, "pb.channelgroup.s-42.g1"),
+            ("channel.activated", "s-42.g1.c7", true, "pb.evt.channel.s-42.g1.c7"),
+        ];
+        for (name, target, event, subject) in rows {
+            let kind = Kind::of_name(name).unwrap();
+            let built = if event {
+                s.event(kind, &t(target))
+            } else {
+                s.command(kind, &t(target))
+            };
+            assert_eq!(built, subject, "{name}");
+            let parsed = if event {
+                s.parse_event(subject)
+            } else {
+                s.parse_command(subject)
+            };
+            assert_eq!(parsed.unwrap(), (kind, t(target)), "{name}");
+        }
+    }
+
+    #[test]
+    fn kind_of_names() {
+        assert_eq!(Kind::of_name("cti.communicationlost"), Some(Kind::Control));
+        assert_eq!(Kind::of_name("channelgroup.channel.added"), Some(Kind::ChannelGroup));
+        assert_eq!(Kind::of_name("conversation.request.answer"), Some(Kind::Conversation));
+        assert_eq!(Kind::of_name("control.query.x"), None);
+        assert_eq!(Kind::of_name("agent.query.x"), None);
+        assert_eq!(Kind::of_name(""), None);
+    }
+
+    #[test]
+    fn custom_prefix_and_errors() {
+        let s = Subjects::new("acme.pb").unwrap();
+        assert_eq!(s.command(Kind::Session, &t("s 1")), "acme.pb.session.s%201");
+        assert_eq!(s.all_events(), "acme.pb.evt.>");
+        assert!(matches!(s.parse_command("pb.session.x"), Err(SubjectError::WrongPrefix { .. })));
+        assert!(matches!(s.parse_command("acme.pb.agent.x"), Err(SubjectError::UnknownKind(_))));
+        assert!(matches!(s.parse_command("acme.pb.session"), Err(SubjectError::NoTarget(_))));
+        assert!(matches!(s.parse_command("acme.pb.session.a%zz"), Err(SubjectError::Target { .. })));
+        assert!(matches!(s.parse_event("acme.pb.session.x"), Err(SubjectError::UnknownKind(_))));
+        for bad in ["", "a..b", "a b", "a.*", ">", "a."] {
+            assert!(Subjects::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}
