@@ -1,1 +1,329 @@
+//! The CTI adapter contract: how the control, session and channel-group services talk to a
+//! CTI platform, over project-internal NATS subjects, so that a real platform's adapter can
+//! replace the simulated CTI without touching them. Pure data, no IO.
+//!
+//! | traffic | subject | pattern |
+//! |---|---|---|
+//! | call, service to adapter | `P.cti.req.<op>` | request-reply; adapters serve in queue group [`QUEUE_GROUP`] |
+//! | link up/down, adapter to services | `P.cti.evt.link` | publish ([`LinkEvent`]) |
+//! | an agent's change at the CTI | `P.cti.evt.agent.<agentId>` | publish ([`AgentEvent`]) |
+//!
+//! Every call is a [`CtiCall`]: a request struct with its operation name and reply type.
+//! The reply payload is a [`CtiReply`]: `{"ok": <reply>}` or
+//! `{"error": {"code": "...", "message": "..."}}`.
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use pb_protocol::Secret;
+use pb_protocol::channel::{AgentState, ChannelType};
+use pb_protocol::control::{AgentInfo, Capabilities};
+use pb_protocol::subject::Subjects;
+use pb_protocol::target::encode_token;
+
+/// The queue group every adapter replica serves calls in.
+pub const QUEUE_GROUP: &str = "pb-cti";
+
+/// `P.cti.req.<op>`: the subject of a call.
+pub fn call_subject(subjects: &Subjects, op: &str) -> String {
+    subjects.internal(&format!("cti.req.{op}"))
+}
+
+/// `P.cti.req.>`: every call, what an adapter subscribes to.
+pub fn all_calls(subjects: &Subjects) -> String {
+    subjects.internal("cti.req.>")
+}
+
+/// `P.cti.evt.link`: link state changes.
+pub fn link_events(subjects: &Subjects) -> String {
+    subjects.internal("cti.evt.link")
+}
+
+/// `P.cti.evt.agent.<agentId>`: one agent's changes at the CTI (the id is percent-encoded
+/// like a target segment).
+pub fn agent_events(subjects: &Subjects, agent_id: &str) -> String {
+    subjects.internal(&format!("cti.evt.agent.{}", encode_token(agent_id)))
+}
+
+/// `P.cti.evt.agent.*`: every agent's changes.
+pub fn all_agent_events(subjects: &Subjects) -> String {
+    subjects.internal("cti.evt.agent.*")
+}
+
+/// A call to the adapter: its operation name (the last subject token) and reply type.
+pub trait CtiCall: Serialize + DeserializeOwned {
+    const OP: &'static str;
+    type Reply: Serialize + DeserializeOwned;
+}
+
+/// The reply to a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtiReply<T> {
+    Ok(T),
+    Error(CtiError),
+}
+
+impl<T> From<Result<T, CtiError>> for CtiReply<T> {
+    fn from(r: Result<T, CtiError>) -> Self {
+        match r {
+            Ok(v) => CtiReply::Ok(v),
+            Err(e) => CtiReply::Error(e),
+        }
+    }
+}
+
+impl<T> From<CtiReply<T>> for Result<T, CtiError> {
+    fn from(r: CtiReply<T>) -> Self {
+        match r {
+            CtiReply::Ok(v) => Ok(v),
+            CtiReply::Error(e) => Err(e),
+        }
+    }
+}
+
+/// A refusal by the CTI: a machine-readable code and a message for the bridge. Messages
+/// never contain a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CtiError {
+    pub code: CtiErrorCode,
+    pub message: String,
+}
+
+impl CtiError {
+    pub fn new(code: CtiErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why the CTI refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CtiErrorCode {
+    /// The link to the CTI platform is down.
+    LinkDown,
+    /// No such agent.
+    UnknownAgent,
+    /// Login or password wrong.
+    BadCredentials,
+    /// The CTI refuses this agent (for example, a licence or a lab fault).
+    Rejected,
+    /// The request does not fit the resource's state.
+    InvalidState,
+    /// The CTI cannot do this.
+    Unsupported,
+    /// The call itself is malformed.
+    BadRequest,
+}
+
+/// An empty reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+/// `capabilities`: what the CTI supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetCapabilities {}
+
+impl CtiCall for GetCapabilities {
+    const OP: &'static str = "capabilities";
+    type Reply = Capabilities;
+}
+
+/// `linkstatus`: whether the CTI link is up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetLinkStatus {}
+
+impl CtiCall for GetLinkStatus {
+    const OP: &'static str = "linkstatus";
+    type Reply = LinkEvent;
+}
+
+/// `agentinfo`: one agent's information, after checking the requesting agent's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetAgentInfo {
+    pub agent_id: String,
+    pub requester_login: String,
+    pub requester_password: Secret,
+}
+
+impl CtiCall for GetAgentInfo {
+    const OP: &'static str = "agentinfo";
+    type Reply = AgentInfo;
+}
+
+/// `validate`: check an agent's credentials without side effects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateCredentials {
+    pub agent_id: String,
+    pub login: String,
+    pub password: Secret,
+}
+
+impl CtiCall for ValidateCredentials {
+    const OP: &'static str = "validate";
+    type Reply = Done;
+}
+
+/// `snapshot`: an agent's place and channels as the CTI sees them now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetSnapshot {
+    pub agent_id: String,
+}
+
+impl CtiCall for GetSnapshot {
+    const OP: &'static str = "snapshot";
+    type Reply = AgentSnapshot;
+}
+
+/// `login`: log an agent in on channels of a place (default: its own place, all channels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub agent_id: String,
+    pub password: Secret,
+    /// The place to log into; `None` for the agent's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// The channels to log into; empty for all of the place's channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+}
+
+impl CtiCall for Login {
+    const OP: &'static str = "login";
+    type Reply = AgentSnapshot;
+}
+
+/// `logout`: log an agent out of some or all channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logout {
+    pub agent_id: String,
+    /// The channels to log out of; empty for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+impl CtiCall for Logout {
+    const OP: &'static str = "logout";
+    type Reply = AgentSnapshot;
+}
+
+/// `setstate`: set an agent's state on one channel (ready, not ready with a reason, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAgentState {
+    pub agent_id: String,
+    pub endpoint: String,
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+impl CtiCall for SetAgentState {
+    const OP: &'static str = "setstate";
+    type Reply = ChannelSnapshot;
+}
+
+/// The link state, as a call's reply and as the event on `P.cti.evt.link`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEvent {
+    pub up: bool,
+    /// Why the link is down, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An agent's place and channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSnapshot {
+    pub agent_id: String,
+    /// The place (channel group) the agent is logged into, or its own place when logged out.
+    pub place: String,
+    pub channels: Vec<ChannelSnapshot>,
+}
+
+impl AgentSnapshot {
+    /// Whether the agent is logged in on any channel.
+    pub fn logged_in(&self) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.holder.as_deref() == Some(self.agent_id.as_str()))
+    }
+}
+
+/// One channel at the CTI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSnapshot {
+    pub endpoint: String,
+    pub media: ChannelType,
+    /// The agent logged in on this channel, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The holder's state on this channel (NOT_READY when nobody holds it).
+    pub agent_state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+/// Published on `P.cti.evt.agent.<agentId>` whenever something changes for the agent at the
+/// CTI, whoever caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum AgentEvent {
+    /// A channel of the agent's place changed (holder or state).
+    ChannelChanged {
+        agent_id: String,
+        place: String,
+        channel: ChannelSnapshot,
+    },
+    /// The agent was logged out of every channel.
+    LoggedOut {
+        agent_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason_code: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reply_wire_form() {
+        let ok: CtiReply<Done> = CtiReply::Ok(Done {});
+        assert_eq!(serde_json::to_value(&ok).unwrap(), json!({"ok": {}}));
+        let err: CtiReply<Done> =
+            CtiReply::Error(CtiError::new(CtiErrorCode::LinkDown, "CTI link is down"));
+        assert_eq!(
+            serde_json::to_value(&err).unwrap(),
+            json!({"error": {"code": "link-down", "message": "CTI link is down"}})
+        );
+    }
+
+    #[test]
+    fn subjects() {
+        let s = Subjects::default();
+        assert_eq!(call_subject(&s, Login::OP), "pb.cti.req.login");
+        assert_eq!(all_calls(&s), "pb.cti.req.>");
+        assert_eq!(link_events(&s), "pb.cti.evt.link");
+        assert_eq!(agent_events(&s, "1001"), "pb.cti.evt.agent.1001");
+        assert_eq!(agent_events(&s, "a.b c"), "pb.cti.evt.agent.a%2Eb%20c");
+    }
+
+    #[test]
+    fn events_are_tagged() {
+        let e = AgentEvent::LoggedOut {
+            agent_id: "1001".into(),
+            reason_code: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"event": "logged-out", "agent_id": "1001"})
+        );
+    }
+}

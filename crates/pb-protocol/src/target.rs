@@ -75,12 +75,10 @@ impl Target {
     pub fn to_subject_tokens(&self) -> String {
         let mut out = String::with_capacity(self.0.len());
         for byte in self.0.bytes() {
-            if byte == b'.' || !needs_escape(byte) {
-                out.push(char::from(byte));
+            if byte == b'.' {
+                out.push('.');
             } else {
-                out.push('%');
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0x0F)]);
+                push_encoded(&mut out, byte);
             }
         }
         out
@@ -116,6 +114,30 @@ impl Target {
 const HEX: [char; 16] = [
     '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E', 'F',
 ];
+
+/// Encode any string as one subject token with the same percent-encoding, `.` included
+/// (written `%2E`); for ids that are not target segments, such as CTI agent ids.
+pub fn encode_token(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte == b'.' {
+            out.push_str("%2E");
+        } else {
+            push_encoded(&mut out, byte);
+        }
+    }
+    out
+}
+
+fn push_encoded(out: &mut String, byte: u8) {
+    if needs_escape(byte) {
+        out.push('%');
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0x0F)]);
+    } else {
+        out.push(char::from(byte));
+    }
+}
 
 /// Bytes written `%XX` inside a token.
 fn needs_escape(byte: u8) -> bool {
@@ -229,6 +251,13 @@ mod tests {
         for bad in ["a%2", "a%2a", "a%zz", "a%41", "a b", "a*", "a>", "%FF", "", "a..b", "a."] {
             assert!(Target::from_subject_tokens(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn single_tokens_escape_the_dot() {
+        assert_eq!(encode_token("a.b c"), "a%2Eb%20c");
+        assert_eq!(encode_token("1001"), "1001");
+        assert_eq!(encode_token(""), "");
     }
 
     #[test]

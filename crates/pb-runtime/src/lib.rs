@@ -1,1 +1,24 @@
+//! What every service shares at run time, so that no service repeats it:
+//!
+//! * [`config`]: configuration from the environment, with typed errors that say what to fix;
+//! * [`connect`]: the NATS connection;
+//! * [`serve`]: the command loop that answers a destination's subject (decode, reply cache,
+//!   handler, response, then events), and drains on shutdown;
+//! * [`reply_cache`]: the JetStream key-value record of answers by `requestId`, so a retried
+//!   request is answered again and not acted on twice, whichever replica gets it;
+//! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]);
+//! * [`kv`]: key-value bucket helpers; [`logging`]; [`shutdown`].
 
+pub mod config;
+pub mod connect;
+pub mod cti;
+pub mod kv;
+pub mod logging;
+pub mod reply_cache;
+pub mod serve;
+pub mod shutdown;
+
+pub use config::{Config, ConfigError};
+pub use cti::{CtiCallError, CtiClient};
+pub use serve::{Handler, Reply};
+pub use shutdown::Shutdown;

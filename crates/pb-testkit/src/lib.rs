@@ -1,1 +1,47 @@
+//! Test support, shared by every test suite of the workspace:
+//!
+//! * [`NatsServer`]: a real `nats-server` (JetStream on, its own data folder and port),
+//!   stopped when dropped;
+//! * [`Process`]: a service binary of this workspace run as a real process, its standard
+//!   error captured so tests can read the logs, killed when dropped;
+//! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events.
 
+mod bridge;
+mod nats;
+mod process;
+
+pub use bridge::{Bridge, EventStream, RawEvent};
+pub use nats::NatsServer;
+pub use process::{Process, bin_path};
+
+use std::path::PathBuf;
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// A fresh folder under the system's temporary folder, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("pb-{label}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).expect("create a temporary folder");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

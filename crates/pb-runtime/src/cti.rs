@@ -1,0 +1,62 @@
+//! The client side of the CTI adapter contract ([`pb_cti`]): typed calls with a timeout.
+
+use std::time::Duration;
+
+use async_nats::{Client, RequestErrorKind};
+use pb_cti::{CtiCall, CtiError, CtiReply, call_subject};
+use pb_protocol::Subjects;
+
+/// Why a CTI call did not give a result. The `Display` text is meant for the bridge's
+/// `errorMessage`: it says what happened and never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CtiCallError {
+    #[error("the CTI did not answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("no CTI adapter is running (nobody answers {0})")]
+    NoAdapter(String),
+    #[error("{0}")]
+    Refused(#[from] CtiError),
+    #[error("the CTI call failed: {0}")]
+    Transport(String),
+    #[error("the CTI adapter sent an unreadable reply: {0}")]
+    BadReply(String),
+}
+
+/// A cheap, cloneable handle for calling the CTI adapter.
+#[derive(Debug, Clone)]
+pub struct CtiClient {
+    client: Client,
+    subjects: Subjects,
+}
+
+impl CtiClient {
+    pub fn new(client: Client, subjects: Subjects) -> Self {
+        Self { client, subjects }
+    }
+
+    /// Call the adapter and wait at most `timeout` for its reply.
+    pub async fn call<C: CtiCall>(
+        &self,
+        call: &C,
+        timeout: Duration,
+    ) -> Result<C::Reply, CtiCallError> {
+        let subject = call_subject(&self.subjects, C::OP);
+        let payload =
+            serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.clone(), request).await {
+            Ok(message) => {
+                let reply: CtiReply<C::Reply> = serde_json::from_slice(&message.payload)
+                    .map_err(|e| CtiCallError::BadReply(e.to_string()))?;
+                Result::from(reply).map_err(CtiCallError::Refused)
+            }
+            Err(e) => Err(match e.kind() {
+                RequestErrorKind::TimedOut => CtiCallError::Timeout(timeout),
+                RequestErrorKind::NoResponders => CtiCallError::NoAdapter(subject),
+                _ => CtiCallError::Transport(e.to_string()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! JetStream key-value helpers shared by the services' state stores.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+
+/// A bucket could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot open key-value bucket `{bucket}`: {source}. Is JetStream enabled on the NATS \
+     server (nats-server -js)?"
+)]
+pub struct BucketError {
+    pub bucket: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Open a bucket, creating it if it does not exist. `max_age` zero keeps entries forever.
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+) -> Result<kv::Store, BucketError> {
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| BucketError {
+        bucket: bucket.to_owned(),
+        source: e,
+    };
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => match js
+            .create_key_value(kv::Config {
+                bucket: bucket.to_owned(),
+                history: 1,
+                max_age,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(store) => Ok(store),
+            // Another replica may have created it in the meantime.
+            Err(e) => js
+                .get_key_value(bucket)
+                .await
+                .map_err(|_| err(Box::new(e))),
+        },
+    }
+}
+
+/// Make a valid key from parts: each part's bytes outside `[A-Za-z0-9-]` are written `=XX`,
+/// an empty part is `_`, and parts are joined by `.`. Distinct part lists give distinct keys.
+pub fn key(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if part.is_empty() {
+            out.push('_');
+        }
+        for byte in part.bytes() {
+            if byte.is_ascii_alphanumeric() || byte == b'-' {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("={byte:02X}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key;
+
+    #[test]
+    fn keys_are_valid_and_distinct() {
+        assert_eq!(key(&["PB1"]), "PB1");
+        assert_eq!(key(&["Main PB", "r.1"]), "Main=20PB.r=2E1");
+        assert_eq!(key(&["a", ""]), "a._");
+        assert_ne!(key(&["a.b"]), key(&["a", "b"]));
+        assert_ne!(key(&["_"]), key(&[""]));
+        assert!(key(&["é*>%", "{GUID}"]).bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)));
+    }
+}
+
+/// The name of a deployment's bucket: the subject prefix (non-alphanumerics as `_`), then
+/// `_`, then `name`; so deployments with different prefixes share an account safely.
+pub fn bucket_name(subjects: &pb_protocol::Subjects, name: &str) -> String {
+    let prefix: String = subjects
+        .prefix()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{name}")
+}

@@ -1,0 +1,235 @@
+//! The command loop: what every destination service does with a message on its subject.
+//!
+//! For each message: decode it (a bad one is answered FAILURE naming the problem, contract
+//! §5.2); for a request, consult the [`ReplyCache`] (§5.3); run the [`Handler`] under the
+//! deadline (§5.1); record the answer; publish the response; then publish the events the
+//! command caused, in order, and only then run its follow-up work (§5.4). On shutdown the
+//! subscription is drained: messages already received are still answered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
+use pb_protocol::{Body, Command, Event, MessageType, Outcome, Subjects};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::Shutdown;
+use crate::reply_cache::{Claim, ReplyCache};
+
+/// Work to run after the response and the events are out (for example, releasing CTI
+/// resources after a dispose was answered).
+pub type FollowUp = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What a handler answers: the outcome, the events the command caused, and follow-up work.
+#[must_use]
+pub struct Reply {
+    pub outcome: Outcome,
+    pub events: Vec<Event>,
+    pub follow_up: Option<FollowUp>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("outcome", &self.outcome)
+            .field("events", &self.events)
+            .field("follow_up", &self.follow_up.is_some())
+            .finish()
+    }
+}
+
+impl Reply {
+    pub fn success() -> Self {
+        Self::from(Outcome::success())
+    }
+
+    pub fn body(body: Body) -> Self {
+        Self::from(Outcome::Success(body))
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self::from(Outcome::failure(message))
+    }
+
+    /// Publish `event` after the response.
+    pub fn with_event(mut self, event: Event) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    /// Run `work` after the response and the events.
+    pub fn then(mut self, work: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.follow_up = Some(Box::pin(work));
+        self
+    }
+}
+
+impl From<Outcome> for Reply {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            events: Vec::new(),
+            follow_up: None,
+        }
+    }
+}
+
+/// A destination's behaviour: one answer per decoded command.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, command: Command) -> impl Future<Output = Reply> + Send;
+}
+
+/// The loop could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("NATS failed while serving `{subject}`: {source}")]
+pub struct ServeError {
+    pub subject: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What the loop needs besides the handler.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub client: Client,
+    pub subjects: Subjects,
+    pub replies: ReplyCache,
+    pub deadline: Duration,
+}
+
+/// Answer every command arriving on `subscriber` until shutdown, then drain.
+pub async fn serve<H: Handler>(
+    mut subscriber: Subscriber,
+    context: Context,
+    handler: Arc<H>,
+    mut shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let mut tasks = JoinSet::new();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            message = subscriber.next() => match message {
+                Some(message) => {
+                    tasks.spawn(answer(context.clone(), handler.clone(), message));
+                }
+                None => break,
+            },
+            _ = shutdown.requested(), if !draining => {
+                draining = true;
+                // Unsubscribe; what is already buffered still arrives, then `next` ends.
+                if let Err(e) = subscriber.drain().await {
+                    tracing::warn!(error = %e, "draining the subscription failed");
+                    break;
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    context.client.flush().await.map_err(|e| ServeError {
+        subject: "(flush)".into(),
+        source: Box::new(e),
+    })
+}
+
+async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_nats::Message) {
+    let Some(reply_to) = message.reply.clone() else {
+        tracing::warn!(
+            subject = %message.subject,
+            "a command without a reply subject cannot be answered; send it as a NATS request"
+        );
+        return;
+    };
+    let command = match Command::decode(&context.subjects, &message.subject, &message.payload) {
+        Ok(command) => command,
+        Err(bad) => {
+            tracing::warn!(
+                subject = %message.subject,
+                name = %bad.name,
+                request_id = %bad.request_id,
+                error = %bad.error,
+                "bad command answered FAILURE"
+            );
+            publish(&context.client, reply_to.to_string(), bad.response().encode().into()).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "command",
+        name = command.name(),
+        target = %command.target,
+        request_id = %command.request_id,
+    );
+    async move {
+        let slot = if command.message_type() == MessageType::Request {
+            match context
+                .replies
+                .claim(&command.target, &command.request_id, context.deadline)
+                .await
+            {
+                Ok(Claim::Fresh(slot)) => Some(slot),
+                Ok(Claim::Answered(answer)) => {
+                    tracing::info!("repeated requestId answered again, not acted on");
+                    publish(&context.client, reply_to.to_string(), answer).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reply cache unavailable");
+                    let response = command.respond(Outcome::failure(e.to_string()));
+                    publish(&context.client, reply_to.to_string(), response.encode().into())
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let reply = match tokio::time::timeout(context.deadline, handler.handle(command.clone()))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(_) => Reply::failure(format!(
+                "{} was not answered within the deadline of {} ms",
+                command.name(),
+                context.deadline.as_millis()
+            )),
+        };
+        match &reply.outcome {
+            Outcome::Success(_) => tracing::info!("SUCCESS"),
+            Outcome::Failure(why) => tracing::info!(error = %why, "FAILURE"),
+        }
+        let response: Bytes = command.respond(reply.outcome).encode().into();
+        if let Some(slot) = slot
+            && let Err(e) = context.replies.complete(slot, response.clone()).await
+        {
+            // Still answer: only a retry of this very request is affected.
+            tracing::error!(error = %e, "could not record the answer for retries");
+        }
+        publish(&context.client, reply_to.to_string(), response).await;
+        for event in reply.events {
+            publish_event(&context.client, &context.subjects, &event).await;
+        }
+        if let Some(work) = reply.follow_up {
+            work.await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Publish an event on its subject.
+pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) {
+    tracing::info!(name = event.name(), target = %event.target, "event");
+    publish(client, event.subject(subjects), event.encode().into()).await;
+}
+
+async fn publish(client: &Client, subject: String, payload: Bytes) {
+    if let Err(e) = client.publish(subject.clone(), payload).await {
+        tracing::error!(%subject, error = %e, "publish failed");
+    }
+}

@@ -1,0 +1,137 @@
+use std::time::Duration;
+
+use async_nats::Client;
+use futures::StreamExt;
+use pb_protocol::{Kind, Response, Subjects, Target};
+use serde_json::{Value, json};
+
+/// The bridge side of the protocol, at the JSON level, so tests can send anything.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub client: Client,
+    pub subjects: Subjects,
+    pub timeout: Duration,
+}
+
+/// An event as the bridge sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub subject: String,
+    pub name: String,
+    pub target: String,
+    pub body: Value,
+}
+
+impl Bridge {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            subjects: Subjects::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Send command `name` to `target` with `body` and a fresh requestId.
+    pub async fn send(&self, name: &str, target: &str, body: Value) -> Response {
+        self.send_with_id(name, target, body, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// Send command `name` to `target` with `body` and the given requestId.
+    pub async fn send_with_id(
+        &self,
+        name: &str,
+        target: &str,
+        body: Value,
+        request_id: &str,
+    ) -> Response {
+        let type_ = match name.split('.').nth(1) {
+            Some("query") => "cti.query",
+            _ => "cti.request",
+        };
+        let payload = json!({
+            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
+            "body": body,
+        });
+        self.send_raw(&self.subject_of(name, target), payload.to_string().into_bytes())
+            .await
+    }
+
+    /// The command subject for `name` on `target`.
+    pub fn subject_of(&self, name: &str, target: &str) -> String {
+        let kind = Kind::of_name(name).unwrap_or(Kind::Control);
+        let target = Target::new(target).expect("a valid target");
+        self.subjects.command(kind, &target)
+    }
+
+    /// Send any payload on any subject and decode the response.
+    pub async fn send_raw(&self, subject: &str, payload: Vec<u8>) -> Response {
+        let reply = tokio::time::timeout(
+            self.timeout,
+            self.client.request(subject.to_owned(), payload.into()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no response on {subject} within {:?}", self.timeout))
+        .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
+        Response::decode(&reply.payload).expect("a decodable response")
+    }
+
+    /// Start watching every event (`P.evt.>`).
+    pub async fn events(&self) -> EventStream {
+        let subscriber = self
+            .client
+            .subscribe(self.subjects.all_events())
+            .await
+            .expect("subscribe to events");
+        self.client.flush().await.expect("flush");
+        EventStream { subscriber }
+    }
+}
+
+/// Events as they arrive.
+#[derive(Debug)]
+pub struct EventStream {
+    subscriber: async_nats::Subscriber,
+}
+
+impl EventStream {
+    /// The next event, or `None` if none arrives within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<RawEvent> {
+        let message = tokio::time::timeout(timeout, self.subscriber.next())
+            .await
+            .ok()??;
+        let value: Value = serde_json::from_slice(&message.payload).expect("event JSON");
+        Some(RawEvent {
+            subject: message.subject.to_string(),
+            name: value["header"]["name"].as_str().unwrap_or_default().to_owned(),
+            target: value["header"]["target"].as_str().unwrap_or_default().to_owned(),
+            body: value["body"].clone(),
+        })
+    }
+
+    /// Wait for the next event named `name`, skipping others; panics after `timeout`.
+    pub async fn expect(&mut self, name: &str, timeout: Duration) -> RawEvent {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(event) if event.name == name => return event,
+                Some(_) => continue,
+                None => panic!("no `{name}` event within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Collect every event arriving within `window`.
+    pub async fn collect(&mut self, window: Duration) -> Vec<RawEvent> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut events = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(event) => events.push(event),
+                None => return events,
+            }
+        }
+    }
+}
