@@ -10,7 +10,7 @@ use pb_protocol::Subjects;
 /// `errorMessage`: it says what happened and never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum CtiCallError {
-    #[error("the CTI did not answer within {} ms", .0.as_millis())]
+    #[error("the CTI did not answer within {} ms", .0.as_nanos().div_ceil(1_000_000))]
     Timeout(Duration),
     #[error("no CTI adapter is running (nobody answers {0})")]
     NoAdapter(String),

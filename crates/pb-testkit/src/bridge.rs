@@ -135,3 +135,85 @@ impl EventStream {
         }
     }
 }
+
+/// One message seen by a [`Tap`].
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub subject: String,
+    pub json: Value,
+}
+
+impl Seen {
+    pub fn name(&self) -> &str {
+        self.json["header"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> &str {
+        self.json["header"]["type"].as_str().unwrap_or_default()
+    }
+}
+
+/// Everything the bridge receives, responses and events, on ONE subscription, so the order
+/// of arrival is the order in which the client published (NATS keeps per-publisher order).
+#[derive(Debug)]
+pub struct Tap {
+    subscriber: async_nats::Subscriber,
+    inbox_prefix: String,
+    events_prefix: String,
+}
+
+impl Bridge {
+    /// Start a tap: subscribes to the bridge's reply inboxes and to every event.
+    pub async fn tap(&self) -> Tap {
+        let inbox_prefix = format!("tap.{}", uuid::Uuid::new_v4().simple());
+        // One subscription covering both: the tap's inbox and the events.
+        let subscriber = self.client.subscribe(">").await.expect("subscribe");
+        self.client.flush().await.expect("flush");
+        Tap {
+            subscriber,
+            inbox_prefix,
+            events_prefix: self.subjects.all_events().trim_end_matches('>').to_owned(),
+        }
+    }
+
+    /// Send a command whose response arrives on the tap.
+    pub async fn send_tapped(&self, tap: &Tap, name: &str, target: &str, body: Value, request_id: &str) {
+        let type_ = match name.split('.').nth(1) {
+            Some("query") => "cti.query",
+            _ => "cti.request",
+        };
+        let payload = json!({
+            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
+            "body": body,
+        });
+        let inbox = format!("{}.{}", tap.inbox_prefix, uuid::Uuid::new_v4().simple());
+        self.client
+            .publish_with_reply(self.subject_of(name, target), inbox, payload.to_string().into())
+            .await
+            .expect("publish");
+        self.client.flush().await.expect("flush");
+    }
+}
+
+impl Tap {
+    /// Responses and events seen within `window` (commands and other traffic skipped).
+    pub async fn collect(&mut self, window: Duration) -> Vec<Seen> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(Some(message)) = tokio::time::timeout(left, self.subscriber.next()).await else {
+                return seen;
+            };
+            let subject = message.subject.to_string();
+            let ours =
+                subject.starts_with(&self.inbox_prefix) || subject.starts_with(&self.events_prefix);
+            if !ours {
+                continue;
+            }
+            if let Ok(json) = serde_json::from_slice::<Value>(&message.payload) {
+                seen.push(Seen { subject, json });
+            }
+        }
+    }
+}

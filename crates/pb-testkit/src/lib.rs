@@ -10,7 +10,7 @@ mod bridge;
 mod nats;
 mod process;
 
-pub use bridge::{Bridge, EventStream, RawEvent};
+pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
 pub use nats::NatsServer;
 pub use process::{Process, bin_path};
 

@@ -1,1 +1,231 @@
+//! The control service: serves the processor control destination
+//! `P.control.{Processor_Name}.CONTROL` (reference §9.1, contract §6 and §7).
+//!
+//! * [`cmd`]: one module per control command;
+//! * [`status`]: the shared service status (key-value bucket, compare-and-set);
+//! * [`link`]: follows the CTI link (adapter events and polling) and raises
+//!   `cti.communicationlost` / `cti.communicationrestored` and the status changes;
+//! * [`run`]: subscriptions, the command loop, and the graceful stop that reports
+//!   `stopping-service` when the last replica goes.
 
+pub mod cmd;
+pub mod link;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use futures::StreamExt;
+use pb_protocol::control::{Capabilities, ControlEvent, ServerStatusChanged};
+use pb_protocol::{Event, Kind, Subjects, Target};
+use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::kv::BucketError;
+use pb_runtime::reply_cache::ReplyCache;
+use pb_runtime::serve::{Context, ServeError, publish_event, serve};
+use pb_runtime::{Config, CtiClient, Shutdown};
+use tokio::sync::RwLock;
+
+use crate::status::{ControlRecord, StatusStore, StoreError};
+
+/// The queue group of the control replicas.
+pub const QUEUE_GROUP: &str = "pb-control";
+
+/// The control service's settings.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub common: Config,
+    /// `PB_LINK_POLL_MS`, default 2000: how often to ask the adapter for the link state
+    /// (catches a dead adapter, which cannot report its own death).
+    pub link_poll: Duration,
+    /// `PB_DRAIN_GRACE_MS`, default 2000: after SIGTERM, how long existing work keeps being
+    /// served (new sessions refused) before the subscriptions drain.
+    pub drain_grace: Duration,
+}
+
+impl ControlConfig {
+    pub fn from_lookup(
+        common: Config,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common,
+            link_poll: millis(&lookup, "PB_LINK_POLL_MS", 2000)?,
+            drain_grace: millis(&lookup, "PB_DRAIN_GRACE_MS", 2000)?,
+        })
+    }
+}
+
+/// The control service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("cannot subscribe to `{subject}`: {reason}")]
+    Subscribe { subject: String, reason: String },
+}
+
+/// One control replica's view of the destination.
+#[derive(Debug)]
+pub struct Control {
+    client: Client,
+    subjects: Subjects,
+    target: Target,
+    cti: CtiClient,
+    store: StatusStore,
+    deadline: Duration,
+    capabilities: RwLock<Option<Capabilities>>,
+}
+
+impl Control {
+    /// How long CTI and hand-off calls of one command may take in all: the deadline less a
+    /// margin, so that a late call is still answered FAILURE within the deadline.
+    fn budget(&self) -> Instant {
+        let margin = (self.deadline / 10).max(Duration::from_millis(20));
+        Instant::now() + self.deadline.saturating_sub(margin)
+    }
+
+    fn event(&self, message: ControlEvent) -> Event {
+        Event::new(self.target.clone(), message)
+    }
+
+    fn status_event(&self, record: &ControlRecord) -> Event {
+        self.event(ControlEvent::ServerStatusChanged(ServerStatusChanged {
+            status: record.status(),
+        }))
+    }
+
+    async fn publish(&self, event: &Event) {
+        publish_event(&self.client, &self.subjects, event).await;
+    }
+}
+
+impl Control {
+    /// At start: a replica coming up ends a stop, and learns the link state.
+    async fn resume(&self) -> Result<(), StoreError> {
+        let (before, after) = self.store.update(|r| r.stopping = false).await?;
+        if before != after && after.reported {
+            self.publish(&self.status_event(&after)).await;
+        }
+        link::check(self, Duration::from_millis(500)).await;
+        Ok(())
+    }
+
+    /// At shutdown: if no other replica of this processor answers, report stopping-service.
+    async fn stop_if_last(&self, peers_subject: &str) {
+        let others = match self.client.request(peers_subject.to_owned(), "".into()).await {
+            Ok(reply) => Some(String::from_utf8_lossy(&reply.payload).into_owned()),
+            Err(_) => None, // no responders: this is the last replica
+        };
+        if let Some(other) = others {
+            tracing::info!(%other, "another control replica serves on; not stopping the processor");
+            return;
+        }
+        match self.store.update(|r| r.stopping = true).await {
+            Ok((before, after)) if before != after && after.reported => {
+                self.publish(&self.status_event(&after)).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not record stopping-service"),
+        }
+    }
+}
+
+fn remaining(until: Instant) -> Duration {
+    until
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+/// Serve the control destination until `shutdown`, then stop gracefully.
+pub async fn run(client: Client, config: ControlConfig, mut shutdown: Shutdown) -> Result<(), ControlError> {
+    let common = &config.common;
+    let subjects = common.subjects.clone();
+    let js = async_nats::jetstream::new(client.clone());
+    let replies = ReplyCache::open(&js, &subjects).await?;
+    let store = StatusStore::open(&js, &subjects, &common.processor).await?;
+    let target = common.control_target.clone();
+    let subscribe = |subject: String, queue: bool| {
+        let client = client.clone();
+        async move {
+            let result = if queue {
+                client.queue_subscribe(subject.clone(), QUEUE_GROUP.into()).await
+            } else {
+                client.subscribe(subject.clone()).await
+            };
+            result.map_err(|e| ControlError::Subscribe {
+                subject,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let commands = subscribe(subjects.command(Kind::Control, &target), true).await?;
+    let links = subscribe(pb_cti::link_events(&subjects), true).await?;
+    let peers_subject = peers_subject(&subjects, &common.processor);
+    let mut peers = subscribe(peers_subject.clone(), false).await?;
+    client.flush().await.map_err(|e| ControlError::Subscribe {
+        subject: "(flush)".into(),
+        reason: e.to_string(),
+    })?;
+
+    let control = Arc::new(Control {
+        client: client.clone(),
+        subjects: subjects.clone(),
+        target: target.clone(),
+        cti: CtiClient::new(client.clone(), subjects.clone()),
+        store,
+        deadline: common.deadline,
+        capabilities: RwLock::new(None),
+    });
+    control.resume().await?;
+    tracing::info!(target = %target, instance = %common.instance, "control: service ready");
+
+    let (stop_serving, serving) = Shutdown::new();
+    let context = Context {
+        client: client.clone(),
+        subjects: subjects.clone(),
+        replies,
+        deadline: common.deadline,
+    };
+    let server = tokio::spawn(serve(commands, context, control.clone(), serving.clone()));
+    let watcher = tokio::spawn(link::follow(control.clone(), links, config.link_poll, serving.clone()));
+    let instance = common.instance.clone();
+    let peer_client = client.clone();
+    let answering = tokio::spawn(async move {
+        while let Some(message) = peers.next().await {
+            if let Some(reply) = message.reply {
+                let _ = peer_client.publish(reply, instance.clone().into()).await;
+            }
+        }
+    });
+
+    shutdown.requested().await;
+    // Stop answering peers (dropping the subscription unsubscribes), then ask for others.
+    answering.abort();
+    let _ = answering.await;
+    let _ = client.flush().await;
+    control.stop_if_last(&peers_subject).await;
+    tokio::time::sleep(config.drain_grace).await;
+    stop_serving.fire();
+    let served = server.await;
+    let _ = watcher.await;
+    match served {
+        Ok(result) => result.map_err(ControlError::from),
+        Err(e) => Err(ControlError::Subscribe {
+            subject: "(command loop)".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// `P.int.control.peers.<processor>`: every live control replica answers here.
+fn peers_subject(subjects: &Subjects, processor: &str) -> String {
+    subjects.internal(&format!(
+        "int.control.peers.{}",
+        pb_protocol::target::encode_token(processor)
+    ))
+}

@@ -1,0 +1,78 @@
+//! `cti.request.createsession`: refused unless the client reported in-service (contract
+//! §5.7), the destination is a valid target and the CTI accepts the credentials; then handed
+//! to the session service by request-reply (`P.int.session.create`), which answers once the
+//! session destination answers on its subject (contract §5.5).
+
+use async_nats::RequestErrorKind;
+use pb_cti::ValidateCredentials;
+use pb_protocol::Target;
+use pb_protocol::control::CreateSession;
+use pb_protocol::internal::{InternalReply, SESSION_CREATE, SessionCreate};
+use pb_runtime::Reply;
+
+use super::cti_failure;
+use crate::{Control, remaining};
+
+pub async fn handle(control: &Control, request: CreateSession) -> Reply {
+    let until = control.budget();
+    match control.store.get().await {
+        Ok(record) => {
+            if let Some(why) = record.refuse_sessions() {
+                return Reply::failure(why);
+            }
+        }
+        Err(e) => return Reply::failure(e.to_string()),
+    }
+    let target = match Target::new(request.destination.clone()) {
+        Ok(target) => target,
+        Err(e) => {
+            return Reply::failure(format!(
+                "destination `{}` cannot be a session target: {e}",
+                request.destination
+            ));
+        }
+    };
+    if target == control.target {
+        return Reply::failure("destination cannot be the control target itself");
+    }
+    let credentials = ValidateCredentials {
+        agent_id: request.agent_id.clone(),
+        login: request.agent_id.clone(),
+        password: request.agent_password.clone(),
+    };
+    if let Err(e) = control.cti.call(&credentials, remaining(until)).await {
+        return cti_failure(e);
+    }
+    let handoff = SessionCreate {
+        target,
+        session_id: request.session_id,
+        agent_id: request.agent_id,
+        agent_password: request.agent_password,
+    };
+    let subject = control.subjects.internal(SESSION_CREATE);
+    let payload = match serde_json::to_vec(&handoff) {
+        Ok(p) => p,
+        Err(e) => return Reply::failure(format!("cannot encode the session hand-off: {e}")),
+    };
+    let timeout = remaining(until);
+    let call = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(timeout));
+    match control.client.send_request(subject.clone(), call).await {
+        Ok(reply) => match serde_json::from_slice::<InternalReply>(&reply.payload) {
+            Ok(InternalReply::Ok) => Reply::success(),
+            Ok(InternalReply::Error(why)) => Reply::failure(why),
+            Err(e) => Reply::failure(format!("the session service sent an unreadable reply: {e}")),
+        },
+        Err(e) => Reply::failure(match e.kind() {
+            RequestErrorKind::NoResponders => {
+                format!("no session service is running (nobody answers {subject})")
+            }
+            RequestErrorKind::TimedOut => format!(
+                "the session service did not answer within {} ms",
+                timeout.as_millis()
+            ),
+            _ => format!("the session hand-off failed: {e}"),
+        }),
+    }
+}

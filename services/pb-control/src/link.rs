@@ -1,0 +1,93 @@
+//! Following the CTI link: the adapter's link events (queue group, so one replica handles
+//! each) and a periodic poll (which also notices an adapter that died without a word).
+//! A change is applied to the shared record by compare-and-set; the replica whose write
+//! changed the link raises `cti.communicationlost` or `cti.communicationrestored`, then
+//! `cti.serverstatuschanged` (contract §7), once the status has been reported.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Subscriber;
+use futures::StreamExt;
+use pb_cti::{GetCapabilities, GetLinkStatus, LinkEvent};
+use pb_protocol::control::{CommunicationLost, ControlEvent};
+use pb_runtime::{CtiCallError, Shutdown};
+
+use crate::Control;
+
+/// Follow link events and poll the adapter every `poll` until `shutdown`.
+pub async fn follow(control: Arc<Control>, mut events: Subscriber, poll: Duration, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(message) = events.next() => match serde_json::from_slice::<LinkEvent>(&message.payload) {
+                Ok(link) => apply(&control, link).await,
+                Err(e) => tracing::warn!(error = %e, "unreadable link event from the CTI adapter ignored"),
+            },
+            _ = ticker.tick() => check(&control, poll.min(Duration::from_secs(1))).await,
+            _ = shutdown.requested() => return,
+        }
+    }
+}
+
+/// Ask the adapter for the link state and apply it. An adapter that does not answer means
+/// the link is down as far as the client can tell.
+pub async fn check(control: &Control, timeout: Duration) {
+    let link = match control.cti.call(&GetLinkStatus {}, timeout).await {
+        Ok(link) => link,
+        Err(e @ (CtiCallError::NoAdapter(_) | CtiCallError::Timeout(_))) => LinkEvent {
+            up: false,
+            reason: Some(format!("the CTI adapter does not answer: {e}")),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "link status check failed");
+            return;
+        }
+    };
+    apply(control, link).await;
+}
+
+/// Record a link state; raise the events if this replica's write changed it.
+pub async fn apply(control: &Control, link: LinkEvent) {
+    let up = link.up;
+    let (before, after) = match control.store.update(|r| {
+        // Keep the first reason of an outage rather than rewriting it on every poll.
+        if r.link.as_ref().map(|l| l.up) != Some(up) {
+            r.link = Some(link.clone());
+        }
+    })
+    .await
+    {
+        Ok(change) => change,
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the CTI link state");
+            return;
+        }
+    };
+    if before == after {
+        return;
+    }
+    tracing::info!(up, reason = ?after.link.as_ref().and_then(|l| l.reason.as_deref()), "CTI link changed");
+    if up {
+        if let Ok(caps) = control.cti.call(&GetCapabilities {}, Duration::from_secs(1)).await {
+            *control.capabilities.write().await = Some(caps);
+        }
+    }
+    if !after.reported {
+        return;
+    }
+    match (&before.link, up) {
+        (_, false) => {
+            let reason = link.reason.unwrap_or_else(|| "the CTI link dropped".into());
+            control
+                .publish(&control.event(ControlEvent::CommunicationLost(CommunicationLost { reason })))
+                .await;
+        }
+        (Some(old), true) if !old.up => {
+            control.publish(&control.event(ControlEvent::CommunicationRestored)).await;
+        }
+        _ => {}
+    }
+    control.publish(&control.status_event(&after)).await;
+}

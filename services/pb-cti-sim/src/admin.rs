@@ -1,0 +1,102 @@
+//! The lab's control panel: fault injection and changes "made at the CTI", on `P.sim.<op>`
+//! (request-reply, reply [`pb_cti::CtiReply`]). Only the simulator has these; a real
+//! platform's adapter does not. The bridge emulator's `sim` commands and the tests use them.
+
+use pb_cti::{Done, LinkEvent};
+use pb_protocol::Subjects;
+use pb_protocol::channel::AgentState;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// An admin operation: its name (the last subject token) and reply type.
+pub trait AdminOp: Serialize + DeserializeOwned {
+    const OP: &'static str;
+    type Reply: Serialize + DeserializeOwned;
+}
+
+/// `P.sim.<op>`.
+pub fn subject(subjects: &Subjects, op: &str) -> String {
+    subjects.internal(&format!("sim.{op}"))
+}
+
+/// Drop (`up: false`) or restore the CTI link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetLink {
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AdminOp for SetLink {
+    const OP: &'static str = "link";
+    type Reply = LinkEvent;
+}
+
+/// Make every CTI call take this long (0 for none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetDelay {
+    pub ms: u64,
+}
+
+impl AdminOp for SetDelay {
+    const OP: &'static str = "delay";
+    type Reply = Done;
+}
+
+/// Make the CTI refuse an agent (or accept it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectAgent {
+    pub agent_id: String,
+    pub rejected: bool,
+}
+
+impl AdminOp for RejectAgent {
+    const OP: &'static str = "reject";
+    type Reply = Done;
+}
+
+/// Change an agent's state on a channel at the CTI (as a supervisor or the phone would).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceState {
+    pub agent_id: String,
+    pub endpoint: String,
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+impl AdminOp for ForceState {
+    const OP: &'static str = "setstate";
+    type Reply = Done;
+}
+
+/// Log an agent out at the CTI, outside the desktop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceLogout {
+    pub agent_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+impl AdminOp for ForceLogout {
+    const OP: &'static str = "logout";
+    type Reply = Done;
+}
+
+/// Ask for the lab's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetStatus {}
+
+impl AdminOp for GetStatus {
+    const OP: &'static str = "status";
+    type Reply = SimStatus;
+}
+
+/// The lab's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStatus {
+    pub link: LinkEvent,
+    pub delay_ms: u64,
+    pub agents: usize,
+    pub logged_in: usize,
+}

@@ -1,0 +1,519 @@
+//! The lab CTI's state machine: agents, places, channels, the link and the faults. Pure:
+//! every operation returns its reply and the events to publish; [`crate::run`] does the IO.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pb_cti::{AgentEvent, AgentSnapshot, ChannelSnapshot, CtiError, CtiErrorCode, Done, LinkEvent};
+use pb_protocol::channel::{AgentState, ChannelType};
+use pb_protocol::control::{AgentInfo, AgentName, Capabilities};
+use serde_json::json;
+
+use crate::roster::AgentRecord;
+
+/// An event for one agent's subject.
+pub type Outgoing = (String, AgentEvent);
+
+/// What an operation returns: its reply and the agent events it caused.
+pub type Outcome<T> = Result<(T, Vec<Outgoing>), CtiError>;
+
+#[derive(Debug, Clone)]
+struct Channel {
+    endpoint: String,
+    media: ChannelType,
+    holder: Option<String>,
+    state: AgentState,
+    reason: Option<String>,
+}
+
+impl Channel {
+    fn snapshot(&self) -> ChannelSnapshot {
+        ChannelSnapshot {
+            endpoint: self.endpoint.clone(),
+            media: self.media,
+            holder: self.holder.clone(),
+            agent_state: self.state,
+            reason_code: self.reason.clone(),
+        }
+    }
+}
+
+/// The simulated CTI platform.
+#[derive(Debug)]
+pub struct Lab {
+    agents: HashMap<String, AgentRecord>,
+    by_login: HashMap<String, String>,
+    /// place -> its channels, in roster order.
+    places: BTreeMap<String, Vec<Channel>>,
+    /// place -> the agents whose own place it is.
+    owners: HashMap<String, Vec<String>>,
+    /// agent -> the place it is logged into.
+    logged_in: HashMap<String, String>,
+    link: LinkEvent,
+    rejected: HashSet<String>,
+}
+
+fn err(code: CtiErrorCode, message: impl Into<String>) -> CtiError {
+    CtiError::new(code, message)
+}
+
+impl Lab {
+    pub fn new(roster: Vec<AgentRecord>) -> Self {
+        let mut places: BTreeMap<String, Vec<Channel>> = BTreeMap::new();
+        let mut owners: HashMap<String, Vec<String>> = HashMap::new();
+        for a in &roster {
+            owners.entry(a.place.clone()).or_default().push(a.agent_id.clone());
+            let channels = places.entry(a.place.clone()).or_default();
+            for c in &a.channels {
+                if !channels.iter().any(|x| x.endpoint == c.endpoint) {
+                    channels.push(Channel {
+                        endpoint: c.endpoint.clone(),
+                        media: c.media,
+                        holder: None,
+                        state: AgentState::NotReady,
+                        reason: None,
+                    });
+                }
+            }
+        }
+        Self {
+            by_login: roster
+                .iter()
+                .map(|a| (a.login.clone(), a.agent_id.clone()))
+                .collect(),
+            agents: roster.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
+            places,
+            owners,
+            logged_in: HashMap::new(),
+            link: LinkEvent {
+                up: true,
+                reason: None,
+            },
+            rejected: HashSet::new(),
+        }
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn logged_in_count(&self) -> usize {
+        self.logged_in.len()
+    }
+
+    pub fn link(&self) -> LinkEvent {
+        self.link.clone()
+    }
+
+    /// Drop or restore the link. Returns whether it changed.
+    pub fn set_link(&mut self, up: bool, reason: Option<String>) -> bool {
+        let changed = self.link.up != up;
+        self.link = LinkEvent {
+            up,
+            reason: if up {
+                None
+            } else {
+                Some(reason.unwrap_or_else(|| "the CTI link was dropped".into()))
+            },
+        };
+        changed
+    }
+
+    /// Make the CTI refuse (or accept again) an agent.
+    pub fn set_rejected(&mut self, agent_id: &str, rejected: bool) -> Result<(), CtiError> {
+        self.agent(agent_id)?;
+        if rejected {
+            self.rejected.insert(agent_id.to_owned());
+        } else {
+            self.rejected.remove(agent_id);
+        }
+        Ok(())
+    }
+
+    fn link_up(&self) -> Result<(), CtiError> {
+        if self.link.up {
+            Ok(())
+        } else {
+            Err(err(
+                CtiErrorCode::LinkDown,
+                format!(
+                    "the CTI link is down ({})",
+                    self.link.reason.as_deref().unwrap_or("no reason given")
+                ),
+            ))
+        }
+    }
+
+    fn agent(&self, agent_id: &str) -> Result<&AgentRecord, CtiError> {
+        self.agents.get(agent_id).ok_or_else(|| {
+            err(
+                CtiErrorCode::UnknownAgent,
+                format!("the CTI knows no agent `{agent_id}`"),
+            )
+        })
+    }
+
+    fn usable_agent(&self, agent_id: &str) -> Result<&AgentRecord, CtiError> {
+        self.link_up()?;
+        let agent = self.agent(agent_id)?;
+        if self.rejected.contains(agent_id) {
+            return Err(err(
+                CtiErrorCode::Rejected,
+                format!("the CTI rejects agent `{agent_id}`"),
+            ));
+        }
+        Ok(agent)
+    }
+
+    pub fn capabilities(&self) -> Result<Capabilities, CtiError> {
+        self.link_up()?;
+        Ok(Capabilities {
+            channel_groups_supported: true,
+            channel_groups_max_per_agent: 1,
+            channel_groups_media_types: "TELEPHONY,EMAIL,CHAT".into(),
+            single_channels_supported: false,
+            single_channels_media_types: String::new(),
+        })
+    }
+
+    /// Check credentials; no side effect.
+    pub fn validate(&self, agent_id: &str, login: &str, password: &str) -> Result<Done, CtiError> {
+        let agent = self.usable_agent(agent_id)?;
+        if agent.login == login && agent.password == password {
+            Ok(Done {})
+        } else {
+            Err(err(
+                CtiErrorCode::BadCredentials,
+                format!("wrong login or password for agent `{agent_id}`"),
+            ))
+        }
+    }
+
+    /// An agent's information, for a requester whose credentials are checked first.
+    pub fn agent_info(
+        &self,
+        agent_id: &str,
+        requester_login: &str,
+        requester_password: &str,
+    ) -> Result<AgentInfo, CtiError> {
+        self.link_up()?;
+        let requester_ok = self
+            .by_login
+            .get(requester_login)
+            .and_then(|id| self.agents.get(id))
+            .is_some_and(|r| r.password == requester_password);
+        if !requester_ok {
+            return Err(err(
+                CtiErrorCode::BadCredentials,
+                format!("wrong login or password for requesting agent `{requester_login}`"),
+            ));
+        }
+        let agent = self.agent(agent_id)?;
+        Ok(AgentInfo {
+            switch_agent_id: agent.switch_agent_id.clone(),
+            name: AgentName::Split {
+                first: agent.first_name.clone(),
+                last: agent.last_name.clone(),
+            },
+            cti_specific: Some(json!({
+                "place": agent.place,
+                "channels": agent.channels,
+            })),
+        })
+    }
+
+    /// The agent's place and its channels as they are now.
+    pub fn snapshot(&self, agent_id: &str) -> Result<AgentSnapshot, CtiError> {
+        self.link_up()?;
+        let agent = self.agent(agent_id)?;
+        let place = self
+            .logged_in
+            .get(agent_id)
+            .unwrap_or(&agent.place)
+            .clone();
+        Ok(self.snapshot_of(agent_id, &place))
+    }
+
+    fn snapshot_of(&self, agent_id: &str, place: &str) -> AgentSnapshot {
+        AgentSnapshot {
+            agent_id: agent_id.to_owned(),
+            place: place.to_owned(),
+            channels: self
+                .places
+                .get(place)
+                .map(|cs| cs.iter().map(Channel::snapshot).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Who hears about a change of a channel of `place`: its owners, its old and new holder.
+    fn audience(&self, place: &str, extra: &[Option<&String>]) -> Vec<String> {
+        let mut out: Vec<String> = self.owners.get(place).cloned().unwrap_or_default();
+        for who in extra.iter().flatten() {
+            if !out.contains(who) {
+                out.push((*who).clone());
+            }
+        }
+        out
+    }
+
+    fn changed(&self, place: &str, channel: &Channel, before: Option<&String>) -> Vec<Outgoing> {
+        self.audience(place, &[before, channel.holder.as_ref()])
+            .into_iter()
+            .map(|who| {
+                (
+                    who.clone(),
+                    AgentEvent::ChannelChanged {
+                        agent_id: who,
+                        place: place.to_owned(),
+                        channel: channel.snapshot(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Log an agent into channels of a place (default: its own place, every channel).
+    /// Logging into a channel the agent already holds changes nothing.
+    pub fn login(
+        &mut self,
+        agent_id: &str,
+        password: &str,
+        place: Option<&str>,
+        endpoints: &[String],
+    ) -> Outcome<AgentSnapshot> {
+        let agent = self.usable_agent(agent_id)?;
+        if agent.password != password {
+            return Err(err(
+                CtiErrorCode::BadCredentials,
+                format!("wrong password for agent `{agent_id}`"),
+            ));
+        }
+        let place = place.unwrap_or(&agent.place).to_owned();
+        if let Some(current) = self.logged_in.get(agent_id)
+            && *current != place
+        {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` is logged in at `{current}`; log out first"),
+            ));
+        }
+        let Some(channels) = self.places.get(&place) else {
+            return Err(err(CtiErrorCode::BadRequest, format!("the CTI knows no place `{place}`")));
+        };
+        for endpoint in endpoints {
+            if !channels.iter().any(|c| &c.endpoint == endpoint) {
+                return Err(err(
+                    CtiErrorCode::BadRequest,
+                    format!("place `{place}` has no channel `{endpoint}`"),
+                ));
+            }
+        }
+        let wanted = |c: &Channel| endpoints.is_empty() || endpoints.contains(&c.endpoint);
+        if let Some(taken) = channels
+            .iter()
+            .find(|c| wanted(c) && c.holder.as_deref().is_some_and(|h| h != agent_id))
+        {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!(
+                    "channel `{}` is held by agent `{}`",
+                    taken.endpoint,
+                    taken.holder.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        let mut events = Vec::new();
+        let indexes: Vec<usize> = channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| wanted(c) && c.holder.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        for i in indexes {
+            let channel = &mut self.places.get_mut(&place).expect("checked above")[i];
+            channel.holder = Some(agent_id.to_owned());
+            channel.state = AgentState::NotReady;
+            channel.reason = None;
+            let channel = channel.clone();
+            events.extend(self.changed(&place, &channel, None));
+        }
+        self.logged_in.insert(agent_id.to_owned(), place.clone());
+        Ok((self.snapshot_of(agent_id, &place), events))
+    }
+
+    /// Log an agent out of some (or all) of its channels; logged out of all, it is logged
+    /// out of its place and [`AgentEvent::LoggedOut`] follows. Logging out an agent that is
+    /// not logged in changes nothing.
+    pub fn logout(
+        &mut self,
+        agent_id: &str,
+        endpoints: &[String],
+        reason: Option<String>,
+    ) -> Outcome<AgentSnapshot> {
+        self.link_up()?;
+        let own = self.agent(agent_id)?.place.clone();
+        let Some(place) = self.logged_in.get(agent_id).cloned() else {
+            return Ok((self.snapshot_of(agent_id, &own), Vec::new()));
+        };
+        let mut events = Vec::new();
+        let channels = self.places.get_mut(&place).expect("logged-in place exists");
+        let mut freed = Vec::new();
+        for channel in channels.iter_mut() {
+            let selected = endpoints.is_empty() || endpoints.contains(&channel.endpoint);
+            if selected && channel.holder.as_deref() == Some(agent_id) {
+                channel.holder = None;
+                channel.state = AgentState::NotReady;
+                channel.reason = None;
+                freed.push(channel.clone());
+            }
+        }
+        let still_holds = channels
+            .iter()
+            .any(|c| c.holder.as_deref() == Some(agent_id));
+        let who = agent_id.to_owned();
+        for channel in freed {
+            events.extend(self.changed(&place, &channel, Some(&who)));
+        }
+        if !still_holds {
+            self.logged_in.remove(agent_id);
+            events.push((
+                who.clone(),
+                AgentEvent::LoggedOut {
+                    agent_id: who,
+                    reason_code: reason,
+                },
+            ));
+        }
+        Ok((self.snapshot_of(agent_id, &place), events))
+    }
+
+    /// Set an agent's state on a channel it holds.
+    pub fn set_state(
+        &mut self,
+        agent_id: &str,
+        endpoint: &str,
+        state: AgentState,
+        reason: Option<String>,
+    ) -> Outcome<ChannelSnapshot> {
+        self.usable_agent(agent_id)?;
+        let place = self.logged_in.get(agent_id).cloned();
+        let channel = place
+            .as_ref()
+            .and_then(|p| self.places.get_mut(p))
+            .and_then(|cs| cs.iter_mut().find(|c| c.endpoint == endpoint))
+            .filter(|c| c.holder.as_deref() == Some(agent_id))
+            .ok_or_else(|| {
+                err(
+                    CtiErrorCode::InvalidState,
+                    format!("agent `{agent_id}` is not logged in on channel `{endpoint}`"),
+                )
+            })?;
+        let reason = match state {
+            AgentState::NotReady | AgentState::WorkNotReady => reason,
+            AgentState::Ready | AgentState::WorkReady => None,
+        };
+        let changed = channel.state != state || channel.reason != reason;
+        channel.state = state;
+        channel.reason = reason;
+        let channel = channel.clone();
+        let events = if changed {
+            self.changed(place.as_deref().unwrap_or_default(), &channel, None)
+        } else {
+            Vec::new()
+        };
+        Ok((channel.snapshot(), events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::generate;
+
+    fn lab() -> Lab {
+        Lab::new(generate(3))
+    }
+
+    #[test]
+    fn validate_has_no_side_effect() {
+        let lab = lab();
+        assert!(lab.validate("1001", "1001", "pw-1001").is_ok());
+        assert_eq!(lab.logged_in_count(), 0);
+        let e = lab.validate("1001", "1001", "nope").unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::BadCredentials);
+        assert!(!e.message.contains("nope"));
+        assert_eq!(lab.validate("9", "9", "x").unwrap_err().code, CtiErrorCode::UnknownAgent);
+    }
+
+    #[test]
+    fn login_ready_notready_logout() {
+        let mut lab = lab();
+        let (snap, events) = lab.login("1001", "pw-1001", None, &[]).unwrap();
+        assert!(snap.logged_in());
+        assert_eq!(snap.place, "place-1001");
+        assert_eq!(events.len(), 3, "one change per channel");
+        let (ch, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, Some("x".into())).unwrap();
+        assert_eq!((ch.agent_state, ch.reason_code), (AgentState::Ready, None));
+        assert_eq!(ev.len(), 1);
+        let (_, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, None).unwrap();
+        assert!(ev.is_empty(), "no change, no event");
+        let (ch, _) = lab
+            .set_state("1001", "ext-1001", AgentState::NotReady, Some("lunch".into()))
+            .unwrap();
+        assert_eq!(ch.reason_code.as_deref(), Some("lunch"));
+        let (snap, events) = lab.logout("1001", &[], Some("eod".into())).unwrap();
+        assert!(!snap.logged_in());
+        assert!(matches!(events.last(), Some((_, AgentEvent::LoggedOut { .. }))));
+        assert_eq!(lab.logged_in_count(), 0);
+        let (_, events) = lab.logout("1001", &[], None).unwrap();
+        assert!(events.is_empty(), "logging out twice changes nothing");
+    }
+
+    #[test]
+    fn per_channel_logout_and_other_agents() {
+        let mut lab = lab();
+        lab.login("1001", "pw-1001", None, &[]).unwrap();
+        let (_, events) = lab.logout("1001", &["ext-1001".into()], None).unwrap();
+        assert!(!events.iter().any(|(_, e)| matches!(e, AgentEvent::LoggedOut { .. })));
+        // Another agent takes the freed telephony channel of place-1001: the owner hears.
+        let (_, events) = lab
+            .login("1002", "pw-1002", Some("place-1001"), &["ext-1001".into()])
+            .unwrap();
+        assert!(events.iter().any(|(who, _)| who == "1001"));
+        let e = lab
+            .login("1003", "pw-1003", Some("place-1001"), &["ext-1001".into()])
+            .unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::InvalidState);
+        assert!(e.message.contains("held by agent `1002`"), "{}", e.message);
+    }
+
+    #[test]
+    fn faults() {
+        let mut lab = lab();
+        lab.set_rejected("1002", true).unwrap();
+        assert_eq!(
+            lab.login("1002", "pw-1002", None, &[]).unwrap_err().code,
+            CtiErrorCode::Rejected
+        );
+        assert!(lab.set_link(false, None));
+        assert!(!lab.set_link(false, None));
+        assert_eq!(lab.capabilities().unwrap_err().code, CtiErrorCode::LinkDown);
+        assert_eq!(lab.snapshot("1001").unwrap_err().code, CtiErrorCode::LinkDown);
+        assert!(lab.set_link(true, None));
+        assert!(lab.capabilities().is_ok());
+        assert!(lab.set_rejected("nobody", true).is_err());
+    }
+
+    #[test]
+    fn agent_info_checks_the_requester() {
+        let lab = lab();
+        let info = lab.agent_info("1002", "1001", "pw-1001").unwrap();
+        assert_eq!(info.switch_agent_id, "sw-1002");
+        let e = lab.agent_info("1002", "1001", "bad").unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::BadCredentials);
+        assert_eq!(
+            lab.agent_info("9999", "1001", "pw-1001").unwrap_err().code,
+            CtiErrorCode::UnknownAgent
+        );
+    }
+}
