@@ -1,1 +1,295 @@
+//! The bridge emulator: plays the Processor Bridge against a running system. It sends any
+//! query or request by name with a JSON body, watches events, runs the control
+//! initialisation, and drives the simulated CTI's fault injection.
 
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_nats::Client;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use pb_cti_sim::admin::{self, AdminOp};
+use pb_protocol::{Kind, Outcome, Response, Subjects, Target};
+use serde_json::{Value, json};
+
+/// Play the Processor Bridge against a running system.
+#[derive(Debug, Parser)]
+#[command(name = "pb-bridge", version, about)]
+pub struct Cli {
+    /// NATS server to use.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// Subject prefix of the deployment.
+    #[arg(long, env = "PB_SUBJECT_PREFIX", default_value = "pb", global = true)]
+    pub prefix: String,
+    /// Processor name: commands named `cti.*` go to `<processor>.CONTROL`.
+    #[arg(long, env = "PB_PROCESSOR", default_value = "PB1", global = true)]
+    pub processor: String,
+    /// How long to wait for a response, in milliseconds.
+    #[arg(long, default_value_t = 10_000, global = true)]
+    pub timeout_ms: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send one query or request by name and print the response.
+    Send {
+        /// Message name, for example `cti.query.capabilities` or `channel.request.ready`.
+        name: String,
+        /// Destination target; defaults to `<processor>.CONTROL` for `cti.*` names.
+        #[arg(long)]
+        target: Option<String>,
+        /// Body as a JSON object.
+        #[arg(long, default_value = "{}")]
+        body: String,
+        /// requestId to use (a fresh UUID by default); repeat one to test retries.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Print the raw response envelope only.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events (`P.evt.>`) as they arrive.
+    Watch {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many milliseconds.
+        #[arg(long)]
+        for_ms: Option<u64>,
+    },
+    /// Run the control initialisation: server status (and its event), then capabilities.
+    Init,
+    /// Drive the simulated CTI (fault injection and changes made at the CTI).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Drop the CTI link.
+    LinkDown {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Restore the CTI link.
+    LinkUp,
+    /// Make every CTI call take this many milliseconds (0 for none).
+    Delay { ms: u64 },
+    /// Make the CTI refuse an agent.
+    Reject { agent_id: String },
+    /// Make the CTI accept a refused agent again.
+    Accept { agent_id: String },
+    /// Show the lab's state.
+    Status,
+}
+
+/// Run the CLI; the exit code is 1 when the system answered FAILURE.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let subjects = Subjects::new(cli.prefix.clone())?;
+    let client = async_nats::connect(&cli.nats_url).await.with_context(|| {
+        format!(
+            "cannot reach NATS at {}: start the system with scripts/dev, or set NATS_URL",
+            cli.nats_url
+        )
+    })?;
+    let bridge = Emulator {
+        client,
+        subjects,
+        control: Target::control(&cli.processor)?,
+        timeout: Duration::from_millis(cli.timeout_ms),
+    };
+    match cli.command {
+        Command::Send {
+            name,
+            target,
+            body,
+            request_id,
+            json,
+        } => {
+            let body: Value = serde_json::from_str(&body)
+                .with_context(|| format!("--body is not JSON: {body}"))?;
+            let target = bridge.target_for(&name, target)?;
+            let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let started = Instant::now();
+            let response = bridge.send(&name, &target, body, &request_id).await?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&response.encode()));
+            } else {
+                print_exchange(&name, &target, &request_id, &response, started.elapsed());
+            }
+            Ok(exit_code(&response))
+        }
+        Command::Watch { count, for_ms } => {
+            bridge.watch(count, for_ms.map(Duration::from_millis)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init => bridge.init().await,
+        Command::Sim(command) => {
+            let reply = match command {
+                SimCommand::LinkDown { reason } => {
+                    bridge.admin(&admin::SetLink { up: false, reason }).await?
+                }
+                SimCommand::LinkUp => bridge.admin(&admin::SetLink { up: true, reason: None }).await?,
+                SimCommand::Delay { ms } => bridge.admin(&admin::SetDelay { ms }).await?,
+                SimCommand::Reject { agent_id } => {
+                    bridge.admin(&admin::RejectAgent { agent_id, rejected: true }).await?
+                }
+                SimCommand::Accept { agent_id } => {
+                    bridge.admin(&admin::RejectAgent { agent_id, rejected: false }).await?
+                }
+                SimCommand::Status => bridge.admin(&admin::GetStatus {}).await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit_code(response: &Response) -> ExitCode {
+    if response.outcome.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_exchange(name: &str, target: &str, request_id: &str, response: &Response, took: Duration) {
+    println!("-> {name}  {target}  (requestId {request_id})");
+    match &response.outcome {
+        Outcome::Success(body) => {
+            println!("<- SUCCESS in {:.1} ms", took.as_secs_f64() * 1000.0);
+            if !body.is_empty() {
+                println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+            }
+        }
+        Outcome::Failure(why) => {
+            println!("<- FAILURE in {:.1} ms: {why}", took.as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+struct Emulator {
+    client: Client,
+    subjects: Subjects,
+    control: Target,
+    timeout: Duration,
+}
+
+impl Emulator {
+    fn target_for(&self, name: &str, target: Option<String>) -> anyhow::Result<String> {
+        match (target, Kind::of_name(name)) {
+            (Some(t), _) => Ok(t),
+            (None, Some(Kind::Control)) => Ok(self.control.as_str().to_owned()),
+            (None, Some(kind)) => bail!("`{name}` goes to a {} destination: give its --target", kind.describe()),
+            (None, None) => bail!(
+                "`{name}` names no destination kind: names start with cti., session., \
+                 channelgroup., channel., interaction. or conversation."
+            ),
+        }
+    }
+
+    /// Send a command as the bridge does and decode the response.
+    async fn send(&self, name: &str, target: &str, body: Value, request_id: &str) -> anyhow::Result<Response> {
+        let kind = Kind::of_name(name).with_context(|| format!("`{name}` names no destination kind"))?;
+        let parsed = Target::new(target).with_context(|| format!("`{target}` is not a valid target"))?;
+        let type_ = match name.split('.').nth(1) {
+            Some("query") => "cti.query",
+            _ => "cti.request",
+        };
+        let payload = json!({
+            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
+            "body": body,
+        });
+        let subject = self.subjects.command(kind, &parsed);
+        let reply = tokio::time::timeout(
+            self.timeout,
+            self.client.request(subject.clone(), payload.to_string().into()),
+        )
+        .await
+        .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?
+        .with_context(|| format!("nobody answers {subject}: is the service for {} destinations running?", kind.describe()))?;
+        Response::decode(&reply.payload).context("the response is not a valid envelope")
+    }
+
+    async fn watch(&self, count: Option<usize>, duration: Option<Duration>) -> anyhow::Result<()> {
+        let mut events = self.client.subscribe(self.subjects.all_events()).await?;
+        self.client.flush().await?;
+        eprintln!("watching {} (Ctrl-C to stop)", self.subjects.all_events());
+        let started = Instant::now();
+        let until = duration.map(|d| tokio::time::Instant::now() + d);
+        let mut seen = 0;
+        while count.is_none_or(|c| seen < c) {
+            let next = match until {
+                Some(t) => match tokio::time::timeout_at(t, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => events.next().await,
+            };
+            let Some(message) = next else { break };
+            let value: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+            println!(
+                "+{:>9.3}s  {:<32} {:<28} {}",
+                started.elapsed().as_secs_f64(),
+                value["header"]["name"].as_str().unwrap_or("?"),
+                value["header"]["target"].as_str().unwrap_or("?"),
+                value["body"]
+            );
+            seen += 1;
+        }
+        Ok(())
+    }
+
+    async fn init(&self) -> anyhow::Result<ExitCode> {
+        let event_subject = self.subjects.event(Kind::Control, &self.control);
+        let mut events = self.client.subscribe(event_subject).await?;
+        self.client.flush().await?;
+        let target = self.control.as_str();
+        let id = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
+        let status = self.send("cti.request.serverstatus", target, json!({}), &id).await?;
+        print_exchange("cti.request.serverstatus", target, &id, &status, started.elapsed());
+        if !status.outcome.is_success() {
+            return Ok(ExitCode::FAILURE);
+        }
+        let event = tokio::time::timeout(self.timeout, async {
+            while let Some(message) = events.next().await {
+                let value: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+                if value["header"]["name"] == "cti.serverstatuschanged" {
+                    return Some(value);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .context("the client answered but raised no cti.serverstatuschanged")?;
+        println!("<- event cti.serverstatuschanged: status {}", event["body"]["status"]);
+        let id = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
+        let caps = self.send("cti.query.capabilities", target, json!({}), &id).await?;
+        print_exchange("cti.query.capabilities", target, &id, &caps, started.elapsed());
+        Ok(exit_code(&caps))
+    }
+
+    async fn admin<A: AdminOp>(&self, op: &A) -> anyhow::Result<Value> {
+        let subject = admin::subject(&self.subjects, A::OP);
+        let reply = tokio::time::timeout(
+            self.timeout,
+            self.client.request(subject.clone(), serde_json::to_vec(op)?.into()),
+        )
+        .await
+        .with_context(|| format!("no answer on {subject} within {:?}", self.timeout))?
+        .with_context(|| format!("nobody answers {subject}: is pb-cti-sim running?"))?;
+        let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)?;
+        match reply {
+            pb_cti::CtiReply::Ok(value) => Ok(serde_json::to_value(value)?),
+            pb_cti::CtiReply::Error(e) => bail!("the simulator refused: {}", e.message),
+        }
+    }
+}
