@@ -2,6 +2,7 @@
 //! query or request by name with a JSON body, watches events, runs the control
 //! initialisation, and drives the simulated CTI's fault injection.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,24 @@ use pb_cti_sim::admin::{self, AdminOp};
 use pb_protocol::{Kind, Outcome, Response, Subjects, Target};
 use serde_json::{Value, json};
 
+/// `println!` that returns an error instead of panicking (a closed pipe, for example).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
 /// Play the Processor Bridge against a running system.
 #[derive(Debug, Parser)]
 #[command(name = "pb-bridge", version, about)]
 pub struct Cli {
     /// NATS server to use.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     pub nats_url: String,
     /// Subject prefix of the deployment.
     #[arg(long, env = "PB_SUBJECT_PREFIX", default_value = "pb", global = true)]
@@ -90,9 +103,9 @@ pub enum SimCommand {
 /// Run the CLI; the exit code is 1 when the system answered FAILURE.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let subjects = Subjects::new(cli.prefix.clone())?;
-    let client = async_nats::connect(&cli.nats_url).await.with_context(|| {
-        format!(
-            "cannot reach NATS at {}: start the system with scripts/dev, or set NATS_URL",
+    let client = async_nats::connect(&cli.nats_url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach NATS at {} ({e}): start the system with scripts/dev, or set NATS_URL",
             cli.nats_url
         )
     })?;
@@ -117,14 +130,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = Instant::now();
             let response = bridge.send(&name, &target, body, &request_id).await?;
             if json {
-                println!("{}", String::from_utf8_lossy(&response.encode()));
+                say!("{}", String::from_utf8_lossy(&response.encode()))?;
             } else {
-                print_exchange(&name, &target, &request_id, &response, started.elapsed());
+                print_exchange(&name, &target, &request_id, &response, started.elapsed())?;
             }
             Ok(exit_code(&response))
         }
         Command::Watch { count, for_ms } => {
-            bridge.watch(count, for_ms.map(Duration::from_millis)).await?;
+            bridge
+                .watch(count, for_ms.map(Duration::from_millis))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Init => bridge.init().await,
@@ -133,19 +148,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 SimCommand::LinkDown { reason } => {
                     bridge.admin(&admin::SetLink { up: false, reason }).await?
                 }
-                SimCommand::LinkUp => bridge.admin(&admin::SetLink { up: true, reason: None }).await?,
+                SimCommand::LinkUp => {
+                    bridge
+                        .admin(&admin::SetLink {
+                            up: true,
+                            reason: None,
+                        })
+                        .await?
+                }
                 SimCommand::Delay { ms } => bridge.admin(&admin::SetDelay { ms }).await?,
                 SimCommand::Reject { agent_id } => {
-                    bridge.admin(&admin::RejectAgent { agent_id, rejected: true }).await?
+                    bridge
+                        .admin(&admin::RejectAgent {
+                            agent_id,
+                            rejected: true,
+                        })
+                        .await?
                 }
                 SimCommand::Accept { agent_id } => {
-                    bridge.admin(&admin::RejectAgent { agent_id, rejected: false }).await?
+                    bridge
+                        .admin(&admin::RejectAgent {
+                            agent_id,
+                            rejected: false,
+                        })
+                        .await?
                 }
                 SimCommand::Status => bridge.admin(&admin::GetStatus {}).await?,
             };
-            println!("{}", serde_json::to_string_pretty(&reply)?);
+            say!("{}", serde_json::to_string_pretty(&reply)?)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A failed NATS request, worded once (async-nats nests the same text in its sources).
+fn request_error(e: async_nats::RequestError, subject: &str, who: &str) -> anyhow::Error {
+    match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => {
+            anyhow::anyhow!("nobody answers {subject}: is {who} running?")
+        }
+        _ => anyhow::anyhow!("request on {subject} failed: {e}"),
     }
 }
 
@@ -157,19 +199,26 @@ fn exit_code(response: &Response) -> ExitCode {
     }
 }
 
-fn print_exchange(name: &str, target: &str, request_id: &str, response: &Response, took: Duration) {
-    println!("-> {name}  {target}  (requestId {request_id})");
+fn print_exchange(
+    name: &str,
+    target: &str,
+    request_id: &str,
+    response: &Response,
+    took: Duration,
+) -> std::io::Result<()> {
+    say!("-> {name}  {target}  (requestId {request_id})")?;
     match &response.outcome {
         Outcome::Success(body) => {
-            println!("<- SUCCESS in {:.1} ms", took.as_secs_f64() * 1000.0);
+            say!("<- SUCCESS in {:.1} ms", took.as_secs_f64() * 1000.0)?;
             if !body.is_empty() {
-                println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+                say!("{}", serde_json::to_string_pretty(body).unwrap_or_default())?;
             }
         }
         Outcome::Failure(why) => {
-            println!("<- FAILURE in {:.1} ms: {why}", took.as_secs_f64() * 1000.0);
+            say!("<- FAILURE in {:.1} ms: {why}", took.as_secs_f64() * 1000.0)?;
         }
     }
+    Ok(())
 }
 
 struct Emulator {
@@ -184,7 +233,10 @@ impl Emulator {
         match (target, Kind::of_name(name)) {
             (Some(t), _) => Ok(t),
             (None, Some(Kind::Control)) => Ok(self.control.as_str().to_owned()),
-            (None, Some(kind)) => bail!("`{name}` goes to a {} destination: give its --target", kind.describe()),
+            (None, Some(kind)) => bail!(
+                "`{name}` goes to a {} destination: give its --target",
+                kind.describe()
+            ),
             (None, None) => bail!(
                 "`{name}` names no destination kind: names start with cti., session., \
                  channelgroup., channel., interaction. or conversation."
@@ -193,9 +245,17 @@ impl Emulator {
     }
 
     /// Send a command as the bridge does and decode the response.
-    async fn send(&self, name: &str, target: &str, body: Value, request_id: &str) -> anyhow::Result<Response> {
-        let kind = Kind::of_name(name).with_context(|| format!("`{name}` names no destination kind"))?;
-        let parsed = Target::new(target).with_context(|| format!("`{target}` is not a valid target"))?;
+    async fn send(
+        &self,
+        name: &str,
+        target: &str,
+        body: Value,
+        request_id: &str,
+    ) -> anyhow::Result<Response> {
+        let kind =
+            Kind::of_name(name).with_context(|| format!("`{name}` names no destination kind"))?;
+        let parsed =
+            Target::new(target).with_context(|| format!("`{target}` is not a valid target"))?;
         let type_ = match name.split('.').nth(1) {
             Some("query") => "cti.query",
             _ => "cti.request",
@@ -207,11 +267,15 @@ impl Emulator {
         let subject = self.subjects.command(kind, &parsed);
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client.request(subject.clone(), payload.to_string().into()),
+            self.client
+                .request(subject.clone(), payload.to_string().into()),
         )
         .await
         .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?
-        .with_context(|| format!("nobody answers {subject}: is the service for {} destinations running?", kind.describe()))?;
+        .map_err(|e| {
+            let who = format!("the service for {} destinations", kind.describe());
+            request_error(e, &subject, &who)
+        })?;
         Response::decode(&reply.payload).context("the response is not a valid envelope")
     }
 
@@ -232,13 +296,13 @@ impl Emulator {
             };
             let Some(message) = next else { break };
             let value: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-            println!(
+            say!(
                 "+{:>9.3}s  {:<32} {:<28} {}",
                 started.elapsed().as_secs_f64(),
                 value["header"]["name"].as_str().unwrap_or("?"),
                 value["header"]["target"].as_str().unwrap_or("?"),
                 value["body"]
-            );
+            )?;
             seen += 1;
         }
         Ok(())
@@ -251,8 +315,16 @@ impl Emulator {
         let target = self.control.as_str();
         let id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
-        let status = self.send("cti.request.serverstatus", target, json!({}), &id).await?;
-        print_exchange("cti.request.serverstatus", target, &id, &status, started.elapsed());
+        let status = self
+            .send("cti.request.serverstatus", target, json!({}), &id)
+            .await?;
+        print_exchange(
+            "cti.request.serverstatus",
+            target,
+            &id,
+            &status,
+            started.elapsed(),
+        )?;
         if !status.outcome.is_success() {
             return Ok(ExitCode::FAILURE);
         }
@@ -269,11 +341,22 @@ impl Emulator {
         .ok()
         .flatten()
         .context("the client answered but raised no cti.serverstatuschanged")?;
-        println!("<- event cti.serverstatuschanged: status {}", event["body"]["status"]);
+        say!(
+            "<- event cti.serverstatuschanged: status {}",
+            event["body"]["status"]
+        )?;
         let id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
-        let caps = self.send("cti.query.capabilities", target, json!({}), &id).await?;
-        print_exchange("cti.query.capabilities", target, &id, &caps, started.elapsed());
+        let caps = self
+            .send("cti.query.capabilities", target, json!({}), &id)
+            .await?;
+        print_exchange(
+            "cti.query.capabilities",
+            target,
+            &id,
+            &caps,
+            started.elapsed(),
+        )?;
         Ok(exit_code(&caps))
     }
 
@@ -281,11 +364,12 @@ impl Emulator {
         let subject = admin::subject(&self.subjects, A::OP);
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client.request(subject.clone(), serde_json::to_vec(op)?.into()),
+            self.client
+                .request(subject.clone(), serde_json::to_vec(op)?.into()),
         )
         .await
         .with_context(|| format!("no answer on {subject} within {:?}", self.timeout))?
-        .with_context(|| format!("nobody answers {subject}: is pb-cti-sim running?"))?;
+        .map_err(|e| request_error(e, &subject, "pb-cti-sim"))?;
         let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)?;
         match reply {
             pb_cti::CtiReply::Ok(value) => Ok(serde_json::to_value(value)?),

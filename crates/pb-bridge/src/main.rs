@@ -9,6 +9,13 @@ async fn main() -> ExitCode {
     let cli = pb_bridge::Cli::parse();
     match pb_bridge::run(cli).await {
         Ok(code) => code,
+        // The reader went away (`pb-bridge watch | head`): nothing more to say.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -41,10 +41,23 @@ async fn init_reports_status_and_capabilities() {
     let sys = running().await;
     let out = cli(&sys.nats, &["init"]).await;
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("-> cti.request.serverstatus  PB1.CONTROL"), "{text}");
-    assert!(text.contains("<- event cti.serverstatuschanged: status \"in-service\""), "{text}");
-    assert!(text.contains("\"channel-groups-supported\": true"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("-> cti.request.serverstatus  PB1.CONTROL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<- event cti.serverstatuschanged: status \"in-service\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"channel-groups-supported\": true"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +87,11 @@ async fn send_by_name_with_a_body_and_exit_codes() {
     let out = cli(&sys.nats, &["send", "channel.query.init"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give its --target"));
-    let out = cli(&sys.nats, &["send", "cti.query.capabilities", "--body", "{oops"]).await;
+    let out = cli(
+        &sys.nats,
+        &["send", "cti.query.capabilities", "--body", "{oops"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--body is not JSON"));
 }
@@ -94,14 +111,22 @@ async fn watch_shows_events_caused_through_the_simulator() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let down = cli(&sys.nats, &["sim", "link-down", "--reason", "test drop"]).await;
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     let out = watcher.await.unwrap();
     let text = stdout(&out);
     assert!(text.contains("cti.communicationlost"), "{text}");
     assert!(text.contains("test drop"), "{text}");
     assert!(text.contains("pausing-service"), "{text}");
     let status = cli(&sys.nats, &["sim", "status"]).await;
-    assert!(stdout(&status).contains("\"up\": false"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("\"up\": false"),
+        "{}",
+        stdout(&status)
+    );
 }
 
 #[tokio::test]
@@ -113,5 +138,30 @@ async fn a_missing_server_is_an_error_that_says_what_to_do() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach NATS at nats://127.0.0.1:1: start the system with scripts/dev"), "{err}");
+    assert!(
+        err.contains("cannot reach NATS at nats://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("start the system with scripts/dev, or set NATS_URL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_output_pipe_is_a_quiet_exit_not_a_panic() {
+    let sys = running().await;
+    let script = format!(
+        "set -o pipefail; {} init | head -c 1 >/dev/null",
+        env!("CARGO_BIN_EXE_pb-bridge")
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("NATS_URL", sys.nats.url())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
 }

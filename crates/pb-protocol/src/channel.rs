@@ -108,10 +108,18 @@ pub struct ChannelInit {
     pub state: ChannelState,
     #[serde(rename = "agent-state")]
     pub agent_state: AgentState,
-    #[serde(rename = "reasonCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reasonCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason_code: Option<String>,
     /// Set while a requested change waits for an interaction to end.
-    #[serde(rename = "pending-agent-state", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pending-agent-state",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_agent_state: Option<AgentState>,
     /// Absent on an unsupported channel (reference §9.4.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -31,10 +31,18 @@ pub struct CreateChannel {
     pub name: String,
     #[serde(rename = "type")]
     pub channel_type: ChannelType,
-    #[serde(rename = "mobileagent-mode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mobileagent-mode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mobileagent_mode: Option<String>,
     /// Spelled with a capital M, as the reference prints it.
-    #[serde(rename = "Mobileagent-dialnumber", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Mobileagent-dialnumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mobileagent_dialnumber: Option<String>,
 }
 

@@ -76,7 +76,11 @@ pub struct AgentInfo {
     pub switch_agent_id: String,
     #[serde(flatten)]
     pub name: AgentName,
-    #[serde(rename = "cti-specific", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cti-specific",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cti_specific: Option<Value>,
 }
 
@@ -102,7 +106,11 @@ impl AgentName {
 struct AgentNameWire {
     #[serde(rename = "full-name", default, skip_serializing_if = "Option::is_none")]
     full: Option<String>,
-    #[serde(rename = "first-name", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "first-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     first: Option<String>,
     #[serde(rename = "last-name", default, skip_serializing_if = "Option::is_none")]
     last: Option<String>,

@@ -242,33 +242,74 @@ mod tests {
                        "cti.result": "SUCCESS"},
             "body": {"k": "v"}
         });
-        assert!(Response::decode(payload.to_string().as_bytes()).unwrap().outcome.is_success());
+        assert!(
+            Response::decode(payload.to_string().as_bytes())
+                .unwrap()
+                .outcome
+                .is_success()
+        );
     }
 
     #[test]
     fn empty_failure_message_is_never_written() {
-        assert_eq!(Outcome::failure(""), Outcome::Failure("failed (no reason given)".into()));
+        assert_eq!(
+            Outcome::failure(""),
+            Outcome::Failure("failed (no reason given)".into())
+        );
     }
 
     #[test]
     fn malformed_responses() {
         let cases: [(&str, ResponseError); 5] = [
-            ("nope", ResponseError::Envelope("payload is not JSON: expected ident at line 1 column 2".into())),
-            (r#"{"header":{},"body":{}}"#, ResponseError::MissingHeader("type")),
-            (r#"{"header":{"type":"cti.event"},"body":{}}"#, ResponseError::NotAResponse("cti.event".into())),
-            (r#"{"header":{"type":"cti.response"},"body":{}}"#, ResponseError::MissingHeader("result")),
-            (r#"{"header":{"type":"cti.response","result":"OK"},"body":{}}"#, ResponseError::BadResult("OK".into())),
+            (
+                "nope",
+                ResponseError::Envelope(
+                    "payload is not JSON: expected ident at line 1 column 2".into(),
+                ),
+            ),
+            (
+                r#"{"header":{},"body":{}}"#,
+                ResponseError::MissingHeader("type"),
+            ),
+            (
+                r#"{"header":{"type":"cti.event"},"body":{}}"#,
+                ResponseError::NotAResponse("cti.event".into()),
+            ),
+            (
+                r#"{"header":{"type":"cti.response"},"body":{}}"#,
+                ResponseError::MissingHeader("result"),
+            ),
+            (
+                r#"{"header":{"type":"cti.response","result":"OK"},"body":{}}"#,
+                ResponseError::BadResult("OK".into()),
+            ),
         ];
         for (payload, want) in cases {
-            assert_eq!(Response::decode(payload.as_bytes()).unwrap_err(), want, "{payload}");
+            assert_eq!(
+                Response::decode(payload.as_bytes()).unwrap_err(),
+                want,
+                "{payload}"
+            );
         }
     }
 
     #[test]
     fn type_of_names() {
-        assert_eq!(MessageType::of_name("cti.query.capabilities"), MessageType::Query);
-        assert_eq!(MessageType::of_name("channel.request.ready"), MessageType::Request);
-        assert_eq!(MessageType::of_name("cti.serverstatuschanged"), MessageType::Event);
-        assert_eq!(MessageType::of_name("channelgroup.channel.added"), MessageType::Event);
+        assert_eq!(
+            MessageType::of_name("cti.query.capabilities"),
+            MessageType::Query
+        );
+        assert_eq!(
+            MessageType::of_name("channel.request.ready"),
+            MessageType::Request
+        );
+        assert_eq!(
+            MessageType::of_name("cti.serverstatuschanged"),
+            MessageType::Event
+        );
+        assert_eq!(
+            MessageType::of_name("channelgroup.channel.added"),
+            MessageType::Event
+        );
     }
 }

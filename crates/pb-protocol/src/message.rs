@@ -9,7 +9,9 @@ use crate::conversation::{ConversationCommand, ConversationEvent};
 use crate::envelope::{EnvelopeError, envelope_bytes, split_envelope};
 use crate::interaction::{InteractionCommand, InteractionEvent};
 use crate::session::{SessionCommand, SessionEvent};
-use crate::{Body, Kind, MessageType, Outcome, Response, SubjectError, Subjects, Target, TargetError};
+use crate::{
+    Body, Kind, MessageType, Outcome, Response, SubjectError, Subjects, Target, TargetError,
+};
 
 by_kind! {
     /// A query or request, typed by destination kind.
@@ -45,7 +47,9 @@ pub enum DecodeError {
     Envelope(#[from] EnvelopeError),
     #[error("header lacks `{0}` (or it is not a string)")]
     MissingHeader(&'static str),
-    #[error("header type `{0}` is not a message type (cti.query, cti.request, cti.response, cti.event)")]
+    #[error(
+        "header type `{0}` is not a message type (cti.query, cti.request, cti.response, cti.event)"
+    )]
     UnknownType(String),
     #[error("header type `{found}` does not fit `{name}`, which is a {expected}")]
     WrongType {
@@ -104,7 +108,11 @@ impl BadCommand {
 }
 
 impl Command {
-    pub fn new(request_id: impl Into<String>, target: Target, message: impl Into<CommandMessage>) -> Self {
+    pub fn new(
+        request_id: impl Into<String>,
+        target: Target,
+        message: impl Into<CommandMessage>,
+    ) -> Self {
         Self {
             request_id: request_id.into(),
             target,
@@ -150,7 +158,11 @@ impl Command {
     }
 
     /// Decode a command received on `subject`, checking every rule of contract §5.2.
-    pub fn decode(subjects: &Subjects, subject: &str, payload: &[u8]) -> Result<Command, BadCommand> {
+    pub fn decode(
+        subjects: &Subjects,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Command, Box<BadCommand>> {
         let mut bad = BadCommand {
             request_id: String::new(),
             name: String::new(),
@@ -159,7 +171,7 @@ impl Command {
         };
         let fail = |mut bad: BadCommand, error: DecodeError| {
             bad.error = error;
-            Err(bad)
+            Err(Box::new(bad))
         };
         let (kind, subject_target) = match subjects.parse_command(subject) {
             Ok(parsed) => parsed,
@@ -258,13 +270,13 @@ impl Command {
 
 /// `names(kind)` listed the name, so `from_parts` knows it; answer rather than panic if the
 /// two ever disagree.
-fn unreachable_name(mut bad: BadCommand, name: String) -> Result<Command, BadCommand> {
+fn unreachable_name(mut bad: BadCommand, name: String) -> Result<Command, Box<BadCommand>> {
     bad.error = DecodeError::UnknownName {
         name,
         kind: "known",
         hint: String::new(),
     };
-    Err(bad)
+    Err(Box::new(bad))
 }
 
 /// Copy the echoable header fields (requestId, name, target) into a failure report.
@@ -315,7 +327,11 @@ impl Event {
     }
 
     /// Decode an event received on `subject` (what a bridge does).
-    pub fn decode(subjects: &Subjects, subject: &str, payload: &[u8]) -> Result<Event, DecodeError> {
+    pub fn decode(
+        subjects: &Subjects,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<Event, DecodeError> {
         let (kind, subject_target) = subjects.parse_event(subject)?;
         let (header, body) = split_envelope(payload)?;
         let text = |key: &'static str| {

@@ -48,7 +48,11 @@ pub struct CreateChild {
 /// A body with an optional `reasonCode`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCode {
-    #[serde(rename = "reasonCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reasonCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason_code: Option<String>,
 }
 

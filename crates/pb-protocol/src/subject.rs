@@ -94,7 +94,9 @@ impl fmt::Display for Kind {
 /// Why a subject is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
-    #[error("subject prefix `{0}` is invalid: it must be one or more non-empty tokens of printable ASCII without `*`, `>` or spaces")]
+    #[error(
+        "subject prefix `{0}` is invalid: it must be one or more non-empty tokens of printable ASCII without `*`, `>` or spaces"
+    )]
     BadPrefix(String),
     #[error("subject `{subject}` does not start with the prefix `{prefix}.`")]
     WrongPrefix { subject: String, prefix: String },
@@ -129,7 +131,9 @@ impl Subjects {
         let prefix = prefix.into();
         let valid = !prefix.is_empty()
             && prefix.split('.').all(|t| {
-                !t.is_empty() && t.bytes().all(|b| b > b' ' && b < 0x7F && b != b'*' && b != b'>')
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b > b' ' && b < 0x7F && b != b'*' && b != b'>')
             });
         if valid {
             Ok(Self { prefix })
@@ -144,12 +148,22 @@ impl Subjects {
 
     /// `P.<kind>.<target>`: where the bridge sends commands to a destination.
     pub fn command(&self, kind: Kind, target: &Target) -> String {
-        format!("{}.{}.{}", self.prefix, kind.token(), target.to_subject_tokens())
+        format!(
+            "{}.{}.{}",
+            self.prefix,
+            kind.token(),
+            target.to_subject_tokens()
+        )
     }
 
     /// `P.evt.<kind>.<target>`: where the client publishes a destination's events.
     pub fn event(&self, kind: Kind, target: &Target) -> String {
-        format!("{}.evt.{}.{}", self.prefix, kind.token(), target.to_subject_tokens())
+        format!(
+            "{}.evt.{}.{}",
+            self.prefix,
+            kind.token(),
+            target.to_subject_tokens()
+        )
     }
 
     /// `P.<kind>.>`: every command to destinations of one kind.
@@ -197,7 +211,8 @@ fn parse_kind_and_target(subject: &str, rest: &str) -> Result<(Kind, Target), Su
     let (kind, tokens) = rest
         .split_once('.')
         .ok_or_else(|| SubjectError::NoTarget(subject.to_owned()))?;
-    let kind = Kind::from_token(kind).ok_or_else(|| SubjectError::UnknownKind(subject.to_owned()))?;
+    let kind =
+        Kind::from_token(kind).ok_or_else(|| SubjectError::UnknownKind(subject.to_owned()))?;
     let target = Target::from_subject_tokens(tokens).map_err(|source| SubjectError::Target {
         subject: subject.to_owned(),
         source,
@@ -218,12 +233,37 @@ mod tests {
     fn contract_subject_examples() {
         let s = Subjects::default();
         let rows = [
-            ("cti.query.capabilities", "PB1.CONTROL", false, "pb.control.PB1.CONTROL"),
-            ("cti.serverstatuschanged", "PB1.CONTROL", true, "pb.evt.control.PB1.CONTROL"),
-            ("cti.request.createsession", "Main PB.CONTROL", false, "pb.control.Main%20PB.CONTROL"),
+            (
+                "cti.query.capabilities",
+                "PB1.CONTROL",
+                false,
+                "pb.control.PB1.CONTROL",
+            ),
+            (
+                "cti.serverstatuschanged",
+                "PB1.CONTROL",
+                true,
+                "pb.evt.control.PB1.CONTROL",
+            ),
+            (
+                "cti.request.createsession",
+                "Main PB.CONTROL",
+                false,
+                "pb.control.Main%20PB.CONTROL",
+            ),
             ("session.query.init", "s-42", false, "pb.session.s-42"),
-            ("channelgroup.query.init", "s-42.g1", false, "pb.channelgroup.s-42.g1"),
-            ("channel.activated", "s-42.g1.c7", true, "pb.evt.channel.s-42.g1.c7"),
+            (
+                "channelgroup.query.init",
+                "s-42.g1",
+                false,
+                "pb.channelgroup.s-42.g1",
+            ),
+            (
+                "channel.activated",
+                "s-42.g1.c7",
+                true,
+                "pb.evt.channel.s-42.g1.c7",
+            ),
         ];
         for (name, target, event, subject) in rows {
             let kind = Kind::of_name(name).unwrap();
@@ -245,8 +285,14 @@ mod tests {
     #[test]
     fn kind_of_names() {
         assert_eq!(Kind::of_name("cti.communicationlost"), Some(Kind::Control));
-        assert_eq!(Kind::of_name("channelgroup.channel.added"), Some(Kind::ChannelGroup));
-        assert_eq!(Kind::of_name("conversation.request.answer"), Some(Kind::Conversation));
+        assert_eq!(
+            Kind::of_name("channelgroup.channel.added"),
+            Some(Kind::ChannelGroup)
+        );
+        assert_eq!(
+            Kind::of_name("conversation.request.answer"),
+            Some(Kind::Conversation)
+        );
         assert_eq!(Kind::of_name("control.query.x"), None);
         assert_eq!(Kind::of_name("agent.query.x"), None);
         assert_eq!(Kind::of_name(""), None);
@@ -257,11 +303,26 @@ mod tests {
         let s = Subjects::new("acme.pb").unwrap();
         assert_eq!(s.command(Kind::Session, &t("s 1")), "acme.pb.session.s%201");
         assert_eq!(s.all_events(), "acme.pb.evt.>");
-        assert!(matches!(s.parse_command("pb.session.x"), Err(SubjectError::WrongPrefix { .. })));
-        assert!(matches!(s.parse_command("acme.pb.agent.x"), Err(SubjectError::UnknownKind(_))));
-        assert!(matches!(s.parse_command("acme.pb.session"), Err(SubjectError::NoTarget(_))));
-        assert!(matches!(s.parse_command("acme.pb.session.a%zz"), Err(SubjectError::Target { .. })));
-        assert!(matches!(s.parse_event("acme.pb.session.x"), Err(SubjectError::UnknownKind(_))));
+        assert!(matches!(
+            s.parse_command("pb.session.x"),
+            Err(SubjectError::WrongPrefix { .. })
+        ));
+        assert!(matches!(
+            s.parse_command("acme.pb.agent.x"),
+            Err(SubjectError::UnknownKind(_))
+        ));
+        assert!(matches!(
+            s.parse_command("acme.pb.session"),
+            Err(SubjectError::NoTarget(_))
+        ));
+        assert!(matches!(
+            s.parse_command("acme.pb.session.a%zz"),
+            Err(SubjectError::Target { .. })
+        ));
+        assert!(matches!(
+            s.parse_event("acme.pb.session.x"),
+            Err(SubjectError::UnknownKind(_))
+        ));
         for bad in ["", "a..b", "a b", "a.*", ">", "a."] {
             assert!(Subjects::new(bad).is_err(), "{bad:?}");
         }

@@ -226,7 +226,10 @@ mod tests {
         let t = Target::new("Main PB.CONTROL").unwrap();
         assert_eq!(t.to_subject_tokens(), "Main%20PB.CONTROL");
         assert_eq!(Target::from_subject_tokens("Main%20PB.CONTROL").unwrap(), t);
-        assert_eq!(Target::new("s-42.g1.c7").unwrap().to_subject_tokens(), "s-42.g1.c7");
+        assert_eq!(
+            Target::new("s-42.g1.c7").unwrap().to_subject_tokens(),
+            "s-42.g1.c7"
+        );
     }
 
     #[test]
@@ -242,14 +245,25 @@ mod tests {
             Target::new("a..b"),
             Err(TargetError::EmptySegment { position: 1, .. })
         ));
-        assert!(matches!(Target::new(".a"), Err(TargetError::EmptySegment { position: 0, .. })));
-        assert!(matches!(Target::new("a."), Err(TargetError::EmptySegment { position: 1, .. })));
+        assert!(matches!(
+            Target::new(".a"),
+            Err(TargetError::EmptySegment { position: 0, .. })
+        ));
+        assert!(matches!(
+            Target::new("a."),
+            Err(TargetError::EmptySegment { position: 1, .. })
+        ));
     }
 
     #[test]
     fn rejects_non_canonical_tokens() {
-        for bad in ["a%2", "a%2a", "a%zz", "a%41", "a b", "a*", "a>", "%FF", "", "a..b", "a."] {
-            assert!(Target::from_subject_tokens(bad).is_err(), "{bad:?} was accepted");
+        for bad in [
+            "a%2", "a%2a", "a%zz", "a%41", "a b", "a*", "a>", "%FF", "", "a..b", "a.",
+        ] {
+            assert!(
+                Target::from_subject_tokens(bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 

@@ -91,8 +91,14 @@ fn every_command() -> Vec<(CommandMessage, Target)> {
             .into(),
             session.clone(),
         ),
-        (SessionCommand::CreateChannelGroup(child()).into(), session.clone()),
-        (SessionCommand::Logout(reason(Some("end-of-shift"))).into(), session.clone()),
+        (
+            SessionCommand::CreateChannelGroup(child()).into(),
+            session.clone(),
+        ),
+        (
+            SessionCommand::Logout(reason(Some("end-of-shift"))).into(),
+            session.clone(),
+        ),
         (SessionCommand::Dispose.into(), session),
         (ChannelGroupCommand::Init.into(), group.clone()),
         (
@@ -119,7 +125,10 @@ fn every_command() -> Vec<(CommandMessage, Target)> {
         (ChannelCommand::Activate.into(), channel.clone()),
         (ChannelCommand::Deactivate.into(), channel.clone()),
         (ChannelCommand::Ready.into(), channel.clone()),
-        (ChannelCommand::NotReady(reason(Some("lunch"))).into(), channel.clone()),
+        (
+            ChannelCommand::NotReady(reason(Some("lunch"))).into(),
+            channel.clone(),
+        ),
         (ChannelCommand::CreateInteraction(child()).into(), channel),
         (InteractionCommand::Init.into(), interaction.clone()),
         (
@@ -140,15 +149,24 @@ fn every_command() -> Vec<(CommandMessage, Target)> {
         (InteractionCommand::Transfer.into(), interaction.clone()),
         (InteractionCommand::Conference.into(), interaction.clone()),
         (InteractionCommand::Alternate.into(), interaction.clone()),
-        (InteractionCommand::CreateConversation(child()).into(), interaction),
+        (
+            InteractionCommand::CreateConversation(child()).into(),
+            interaction,
+        ),
         (ConversationCommand::Init.into(), conversation.clone()),
         (ConversationCommand::Answer.into(), conversation.clone()),
         (ConversationCommand::Release.into(), conversation.clone()),
         (ConversationCommand::Hold.into(), conversation.clone()),
         (ConversationCommand::Retrieve.into(), conversation.clone()),
         (ConversationCommand::Dispose.into(), conversation.clone()),
-        (ConversationCommand::BlindTransfer(dest()).into(), conversation.clone()),
-        (ConversationCommand::BlindConference(dest()).into(), conversation.clone()),
+        (
+            ConversationCommand::BlindTransfer(dest()).into(),
+            conversation.clone(),
+        ),
+        (
+            ConversationCommand::BlindConference(dest()).into(),
+            conversation.clone(),
+        ),
         (
             ConversationCommand::SendDtmf(Dtmf {
                 digits: "12#".into(),
@@ -184,15 +202,24 @@ fn every_event() -> Vec<(EventMessage, Target)> {
         ),
         (ControlEvent::CommunicationRestored.into(), t("PB1.CONTROL")),
         (SessionEvent::LoggedOut(reason(None)).into(), t("s-42")),
-        (ChannelGroupEvent::ChannelAdded(endpoint()).into(), t("s-42.g1")),
-        (ChannelGroupEvent::ChannelRemoved(endpoint()).into(), t("s-42.g1")),
+        (
+            ChannelGroupEvent::ChannelAdded(endpoint()).into(),
+            t("s-42.g1"),
+        ),
+        (
+            ChannelGroupEvent::ChannelRemoved(endpoint()).into(),
+            t("s-42.g1"),
+        ),
         (ChannelEvent::Activated.into(), channel.clone()),
         (ChannelEvent::Deactivated.into(), channel.clone()),
         (ChannelEvent::Available.into(), channel.clone()),
         (ChannelEvent::Unavailable.into(), channel.clone()),
         (ChannelEvent::Disposed.into(), channel.clone()),
         (ChannelEvent::Ready.into(), channel.clone()),
-        (ChannelEvent::NotReady(reason(Some("break"))).into(), channel.clone()),
+        (
+            ChannelEvent::NotReady(reason(Some("break"))).into(),
+            channel.clone(),
+        ),
         (
             ChannelEvent::InteractionAdded(InteractionRef {
                 name: "call-1".into(),
@@ -240,7 +267,11 @@ fn every_command_round_trips_through_subject_and_payload() {
     let subjects = Subjects::default();
     let samples = every_command();
     let covered: BTreeSet<_> = samples.iter().map(|(m, _)| m.name()).collect();
-    assert_eq!(covered, all_names(CommandMessage::names), "a command has no sample");
+    assert_eq!(
+        covered,
+        all_names(CommandMessage::names),
+        "a command has no sample"
+    );
     for (i, (message, target)) in samples.into_iter().enumerate() {
         let cmd = Command::new(format!("{{GUID-{i}}}"), target, message);
         let subject = cmd.subject(&subjects);
@@ -257,7 +288,11 @@ fn every_event_round_trips_through_subject_and_payload() {
     let subjects = Subjects::new("acme.pb").unwrap();
     let samples = every_event();
     let covered: BTreeSet<_> = samples.iter().map(|(m, _)| m.name()).collect();
-    assert_eq!(covered, all_names(EventMessage::names), "an event has no sample");
+    assert_eq!(
+        covered,
+        all_names(EventMessage::names),
+        "an event has no sample"
+    );
     for (message, target) in samples {
         let event = Event::new(target, message);
         let subject = event.subject(&subjects);
@@ -333,13 +368,19 @@ fn wire_spelling_of_bodies() {
         end_point: "ext-1001".into(),
         channel_type: ChannelType::Telephony,
     });
-    assert_eq!(Value::Object(body), json!({"end-point": "ext-1001", "type": "TELEPHONY"}));
+    assert_eq!(
+        Value::Object(body),
+        json!({"end-point": "ext-1001", "type": "TELEPHONY"})
+    );
     let body = ChannelGroupEvent::ChannelAdded(ChannelEndpoint {
         endpoint: "ext-1001".into(),
         channel_type: ChannelType::Chat,
     })
     .to_body();
-    assert_eq!(Value::Object(body), json!({"endpoint": "ext-1001", "type": "CHAT"}));
+    assert_eq!(
+        Value::Object(body),
+        json!({"endpoint": "ext-1001", "type": "CHAT"})
+    );
     let cmd = ControlCommand::AgentInfo(AgentInfoQuery {
         agent_id: "1".into(),
         requesting_agent_login: "2".into(),
@@ -364,7 +405,7 @@ fn debug_of_a_command_never_shows_a_password() {
 const SUBJECT: &str = "pb.control.PB1.CONTROL";
 
 fn decode(subject: &str, payload: &str) -> pb_protocol::BadCommand {
-    Command::decode(&Subjects::default(), subject, payload.as_bytes()).unwrap_err()
+    *Command::decode(&Subjects::default(), subject, payload.as_bytes()).unwrap_err()
 }
 
 fn envelope(header: Value, body: Value) -> String {
@@ -379,7 +420,11 @@ fn header(type_: &str, name: &str, target: &str) -> Value {
 fn payload_that_is_not_json() {
     let bad = decode(SUBJECT, "{not json");
     assert!(matches!(bad.error, DecodeError::Envelope(_)));
-    assert!(bad.error.to_string().starts_with("payload is not JSON"), "{}", bad.error);
+    assert!(
+        bad.error.to_string().starts_with("payload is not JSON"),
+        "{}",
+        bad.error
+    );
     assert_eq!(bad.request_id, "");
     assert_eq!(bad.target, "PB1.CONTROL", "the subject's target is echoed");
     let r = bad.response();
@@ -392,14 +437,23 @@ fn envelope_without_header_or_body_or_with_wrong_shapes() {
         ("[1,2]", "payload is not a JSON object"),
         (r#"{"body":{}}"#, "envelope lacks `header`"),
         (r#"{"header":{"requestId":"r-9"}}"#, "envelope lacks `body`"),
-        (r#"{"header":"x","body":{}}"#, "envelope `header` is not a JSON object"),
-        (r#"{"header":{"requestId":"r-9"},"body":[]}"#, "envelope `body` is not a JSON object"),
+        (
+            r#"{"header":"x","body":{}}"#,
+            "envelope `header` is not a JSON object",
+        ),
+        (
+            r#"{"header":{"requestId":"r-9"},"body":[]}"#,
+            "envelope `body` is not a JSON object",
+        ),
     ] {
         let bad = decode(SUBJECT, payload);
         assert_eq!(bad.error.to_string(), want, "{payload}");
     }
     // requestId is echoed even when the body is missing
-    assert_eq!(decode(SUBJECT, r#"{"header":{"requestId":"r-9"}}"#).request_id, "r-9");
+    assert_eq!(
+        decode(SUBJECT, r#"{"header":{"requestId":"r-9"}}"#).request_id,
+        "r-9"
+    );
 }
 
 #[test]
@@ -422,7 +476,10 @@ fn missing_header_fields() {
 fn wrong_or_unknown_type() {
     let bad = decode(
         SUBJECT,
-        &envelope(header("cti.event", "cti.query.capabilities", "PB1.CONTROL"), json!({})),
+        &envelope(
+            header("cti.event", "cti.query.capabilities", "PB1.CONTROL"),
+            json!({}),
+        ),
     );
     assert_eq!(
         bad.error.to_string(),
@@ -432,12 +489,18 @@ fn wrong_or_unknown_type() {
     assert_eq!(bad.name, "cti.query.capabilities");
     let bad = decode(
         SUBJECT,
-        &envelope(header("cti.request", "cti.query.capabilities", "PB1.CONTROL"), json!({})),
+        &envelope(
+            header("cti.request", "cti.query.capabilities", "PB1.CONTROL"),
+            json!({}),
+        ),
     );
     assert!(matches!(bad.error, DecodeError::WrongType { .. }));
     let bad = decode(
         SUBJECT,
-        &envelope(header("query", "cti.query.capabilities", "PB1.CONTROL"), json!({})),
+        &envelope(
+            header("query", "cti.query.capabilities", "PB1.CONTROL"),
+            json!({}),
+        ),
     );
     assert_eq!(bad.error, DecodeError::UnknownType("query".into()));
 }
@@ -445,13 +508,36 @@ fn wrong_or_unknown_type() {
 #[test]
 fn name_unknown_for_the_subjects_kind() {
     let cases = [
-        (SUBJECT, "cti.query.nothing", "PB1.CONTROL", "`cti.query.nothing` is not a message a control destination accepts"),
-        ("pb.session.s-1", "cti.query.capabilities", "s-1", "`cti.query.capabilities` is not a message a session destination accepts (it is a control message)"),
-        ("pb.channel.s.g.c", "channel.activated", "s.g.c", "`channel.activated` is not a message a channel destination accepts (it is an event)"),
-        ("pb.channel.s.g.c", "", "s.g.c", "`` is not a message a channel destination accepts"),
+        (
+            SUBJECT,
+            "cti.query.nothing",
+            "PB1.CONTROL",
+            "`cti.query.nothing` is not a message a control destination accepts",
+        ),
+        (
+            "pb.session.s-1",
+            "cti.query.capabilities",
+            "s-1",
+            "`cti.query.capabilities` is not a message a session destination accepts (it is a control message)",
+        ),
+        (
+            "pb.channel.s.g.c",
+            "channel.activated",
+            "s.g.c",
+            "`channel.activated` is not a message a channel destination accepts (it is an event)",
+        ),
+        (
+            "pb.channel.s.g.c",
+            "",
+            "s.g.c",
+            "`` is not a message a channel destination accepts",
+        ),
     ];
     for (subject, name, target, want) in cases {
-        let bad = decode(subject, &envelope(header("cti.query", name, target), json!({})));
+        let bad = decode(
+            subject,
+            &envelope(header("cti.query", name, target), json!({})),
+        );
         assert_eq!(bad.error.to_string(), want);
         assert_eq!(bad.response().name, name, "the name is echoed as read");
     }
@@ -461,7 +547,10 @@ fn name_unknown_for_the_subjects_kind() {
 fn target_that_does_not_match_the_subject() {
     let bad = decode(
         SUBJECT,
-        &envelope(header("cti.query", "cti.query.capabilities", "PB2.CONTROL"), json!({})),
+        &envelope(
+            header("cti.query", "cti.query.capabilities", "PB2.CONTROL"),
+            json!({}),
+        ),
     );
     assert_eq!(
         bad.error.to_string(),
@@ -470,15 +559,21 @@ fn target_that_does_not_match_the_subject() {
     assert_eq!(bad.target, "PB2.CONTROL", "the header's target is echoed");
     let bad = decode(
         SUBJECT,
-        &envelope(header("cti.query", "cti.query.capabilities", "PB1..CONTROL"), json!({})),
+        &envelope(
+            header("cti.query", "cti.query.capabilities", "PB1..CONTROL"),
+            json!({}),
+        ),
     );
     assert!(matches!(bad.error, DecodeError::BadTarget { .. }));
     // the percent-encoded subject matches the raw header target
     let ok = Command::decode(
         &Subjects::default(),
         "pb.control.Main%20PB.CONTROL",
-        envelope(header("cti.query", "cti.query.capabilities", "Main PB.CONTROL"), json!({}))
-            .as_bytes(),
+        envelope(
+            header("cti.query", "cti.query.capabilities", "Main PB.CONTROL"),
+            json!({}),
+        )
+        .as_bytes(),
     );
     assert!(ok.is_ok());
 }
@@ -488,7 +583,10 @@ fn body_missing_a_property_or_with_a_wrong_type() {
     let h = header("cti.query", "cti.query.agentinfo", "PB1.CONTROL");
     let bad = decode(
         SUBJECT,
-        &envelope(h.clone(), json!({"agentId": "1001", "requestingAgentLogin": "1001"})),
+        &envelope(
+            h.clone(),
+            json!({"agentId": "1001", "requestingAgentLogin": "1001"}),
+        ),
     );
     assert_eq!(
         bad.error.to_string(),
@@ -512,7 +610,11 @@ fn body_missing_a_property_or_with_a_wrong_type() {
             json!({"id": "c1", "name": "ext-1", "type": "FAX"}),
         ),
     );
-    assert!(bad.error.to_string().contains("unknown variant `FAX`"), "{}", bad.error);
+    assert!(
+        bad.error.to_string().contains("unknown variant `FAX`"),
+        "{}",
+        bad.error
+    );
 }
 
 #[test]
@@ -537,14 +639,28 @@ fn unknown_keys_are_ignored() {
         envelope(h, json!({"reasonCode": "lunch", "foo": [1]})).as_bytes(),
     )
     .unwrap();
-    assert_eq!(cmd.message, ChannelCommand::NotReady(reason(Some("lunch"))).into());
+    assert_eq!(
+        cmd.message,
+        ChannelCommand::NotReady(reason(Some("lunch"))).into()
+    );
 }
 
 #[test]
 fn subjects_that_are_not_ours() {
-    let payload = envelope(header("cti.query", "cti.query.capabilities", "PB1.CONTROL"), json!({}));
-    for subject in ["other.control.PB1.CONTROL", "pb.agents.PB1", "pb.control", "pb.control.a%2"] {
-        assert!(matches!(decode(subject, &payload).error, DecodeError::Subject(_)), "{subject}");
+    let payload = envelope(
+        header("cti.query", "cti.query.capabilities", "PB1.CONTROL"),
+        json!({}),
+    );
+    for subject in [
+        "other.control.PB1.CONTROL",
+        "pb.agents.PB1",
+        "pb.control",
+        "pb.control.a%2",
+    ] {
+        assert!(
+            matches!(decode(subject, &payload).error, DecodeError::Subject(_)),
+            "{subject}"
+        );
     }
 }
 

@@ -71,7 +71,6 @@ impl Config {
             instance,
         })
     }
-
 }
 
 /// Read a positive number of milliseconds.
@@ -115,8 +114,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(move |k| map.get(k).cloned())
     }
 
@@ -133,10 +134,15 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         let e = with(&[("PB_DEADLINE_MS", "soon")]).unwrap_err().to_string();
-        assert_eq!(e, "PB_DEADLINE_MS=\"soon\" is invalid: expected a whole number");
+        assert_eq!(
+            e,
+            "PB_DEADLINE_MS=\"soon\" is invalid: expected a whole number"
+        );
         let e = with(&[("PB_DEADLINE_MS", "0")]).unwrap_err().to_string();
         assert!(e.contains("at least 1 millisecond"), "{e}");
-        let e = with(&[("PB_SUBJECT_PREFIX", "a b")]).unwrap_err().to_string();
+        let e = with(&[("PB_SUBJECT_PREFIX", "a b")])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("PB_SUBJECT_PREFIX=\"a b\" is invalid"), "{e}");
         let e = with(&[("PB_PROCESSOR", "")]).unwrap_err().to_string();
         assert!(e.starts_with("PB_PROCESSOR=\"\" is invalid"), "{e}");

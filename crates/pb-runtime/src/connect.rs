@@ -42,3 +42,8 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Whether the client is connected to a server right now.
+pub fn is_connected(client: &Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}

@@ -40,10 +40,7 @@ pub async fn open_bucket(
         {
             Ok(store) => Ok(store),
             // Another replica may have created it in the meantime.
-            Err(e) => js
-                .get_key_value(bucket)
-                .await
-                .map_err(|_| err(Box::new(e))),
+            Err(e) => js.get_key_value(bucket).await.map_err(|_| err(Box::new(e))),
         },
     }
 }
@@ -70,6 +67,17 @@ pub fn key(parts: &[&str]) -> String {
     out
 }
 
+/// The name of a deployment's bucket: the subject prefix (non-alphanumerics as `_`), then
+/// `_`, then `name`; so deployments with different prefixes share an account safely.
+pub fn bucket_name(subjects: &pb_protocol::Subjects, name: &str) -> String {
+    let prefix: String = subjects
+        .prefix()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::key;
@@ -81,17 +89,12 @@ mod tests {
         assert_eq!(key(&["a", ""]), "a._");
         assert_ne!(key(&["a.b"]), key(&["a", "b"]));
         assert_ne!(key(&["_"]), key(&[""]));
-        assert!(key(&["é*>%", "{GUID}"]).bytes().all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)));
+        let acme = pb_protocol::Subjects::new("acme.pb").unwrap();
+        assert_eq!(super::bucket_name(&acme, "replies"), "acme_pb_replies");
+        assert!(
+            key(&["é*>%", "{GUID}"])
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b))
+        );
     }
-}
-
-/// The name of a deployment's bucket: the subject prefix (non-alphanumerics as `_`), then
-/// `_`, then `name`; so deployments with different prefixes share an account safely.
-pub fn bucket_name(subjects: &pb_protocol::Subjects, name: &str) -> String {
-    let prefix: String = subjects
-        .prefix()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("{prefix}_{name}")
 }

@@ -2,6 +2,8 @@
 //! JSON by `PB_LOG_FORMAT`. No log line carries a password: secrets are `pb_protocol::Secret`,
 //! whose `Debug` prints `***`, and payloads are never logged raw.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. Call once, from `main`.
@@ -15,7 +17,8 @@ pub fn init() {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let json = std::env::var("PB_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     if json {
         builder.json().init();

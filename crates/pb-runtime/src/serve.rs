@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::Shutdown;
+use crate::connect::is_connected;
 use crate::reply_cache::{Claim, ReplyCache};
 
 /// Work to run after the response and the events are out (for example, releasing CTI
@@ -121,21 +122,45 @@ pub async fn serve<H: Handler>(
             },
             _ = shutdown.requested(), if !draining => {
                 draining = true;
-                // Unsubscribe; what is already buffered still arrives, then `next` ends.
-                if let Err(e) = subscriber.drain().await {
-                    tracing::warn!(error = %e, "draining the subscription failed");
+                if !is_connected(&context.client) {
+                    tracing::warn!("NATS is unreachable: stopping without draining");
                     break;
+                }
+                // Unsubscribe; what is already buffered still arrives, then `next` ends.
+                // Bounded: with NATS gone, draining cannot complete and must not hang.
+                match tokio::time::timeout(NATS_STEP, subscriber.drain()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "draining the subscription failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!("draining the subscription timed out (NATS unreachable?)");
+                        break;
+                    }
                 }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
     while tasks.join_next().await.is_some() {}
-    context.client.flush().await.map_err(|e| ServeError {
-        subject: "(flush)".into(),
-        source: Box::new(e),
-    })
+    if !is_connected(&context.client) {
+        return Ok(());
+    }
+    match tokio::time::timeout(NATS_STEP, context.client.flush()).await {
+        Ok(result) => result.map_err(|e| ServeError {
+            subject: "(flush)".into(),
+            source: Box::new(e),
+        }),
+        Err(_) => {
+            tracing::warn!("final flush timed out: NATS is unreachable, unsent replies are lost");
+            Ok(())
+        }
+    }
 }
+
+/// How long one NATS step of a shutdown may take before it is given up.
+pub const NATS_STEP: Duration = Duration::from_secs(3);
 
 async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_nats::Message) {
     let Some(reply_to) = message.reply.clone() else {
@@ -155,7 +180,12 @@ async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_na
                 error = %bad.error,
                 "bad command answered FAILURE"
             );
-            publish(&context.client, reply_to.to_string(), bad.response().encode().into()).await;
+            publish(
+                &context.client,
+                reply_to.to_string(),
+                bad.response().encode().into(),
+            )
+            .await;
             return;
         }
     };
@@ -181,24 +211,27 @@ async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_na
                 Err(e) => {
                     tracing::error!(error = %e, "reply cache unavailable");
                     let response = command.respond(Outcome::failure(e.to_string()));
-                    publish(&context.client, reply_to.to_string(), response.encode().into())
-                        .await;
+                    publish(
+                        &context.client,
+                        reply_to.to_string(),
+                        response.encode().into(),
+                    )
+                    .await;
                     return;
                 }
             }
         } else {
             None
         };
-        let reply = match tokio::time::timeout(context.deadline, handler.handle(command.clone()))
-            .await
-        {
-            Ok(reply) => reply,
-            Err(_) => Reply::failure(format!(
-                "{} was not answered within the deadline of {} ms",
-                command.name(),
-                context.deadline.as_millis()
-            )),
-        };
+        let reply =
+            match tokio::time::timeout(context.deadline, handler.handle(command.clone())).await {
+                Ok(reply) => reply,
+                Err(_) => Reply::failure(format!(
+                    "{} was not answered within the deadline of {} ms",
+                    command.name(),
+                    context.deadline.as_millis()
+                )),
+            };
         match &reply.outcome {
             Outcome::Success(_) => tracing::info!("SUCCESS"),
             Outcome::Failure(why) => tracing::info!(error = %why, "FAILURE"),

@@ -19,22 +19,37 @@ fn target() -> Target {
 async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
     let server = NatsServer::start();
     let cache = cache(&server).await;
-    let Claim::Fresh(slot) = cache.claim(&target(), "{r-1}", Duration::from_secs(5)).await.unwrap() else {
+    let Claim::Fresh(slot) = cache
+        .claim(&target(), "{r-1}", Duration::from_secs(5))
+        .await
+        .unwrap()
+    else {
         panic!("the first claim must be fresh");
     };
     cache.complete(slot, "answer-1".into()).await.unwrap();
-    match cache.claim(&target(), "{r-1}", Duration::from_secs(5)).await.unwrap() {
+    match cache
+        .claim(&target(), "{r-1}", Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
         Claim::Answered(a) => assert_eq!(&a[..], b"answer-1"),
         Claim::Fresh(_) => panic!("a repeat must not be acted on"),
     }
     // Another requestId, or the same requestId on another target, is new.
     assert!(matches!(
-        cache.claim(&target(), "{r-2}", Duration::from_secs(5)).await.unwrap(),
+        cache
+            .claim(&target(), "{r-2}", Duration::from_secs(5))
+            .await
+            .unwrap(),
         Claim::Fresh(_)
     ));
     assert!(matches!(
         cache
-            .claim(&Target::new("s-1").unwrap(), "{r-1}", Duration::from_secs(5))
+            .claim(
+                &Target::new("s-1").unwrap(),
+                "{r-1}",
+                Duration::from_secs(5)
+            )
             .await
             .unwrap(),
         Claim::Fresh(_)
@@ -45,13 +60,21 @@ async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
 async fn a_retry_during_the_first_attempt_waits_for_its_answer() {
     let server = NatsServer::start();
     let cache = cache(&server).await;
-    let Claim::Fresh(slot) = cache.claim(&target(), "r", Duration::from_secs(5)).await.unwrap() else {
+    let Claim::Fresh(slot) = cache
+        .claim(&target(), "r", Duration::from_secs(5))
+        .await
+        .unwrap()
+    else {
         panic!("fresh");
     };
     let other = cache.clone();
-    let retry = tokio::spawn(async move { other.claim(&target(), "r", Duration::from_secs(5)).await });
+    let retry =
+        tokio::spawn(async move { other.claim(&target(), "r", Duration::from_secs(5)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!retry.is_finished(), "the retry must wait while the first attempt runs");
+    assert!(
+        !retry.is_finished(),
+        "the retry must wait while the first attempt runs"
+    );
     cache.complete(slot, "late answer".into()).await.unwrap();
     match retry.await.unwrap().unwrap() {
         Claim::Answered(a) => assert_eq!(&a[..], b"late answer"),
@@ -69,6 +92,12 @@ async fn a_retry_takes_over_when_the_first_attempt_died() {
     };
     let started = Instant::now();
     let claim = cache.claim(&target(), "r", deadline).await.unwrap();
-    assert!(matches!(claim, Claim::Fresh(_)), "the retry takes the request over");
-    assert!(started.elapsed() >= Duration::from_millis(300), "but only after the deadline");
+    assert!(
+        matches!(claim, Claim::Fresh(_)),
+        "the retry takes the request over"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "but only after the deadline"
+    );
 }

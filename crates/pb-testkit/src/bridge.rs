@@ -53,8 +53,11 @@ impl Bridge {
             "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
             "body": body,
         });
-        self.send_raw(&self.subject_of(name, target), payload.to_string().into_bytes())
-            .await
+        self.send_raw(
+            &self.subject_of(name, target),
+            payload.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// The command subject for `name` on `target`.
@@ -103,8 +106,14 @@ impl EventStream {
         let value: Value = serde_json::from_slice(&message.payload).expect("event JSON");
         Some(RawEvent {
             subject: message.subject.to_string(),
-            name: value["header"]["name"].as_str().unwrap_or_default().to_owned(),
-            target: value["header"]["target"].as_str().unwrap_or_default().to_owned(),
+            name: value["header"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            target: value["header"]["target"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             body: value["body"].clone(),
         })
     }
@@ -177,7 +186,14 @@ impl Bridge {
     }
 
     /// Send a command whose response arrives on the tap.
-    pub async fn send_tapped(&self, tap: &Tap, name: &str, target: &str, body: Value, request_id: &str) {
+    pub async fn send_tapped(
+        &self,
+        tap: &Tap,
+        name: &str,
+        target: &str,
+        body: Value,
+        request_id: &str,
+    ) {
         let type_ = match name.split('.').nth(1) {
             Some("query") => "cti.query",
             _ => "cti.request",
@@ -188,7 +204,11 @@ impl Bridge {
         });
         let inbox = format!("{}.{}", tap.inbox_prefix, uuid::Uuid::new_v4().simple());
         self.client
-            .publish_with_reply(self.subject_of(name, target), inbox, payload.to_string().into())
+            .publish_with_reply(
+                self.subject_of(name, target),
+                inbox,
+                payload.to_string().into(),
+            )
             .await
             .expect("publish");
         self.client.flush().await.expect("flush");

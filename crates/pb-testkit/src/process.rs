@@ -42,7 +42,9 @@ impl Process {
         if std::env::var_os("PB_LOG").is_none() && !env.iter().any(|(k, _)| *k == "PB_LOG") {
             command.env("PB_LOG", "debug,async_nats=info");
         }
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();

@@ -20,9 +20,10 @@ use futures::StreamExt;
 use pb_protocol::control::{Capabilities, ControlEvent, ServerStatusChanged};
 use pb_protocol::{Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::connect::is_connected;
 use pb_runtime::kv::BucketError;
 use pb_runtime::reply_cache::ReplyCache;
-use pb_runtime::serve::{Context, ServeError, publish_event, serve};
+use pb_runtime::serve::{Context, NATS_STEP, ServeError, publish_event, serve};
 use pb_runtime::{Config, CtiClient, Shutdown};
 use tokio::sync::RwLock;
 
@@ -117,7 +118,11 @@ impl Control {
 
     /// At shutdown: if no other replica of this processor answers, report stopping-service.
     async fn stop_if_last(&self, peers_subject: &str) {
-        let others = match self.client.request(peers_subject.to_owned(), "".into()).await {
+        let others = match self
+            .client
+            .request(peers_subject.to_owned(), "".into())
+            .await
+        {
             Ok(reply) => Some(String::from_utf8_lossy(&reply.payload).into_owned()),
             Err(_) => None, // no responders: this is the last replica
         };
@@ -142,7 +147,11 @@ fn remaining(until: Instant) -> Duration {
 }
 
 /// Serve the control destination until `shutdown`, then stop gracefully.
-pub async fn run(client: Client, config: ControlConfig, mut shutdown: Shutdown) -> Result<(), ControlError> {
+pub async fn run(
+    client: Client,
+    config: ControlConfig,
+    mut shutdown: Shutdown,
+) -> Result<(), ControlError> {
     let common = &config.common;
     let subjects = common.subjects.clone();
     let js = async_nats::jetstream::new(client.clone());
@@ -153,7 +162,9 @@ pub async fn run(client: Client, config: ControlConfig, mut shutdown: Shutdown) 
         let client = client.clone();
         async move {
             let result = if queue {
-                client.queue_subscribe(subject.clone(), QUEUE_GROUP.into()).await
+                client
+                    .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
+                    .await
             } else {
                 client.subscribe(subject.clone()).await
             };
@@ -192,7 +203,12 @@ pub async fn run(client: Client, config: ControlConfig, mut shutdown: Shutdown) 
         deadline: common.deadline,
     };
     let server = tokio::spawn(serve(commands, context, control.clone(), serving.clone()));
-    let watcher = tokio::spawn(link::follow(control.clone(), links, config.link_poll, serving.clone()));
+    let watcher = tokio::spawn(link::follow(
+        control.clone(),
+        links,
+        config.link_poll,
+        serving.clone(),
+    ));
     let instance = common.instance.clone();
     let peer_client = client.clone();
     let answering = tokio::spawn(async move {
@@ -207,12 +223,22 @@ pub async fn run(client: Client, config: ControlConfig, mut shutdown: Shutdown) 
     // Stop answering peers (dropping the subscription unsubscribes), then ask for others.
     answering.abort();
     let _ = answering.await;
-    let _ = client.flush().await;
-    control.stop_if_last(&peers_subject).await;
+    if is_connected(&client) {
+        let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
+        if tokio::time::timeout(NATS_STEP, control.stop_if_last(&peers_subject))
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not settle the stop with the other replicas in time");
+        }
+    } else {
+        tracing::warn!("NATS is unreachable: stopping without reporting stopping-service");
+    }
     tokio::time::sleep(config.drain_grace).await;
     stop_serving.fire();
     let served = server.await;
-    let _ = watcher.await;
+    // The link follower holds no work that must finish.
+    watcher.abort();
     match served {
         Ok(result) => result.map_err(ControlError::from),
         Err(e) => Err(ControlError::Subscribe {

@@ -16,7 +16,12 @@ use pb_runtime::{CtiCallError, Shutdown};
 use crate::Control;
 
 /// Follow link events and poll the adapter every `poll` until `shutdown`.
-pub async fn follow(control: Arc<Control>, mut events: Subscriber, poll: Duration, mut shutdown: Shutdown) {
+pub async fn follow(
+    control: Arc<Control>,
+    mut events: Subscriber,
+    poll: Duration,
+    mut shutdown: Shutdown,
+) {
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -51,13 +56,15 @@ pub async fn check(control: &Control, timeout: Duration) {
 /// Record a link state; raise the events if this replica's write changed it.
 pub async fn apply(control: &Control, link: LinkEvent) {
     let up = link.up;
-    let (before, after) = match control.store.update(|r| {
-        // Keep the first reason of an outage rather than rewriting it on every poll.
-        if r.link.as_ref().map(|l| l.up) != Some(up) {
-            r.link = Some(link.clone());
-        }
-    })
-    .await
+    let (before, after) = match control
+        .store
+        .update(|r| {
+            // Keep the first reason of an outage rather than rewriting it on every poll.
+            if r.link.as_ref().map(|l| l.up) != Some(up) {
+                r.link = Some(link.clone());
+            }
+        })
+        .await
     {
         Ok(change) => change,
         Err(e) => {
@@ -70,7 +77,11 @@ pub async fn apply(control: &Control, link: LinkEvent) {
     }
     tracing::info!(up, reason = ?after.link.as_ref().and_then(|l| l.reason.as_deref()), "CTI link changed");
     if up {
-        if let Ok(caps) = control.cti.call(&GetCapabilities {}, Duration::from_secs(1)).await {
+        if let Ok(caps) = control
+            .cti
+            .call(&GetCapabilities {}, Duration::from_secs(1))
+            .await
+        {
             *control.capabilities.write().await = Some(caps);
         }
     }
@@ -81,11 +92,17 @@ pub async fn apply(control: &Control, link: LinkEvent) {
         (_, false) => {
             let reason = link.reason.unwrap_or_else(|| "the CTI link dropped".into());
             control
-                .publish(&control.event(ControlEvent::CommunicationLost(CommunicationLost { reason })))
+                .publish(
+                    &control.event(ControlEvent::CommunicationLost(CommunicationLost {
+                        reason,
+                    })),
+                )
                 .await;
         }
         (Some(old), true) if !old.up => {
-            control.publish(&control.event(ControlEvent::CommunicationRestored)).await;
+            control
+                .publish(&control.event(ControlEvent::CommunicationRestored))
+                .await;
         }
         _ => {}
     }

@@ -6,8 +6,8 @@
 
 use async_nats::jetstream::{self, kv};
 use pb_cti::LinkEvent;
-use pb_protocol::control::ServerStatus;
 use pb_protocol::Subjects;
+use pb_protocol::control::ServerStatus;
 use pb_runtime::kv::{BucketError, bucket_name, key, open_bucket};
 use serde::{Deserialize, Serialize};
 
@@ -156,11 +156,19 @@ mod tests {
             link: link(true),
             ..Default::default()
         };
-        assert!(r.refuse_sessions().unwrap().contains("not reported in-service"));
+        assert!(
+            r.refuse_sessions()
+                .unwrap()
+                .contains("not reported in-service")
+        );
         r.reported = true;
         assert_eq!(r.refuse_sessions(), None);
         r.link = link(false);
-        assert!(r.refuse_sessions().unwrap().contains("pausing-service: cable cut"));
+        assert!(
+            r.refuse_sessions()
+                .unwrap()
+                .contains("pausing-service: cable cut")
+        );
         r.link = link(true);
         r.stopping = true;
         assert!(r.refuse_sessions().unwrap().contains("stopping-service"));

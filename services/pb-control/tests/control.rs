@@ -37,7 +37,9 @@ fn env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static str, 
 
 async fn system(replicas: usize, extra: &[(&'static str, &str)]) -> System {
     let nats = NatsServer::start();
-    let sim = Process::spawn("pb-cti-sim", &env(&nats, extra)).ready().await;
+    let sim = Process::spawn("pb-cti-sim", &env(&nats, extra))
+        .ready()
+        .await;
     let mut controls = Vec::new();
     for i in 0..replicas {
         let instance = format!("control-{i}");
@@ -75,7 +77,12 @@ impl System {
     }
 
     fn logs(&self) -> String {
-        let mut all = self.controls.iter().map(Process::logs).collect::<Vec<_>>().join("\n");
+        let mut all = self
+            .controls
+            .iter()
+            .map(Process::logs)
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Some(sim) = &self.sim {
             all.push_str(&sim.logs());
         }
@@ -106,7 +113,13 @@ async fn initialisation_answers_status_before_its_event_then_capabilities() {
     let sys = system(1, &[]).await;
     let mut tap = sys.bridge.tap().await;
     sys.bridge
-        .send_tapped(&tap, "cti.request.serverstatus", TARGET, json!({}), "{init-1}")
+        .send_tapped(
+            &tap,
+            "cti.request.serverstatus",
+            TARGET,
+            json!({}),
+            "{init-1}",
+        )
         .await;
     let seen = tap.collect(SECOND).await;
     let order: Vec<(&str, &str)> = seen.iter().map(|s| (s.kind(), s.name())).collect();
@@ -155,7 +168,10 @@ async fn agent_info_and_credential_validation() {
             json!({"agentId": "1002", "requestingAgentLogin": "1001", "requestingAgentPassword": CANARY}),
         )
         .await;
-    assert_eq!(failure(&wrong), "wrong login or password for requesting agent `1001`");
+    assert_eq!(
+        failure(&wrong),
+        "wrong login or password for requesting agent `1001`"
+    );
 
     let ok = sys
         .send(
@@ -179,7 +195,8 @@ async fn agent_info_and_credential_validation() {
         .await;
     assert_eq!(failure(&unknown), "the CTI knows no agent `9999`");
     // Rejected by the CTI (fault injection).
-    sys.admin("reject", json!({"agent_id": "1003", "rejected": true})).await;
+    sys.admin("reject", json!({"agent_id": "1003", "rejected": true}))
+        .await;
     let rejected = sys
         .send(
             "cti.request.validateagentcredentials",
@@ -192,14 +209,21 @@ async fn agent_info_and_credential_validation() {
 #[tokio::test]
 async fn create_session_is_refused_before_in_service_on_bad_credentials_and_while_pausing() {
     let sys = system(1, &[]).await;
-    let before = sys.send("cti.request.createsession", session_request("pw-1001")).await;
-    assert!(failure(&before).contains("has not reported in-service yet"), "{before:?}");
+    let before = sys
+        .send("cti.request.createsession", session_request("pw-1001"))
+        .await;
+    assert!(
+        failure(&before).contains("has not reported in-service yet"),
+        "{before:?}"
+    );
 
     let mut events = sys.bridge.events().await;
     sys.report_status().await;
     events.expect("cti.serverstatuschanged", SECOND).await;
 
-    let bad = sys.send("cti.request.createsession", session_request(CANARY)).await;
+    let bad = sys
+        .send("cti.request.createsession", session_request(CANARY))
+        .await;
     assert_eq!(failure(&bad), "wrong login or password for agent `1001`");
     let bad_target = sys
         .send(
@@ -211,18 +235,23 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
 
     // In service with good credentials, control hands off to the session service; with none
     // running, the FAILURE says so (the hand-off itself is the session service's test).
-    let handed = sys.send("cti.request.createsession", session_request("pw-1001")).await;
+    let handed = sys
+        .send("cti.request.createsession", session_request("pw-1001"))
+        .await;
     assert_eq!(
         failure(&handed),
         "no session service is running (nobody answers pb.int.session.create)"
     );
 
-    sys.admin("link", json!({"up": false, "reason": "switch maintenance"})).await;
+    sys.admin("link", json!({"up": false, "reason": "switch maintenance"}))
+        .await;
     let lost = events.expect("cti.communicationlost", SECOND * 3).await;
     assert_eq!(lost.body["reason"], "switch maintenance");
     let status = events.expect("cti.serverstatuschanged", SECOND).await;
     assert_eq!(status.body["status"], "pausing-service");
-    let paused = sys.send("cti.request.createsession", session_request("pw-1001")).await;
+    let paused = sys
+        .send("cti.request.createsession", session_request("pw-1001"))
+        .await;
     assert_eq!(
         failure(&paused),
         "cannot create a session while the client is pausing-service: switch maintenance"
@@ -243,7 +272,9 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
     assert_eq!(restored.target, TARGET);
     let status = events.expect("cti.serverstatuschanged", SECOND).await;
     assert_eq!(status.body["status"], "in-service");
-    let again = sys.send("cti.request.createsession", session_request("pw-1001")).await;
+    let again = sys
+        .send("cti.request.createsession", session_request("pw-1001"))
+        .await;
     assert!(failure(&again).starts_with("no session service is running"));
 }
 
@@ -256,8 +287,13 @@ async fn create_session_is_refused_while_stopping() {
     sys.controls[0].signal("TERM");
     let stopping = events.expect("cti.serverstatuschanged", SECOND * 2).await;
     assert_eq!(stopping.body["status"], "stopping-service");
-    let refused = sys.send("cti.request.createsession", session_request("pw-1001")).await;
-    assert_eq!(failure(&refused), "cannot create a session while the client is stopping-service");
+    let refused = sys
+        .send("cti.request.createsession", session_request("pw-1001"))
+        .await;
+    assert_eq!(
+        failure(&refused),
+        "cannot create a session while the client is stopping-service"
+    );
     // Existing work is still served during the grace period, then the replica exits cleanly.
     success(&sys.send("cti.query.capabilities", json!({})).await);
     let status = sys.controls[0].wait_exit(SECOND * 10).await;
@@ -266,7 +302,8 @@ async fn create_session_is_refused_while_stopping() {
     // A replica coming back ends the stop.
     let mut e = env(&sys.nats, &[]);
     e.push(("PB_INSTANCE", "control-back".to_owned()));
-    sys.controls.push(Process::spawn("pb-control", &e).ready().await);
+    sys.controls
+        .push(Process::spawn("pb-control", &e).ready().await);
     let back = events.expect("cti.serverstatuschanged", SECOND * 3).await;
     assert_eq!(back.body["status"], "in-service");
 }
@@ -280,9 +317,26 @@ async fn one_replica_stopping_does_not_stop_the_processor() {
     sys.controls[0].signal("TERM");
     sys.controls[0].wait_exit(SECOND * 10).await;
     let after = events.collect(SECOND).await;
-    assert!(after.is_empty(), "no status change while a replica remains: {after:?}");
-    assert!(sys.controls[0].logs().contains("another control replica serves on"));
+    assert!(
+        after.is_empty(),
+        "no status change while a replica remains: {after:?}"
+    );
+    assert!(
+        sys.controls[0]
+            .logs()
+            .contains("another control replica serves on")
+    );
     success(&sys.send("cti.query.capabilities", json!({})).await);
+}
+
+#[tokio::test]
+async fn sigterm_exits_promptly_even_when_nats_is_gone() {
+    let mut sys = system(1, &[]).await;
+    sys.report_status().await;
+    drop(std::mem::replace(&mut sys.nats, NatsServer::start()));
+    sys.controls[0].signal("TERM");
+    let status = sys.controls[0].wait_exit(SECOND * 15).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
@@ -318,12 +372,22 @@ async fn bad_input_of_every_kind_is_answered_failure_and_the_service_keeps_servi
         assert_eq!(r.request_id, request_id);
     }
     // A command without a reply subject cannot be answered; it is logged, not fatal.
-    sys.bridge.client.publish(subject, "{}".into()).await.unwrap();
+    sys.bridge
+        .client
+        .publish(subject, "{}".into())
+        .await
+        .unwrap();
     success(&sys.send("cti.query.capabilities", json!({})).await);
     sys.controls[0]
-        .wait_for_log("a command without a reply subject cannot be answered", SECOND)
+        .wait_for_log(
+            "a command without a reply subject cannot be answered",
+            SECOND,
+        )
         .await;
-    assert!(!sys.logs().contains("12345"), "a mistyped password reached a log");
+    assert!(
+        !sys.logs().contains("12345"),
+        "a mistyped password reached a log"
+    );
 }
 
 #[tokio::test]
@@ -332,18 +396,33 @@ async fn a_repeated_request_id_is_answered_again_without_acting_twice() {
     let mut tap = sys.bridge.tap().await;
     for _ in 0..4 {
         sys.bridge
-            .send_tapped(&tap, "cti.request.serverstatus", TARGET, json!({}), "{same}")
+            .send_tapped(
+                &tap,
+                "cti.request.serverstatus",
+                TARGET,
+                json!({}),
+                "{same}",
+            )
             .await;
     }
     let seen = tap.collect(SECOND * 2).await;
     let responses: Vec<_> = seen.iter().filter(|s| s.kind() == "cti.response").collect();
     let events: Vec<_> = seen.iter().filter(|s| s.kind() == "cti.event").collect();
     assert_eq!(responses.len(), 4, "every copy is answered: {seen:?}");
-    assert!(responses.iter().all(|r| r.json == responses[0].json), "with the same answer");
+    assert!(
+        responses.iter().all(|r| r.json == responses[0].json),
+        "with the same answer"
+    );
     assert_eq!(events.len(), 1, "but acted on once: {events:?}");
     // A fresh requestId acts again.
     sys.bridge
-        .send_tapped(&tap, "cti.request.serverstatus", TARGET, json!({}), "{other}")
+        .send_tapped(
+            &tap,
+            "cti.request.serverstatus",
+            TARGET,
+            json!({}),
+            "{other}",
+        )
         .await;
     let seen = tap.collect(SECOND).await;
     assert_eq!(seen.iter().filter(|s| s.kind() == "cti.event").count(), 1);
@@ -356,11 +435,23 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
     let n = 60;
     for i in 0..n {
         sys.bridge
-            .send_tapped(&tap, "cti.query.capabilities", TARGET, json!({}), &format!("q-{i}"))
+            .send_tapped(
+                &tap,
+                "cti.query.capabilities",
+                TARGET,
+                json!({}),
+                &format!("q-{i}"),
+            )
             .await;
     }
     sys.bridge
-        .send_tapped(&tap, "cti.request.serverstatus", TARGET, json!({}), "status-1")
+        .send_tapped(
+            &tap,
+            "cti.request.serverstatus",
+            TARGET,
+            json!({}),
+            "status-1",
+        )
         .await;
     let seen = tap.collect(SECOND * 2).await;
     let mut per_id: HashMap<String, usize> = HashMap::new();
@@ -377,14 +468,18 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
     }
 
     // A link drop seen by both replicas (events and polling) is raised once.
-    sys.admin("link", json!({"up": false, "reason": "fibre cut"})).await;
+    sys.admin("link", json!({"up": false, "reason": "fibre cut"}))
+        .await;
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["cti.communicationlost", "cti.serverstatuschanged"]);
     sys.admin("link", json!({"up": true})).await;
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
-    assert_eq!(names, ["cti.communicationrestored", "cti.serverstatuschanged"]);
+    assert_eq!(
+        names,
+        ["cti.communicationrestored", "cti.serverstatuschanged"]
+    );
 }
 
 #[tokio::test]
@@ -400,7 +495,10 @@ async fn a_slow_cti_beyond_the_deadline_is_a_failure_within_the_deadline() {
         .await;
     let took = started.elapsed();
     assert_eq!(failure(&r), "the CTI did not answer within 900 ms");
-    assert!(took < Duration::from_millis(1000), "answered after {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "answered after {took:?}"
+    );
     sys.admin("delay", json!({"ms": 0})).await;
     success(
         &sys.send(
@@ -419,12 +517,19 @@ async fn a_dead_cti_adapter_is_a_lost_link_and_its_return_restores_it() {
     events.expect("cti.serverstatuschanged", SECOND).await;
     sys.sim.take().unwrap().signal("KILL");
     let lost = events.expect("cti.communicationlost", SECOND * 3).await;
-    assert!(lost.body["reason"].as_str().unwrap().starts_with("the CTI adapter does not answer"));
+    assert!(
+        lost.body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the CTI adapter does not answer")
+    );
     assert_eq!(
         events.expect("cti.serverstatuschanged", SECOND).await.body["status"],
         "pausing-service"
     );
-    let sim = Process::spawn("pb-cti-sim", &env(&sys.nats, &[])).ready().await;
+    let sim = Process::spawn("pb-cti-sim", &env(&sys.nats, &[]))
+        .ready()
+        .await;
     sys.sim = Some(sim);
     events.expect("cti.communicationrestored", SECOND * 3).await;
     assert_eq!(
@@ -438,17 +543,29 @@ async fn passwords_never_reach_a_log_line() {
     let sys = system(1, &[("PB_LOG", "trace,async_nats=debug")]).await;
     sys.report_status().await;
     for (name, body) in [
-        ("cti.query.agentinfo", json!({"agentId": "1002", "requestingAgentLogin": "1001", "requestingAgentPassword": CANARY})),
-        ("cti.request.validateagentcredentials", json!({"agentId": "1001", "agentLogin": "1001", "agentPassword": CANARY})),
+        (
+            "cti.query.agentinfo",
+            json!({"agentId": "1002", "requestingAgentLogin": "1001", "requestingAgentPassword": CANARY}),
+        ),
+        (
+            "cti.request.validateagentcredentials",
+            json!({"agentId": "1001", "agentLogin": "1001", "agentPassword": CANARY}),
+        ),
         ("cti.request.createsession", session_request(CANARY)),
         ("cti.request.createsession", session_request("pw-1001")),
-        ("cti.query.agentinfo", json!({"agentId": "1002", "requestingAgentLogin": "1001", "requestingAgentPassword": "pw-1001"})),
+        (
+            "cti.query.agentinfo",
+            json!({"agentId": "1002", "requestingAgentLogin": "1001", "requestingAgentPassword": "pw-1001"}),
+        ),
     ] {
         sys.send(name, body).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = sys.logs();
-    assert!(logs.contains("cti.request.createsession"), "the logs were captured");
+    assert!(
+        logs.contains("cti.request.createsession"),
+        "the logs were captured"
+    );
     assert!(!logs.contains(CANARY), "a wrong password reached a log");
     assert!(!logs.contains("pw-1001"), "a right password reached a log");
 }

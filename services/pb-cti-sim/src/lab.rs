@@ -61,7 +61,10 @@ impl Lab {
         let mut places: BTreeMap<String, Vec<Channel>> = BTreeMap::new();
         let mut owners: HashMap<String, Vec<String>> = HashMap::new();
         for a in &roster {
-            owners.entry(a.place.clone()).or_default().push(a.agent_id.clone());
+            owners
+                .entry(a.place.clone())
+                .or_default()
+                .push(a.agent_id.clone());
             let channels = places.entry(a.place.clone()).or_default();
             for c in &a.channels {
                 if !channels.iter().any(|x| x.endpoint == c.endpoint) {
@@ -80,7 +83,10 @@ impl Lab {
                 .iter()
                 .map(|a| (a.login.clone(), a.agent_id.clone()))
                 .collect(),
-            agents: roster.into_iter().map(|a| (a.agent_id.clone(), a)).collect(),
+            agents: roster
+                .into_iter()
+                .map(|a| (a.agent_id.clone(), a))
+                .collect(),
             places,
             owners,
             logged_in: HashMap::new(),
@@ -225,11 +231,7 @@ impl Lab {
     pub fn snapshot(&self, agent_id: &str) -> Result<AgentSnapshot, CtiError> {
         self.link_up()?;
         let agent = self.agent(agent_id)?;
-        let place = self
-            .logged_in
-            .get(agent_id)
-            .unwrap_or(&agent.place)
-            .clone();
+        let place = self.logged_in.get(agent_id).unwrap_or(&agent.place).clone();
         Ok(self.snapshot_of(agent_id, &place))
     }
 
@@ -298,7 +300,10 @@ impl Lab {
             ));
         }
         let Some(channels) = self.places.get(&place) else {
-            return Err(err(CtiErrorCode::BadRequest, format!("the CTI knows no place `{place}`")));
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("the CTI knows no place `{place}`"),
+            ));
         };
         for endpoint in endpoints {
             if !channels.iter().any(|c| &c.endpoint == endpoint) {
@@ -442,7 +447,10 @@ mod tests {
         let e = lab.validate("1001", "1001", "nope").unwrap_err();
         assert_eq!(e.code, CtiErrorCode::BadCredentials);
         assert!(!e.message.contains("nope"));
-        assert_eq!(lab.validate("9", "9", "x").unwrap_err().code, CtiErrorCode::UnknownAgent);
+        assert_eq!(
+            lab.validate("9", "9", "x").unwrap_err().code,
+            CtiErrorCode::UnknownAgent
+        );
     }
 
     #[test]
@@ -452,18 +460,30 @@ mod tests {
         assert!(snap.logged_in());
         assert_eq!(snap.place, "place-1001");
         assert_eq!(events.len(), 3, "one change per channel");
-        let (ch, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, Some("x".into())).unwrap();
+        let (ch, ev) = lab
+            .set_state("1001", "ext-1001", AgentState::Ready, Some("x".into()))
+            .unwrap();
         assert_eq!((ch.agent_state, ch.reason_code), (AgentState::Ready, None));
         assert_eq!(ev.len(), 1);
-        let (_, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, None).unwrap();
+        let (_, ev) = lab
+            .set_state("1001", "ext-1001", AgentState::Ready, None)
+            .unwrap();
         assert!(ev.is_empty(), "no change, no event");
         let (ch, _) = lab
-            .set_state("1001", "ext-1001", AgentState::NotReady, Some("lunch".into()))
+            .set_state(
+                "1001",
+                "ext-1001",
+                AgentState::NotReady,
+                Some("lunch".into()),
+            )
             .unwrap();
         assert_eq!(ch.reason_code.as_deref(), Some("lunch"));
         let (snap, events) = lab.logout("1001", &[], Some("eod".into())).unwrap();
         assert!(!snap.logged_in());
-        assert!(matches!(events.last(), Some((_, AgentEvent::LoggedOut { .. }))));
+        assert!(matches!(
+            events.last(),
+            Some((_, AgentEvent::LoggedOut { .. }))
+        ));
         assert_eq!(lab.logged_in_count(), 0);
         let (_, events) = lab.logout("1001", &[], None).unwrap();
         assert!(events.is_empty(), "logging out twice changes nothing");
@@ -474,7 +494,11 @@ mod tests {
         let mut lab = lab();
         lab.login("1001", "pw-1001", None, &[]).unwrap();
         let (_, events) = lab.logout("1001", &["ext-1001".into()], None).unwrap();
-        assert!(!events.iter().any(|(_, e)| matches!(e, AgentEvent::LoggedOut { .. })));
+        assert!(
+            !events
+                .iter()
+                .any(|(_, e)| matches!(e, AgentEvent::LoggedOut { .. }))
+        );
         // Another agent takes the freed telephony channel of place-1001: the owner hears.
         let (_, events) = lab
             .login("1002", "pw-1002", Some("place-1001"), &["ext-1001".into()])
@@ -498,7 +522,10 @@ mod tests {
         assert!(lab.set_link(false, None));
         assert!(!lab.set_link(false, None));
         assert_eq!(lab.capabilities().unwrap_err().code, CtiErrorCode::LinkDown);
-        assert_eq!(lab.snapshot("1001").unwrap_err().code, CtiErrorCode::LinkDown);
+        assert_eq!(
+            lab.snapshot("1001").unwrap_err().code,
+            CtiErrorCode::LinkDown
+        );
         assert!(lab.set_link(true, None));
         assert!(lab.capabilities().is_ok());
         assert!(lab.set_rejected("nobody", true).is_err());

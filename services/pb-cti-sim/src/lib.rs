@@ -72,14 +72,21 @@ struct Sim {
 }
 
 /// Serve until `shutdown`.
-pub async fn run(client: Client, config: SimConfig, mut shutdown: Shutdown) -> Result<(), SimError> {
+pub async fn run(
+    client: Client,
+    config: SimConfig,
+    mut shutdown: Shutdown,
+) -> Result<(), SimError> {
     let roster = match &config.roster {
         Some(path) => roster::load(path)?,
         None => roster::generate(config.agents),
     };
     let nats = |e: &dyn std::fmt::Display| SimError::Nats(e.to_string());
     let mut calls = client
-        .queue_subscribe(pb_cti::all_calls(&config.subjects), pb_cti::QUEUE_GROUP.into())
+        .queue_subscribe(
+            pb_cti::all_calls(&config.subjects),
+            pb_cti::QUEUE_GROUP.into(),
+        )
         .await
         .map_err(|e| nats(&e))?;
     let mut admin = client
@@ -109,7 +116,10 @@ pub async fn run(client: Client, config: SimConfig, mut shutdown: Shutdown) -> R
             _ = shutdown.requested() => break,
         }
     }
-    client.flush().await.map_err(|e| nats(&e))
+    match tokio::time::timeout(pb_runtime::serve::NATS_STEP, client.flush()).await {
+        Ok(flushed) => flushed.map_err(|e| nats(&e)),
+        Err(_) => Ok(()), // NATS is gone: nothing left to deliver to
+    }
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CtiError> {
@@ -143,7 +153,12 @@ impl Sim {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let op = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+        let op = message
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let payload = &message.payload;
         let mut lab = self.lab.lock().await;
         let (body, events) = match op.as_str() {
@@ -154,18 +169,29 @@ impl Sim {
                 answer::<pb_cti::GetLinkStatus>(payload, |_| Ok((lab.link(), vec![])))
             }
             pb_cti::GetAgentInfo::OP => answer::<pb_cti::GetAgentInfo>(payload, |c| {
-                lab.agent_info(&c.agent_id, &c.requester_login, c.requester_password.expose())
-                    .map(|i| (i, vec![]))
+                lab.agent_info(
+                    &c.agent_id,
+                    &c.requester_login,
+                    c.requester_password.expose(),
+                )
+                .map(|i| (i, vec![]))
             }),
-            pb_cti::ValidateCredentials::OP => answer::<pb_cti::ValidateCredentials>(payload, |c| {
-                lab.validate(&c.agent_id, &c.login, c.password.expose())
-                    .map(|d| (d, vec![]))
-            }),
+            pb_cti::ValidateCredentials::OP => {
+                answer::<pb_cti::ValidateCredentials>(payload, |c| {
+                    lab.validate(&c.agent_id, &c.login, c.password.expose())
+                        .map(|d| (d, vec![]))
+                })
+            }
             pb_cti::GetSnapshot::OP => answer::<pb_cti::GetSnapshot>(payload, |c| {
                 lab.snapshot(&c.agent_id).map(|s| (s, vec![]))
             }),
             pb_cti::Login::OP => answer::<pb_cti::Login>(payload, |c| {
-                lab.login(&c.agent_id, c.password.expose(), c.place.as_deref(), &c.endpoints)
+                lab.login(
+                    &c.agent_id,
+                    c.password.expose(),
+                    c.place.as_deref(),
+                    &c.endpoints,
+                )
             }),
             pb_cti::Logout::OP => answer::<pb_cti::Logout>(payload, |c| {
                 lab.logout(&c.agent_id, &c.endpoints, c.reason_code)
@@ -195,7 +221,12 @@ impl Sim {
             tracing::warn!(subject = %message.subject, "admin message without a reply subject ignored");
             return;
         };
-        let op = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+        let op = message
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let payload = &message.payload;
         let mut lab = self.lab.lock().await;
         let mut link_changed = None;
@@ -211,14 +242,16 @@ impl Sim {
                 Ok((Done {}, vec![]))
             }),
             admin::RejectAgent::OP => admin_answer::<admin::RejectAgent>(payload, |c| {
-                lab.set_rejected(&c.agent_id, c.rejected).map(|()| (Done {}, vec![]))
+                lab.set_rejected(&c.agent_id, c.rejected)
+                    .map(|()| (Done {}, vec![]))
             }),
             admin::ForceState::OP => admin_answer::<admin::ForceState>(payload, |c| {
                 lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
                     .map(|(_, e)| (Done {}, e))
             }),
             admin::ForceLogout::OP => admin_answer::<admin::ForceLogout>(payload, |c| {
-                lab.logout(&c.agent_id, &[], c.reason_code).map(|(_, e)| (Done {}, e))
+                lab.logout(&c.agent_id, &[], c.reason_code)
+                    .map(|(_, e)| (Done {}, e))
             }),
             admin::GetStatus::OP => admin_answer::<admin::GetStatus>(payload, |_| {
                 Ok((
@@ -246,7 +279,8 @@ impl Sim {
         }
         if let Some(link) = link_changed {
             tracing::info!(up = link.up, "CTI link changed");
-            self.publish(pb_cti::link_events(&self.subjects), &link).await;
+            self.publish(pb_cti::link_events(&self.subjects), &link)
+                .await;
         }
         self.send_events(events).await;
     }

@@ -48,8 +48,22 @@ const FIRST: [&str; 16] = [
     "Radia", "Ken", "Hedy", "Tim", "Karen", "Niklaus",
 ];
 const LAST: [&str; 16] = [
-    "Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Hamilton",
-    "Ritchie", "Perlman", "Thompson", "Lamarr", "Berners-Lee", "Sparck Jones", "Wirth",
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Backus",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Thompson",
+    "Lamarr",
+    "Berners-Lee",
+    "Sparck Jones",
+    "Wirth",
 ];
 
 /// `count` agents with ids from 1001 upward: login = id, password `pw-<id>`, place
@@ -93,11 +107,10 @@ pub fn load(path: &Path) -> Result<Vec<AgentRecord>, RosterError> {
         path: shown.clone(),
         source,
     })?;
-    let agents: Vec<AgentRecord> =
-        serde_json::from_str(&text).map_err(|e| RosterError::Parse {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+    let agents: Vec<AgentRecord> = serde_json::from_str(&text).map_err(|e| RosterError::Parse {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
     validate(&agents).map_err(|reason| RosterError::Invalid {
         path: shown,
         reason,
@@ -162,7 +175,10 @@ mod tests {
         let bad = dir.join("bad.json");
         std::fs::write(&bad, "{").unwrap();
         assert!(matches!(load(&bad), Err(RosterError::Parse { .. })));
-        assert!(matches!(load(&dir.join("missing.json")), Err(RosterError::Read { .. })));
+        assert!(matches!(
+            load(&dir.join("missing.json")),
+            Err(RosterError::Read { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -18,7 +18,10 @@ impl Handler for Control {
         let CommandMessage::Control(message) = command.message else {
             // The subscription only carries control subjects, whose decoding yields control
             // commands; answer rather than trust that.
-            return Reply::failure(format!("{} is not a control command", command.message.name()));
+            return Reply::failure(format!(
+                "{} is not a control command",
+                command.message.name()
+            ));
         };
         match message {
             ControlCommand::Capabilities => capabilities::handle(self).await,
