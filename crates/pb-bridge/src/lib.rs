@@ -256,19 +256,11 @@ impl Emulator {
             Kind::of_name(name).with_context(|| format!("`{name}` names no destination kind"))?;
         let parsed =
             Target::new(target).with_context(|| format!("`{target}` is not a valid target"))?;
-        let type_ = match name.split('.').nth(1) {
-            Some("query") => "cti.query",
-            _ => "cti.request",
-        };
-        let payload = json!({
-            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
-            "body": body,
-        });
+        let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
         let subject = self.subjects.command(kind, &parsed);
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client
-                .request(subject.clone(), payload.to_string().into()),
+            self.client.request(subject.clone(), payload.into()),
         )
         .await
         .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?

@@ -152,6 +152,18 @@ impl Response {
     }
 }
 
+/// A command envelope from raw parts, typed as its name implies; for tools that send what a
+/// user typed, well-formed or not (the typed way is [`crate::Command::encode`]).
+pub fn raw_command(name: &str, target: &str, request_id: &str, body: Value) -> Vec<u8> {
+    let mut header = Map::with_capacity(4);
+    header.insert("type".into(), json!(MessageType::of_name(name).as_str()));
+    header.insert("name".into(), json!(name));
+    header.insert("target".into(), json!(target));
+    header.insert("requestId".into(), json!(request_id));
+    let outer = json!({"header": header, "body": body});
+    serde_json::to_vec(&outer).unwrap_or_default()
+}
+
 /// What is wrong with the outer shape of a payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
@@ -291,6 +303,19 @@ mod tests {
                 "{payload}"
             );
         }
+    }
+
+    #[test]
+    fn raw_commands_take_their_type_from_the_name() {
+        let raw = raw_command("channel.request.ready", "s.g.c", "r1", json!({"x": 1}));
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["header"]["type"], "cti.request");
+        assert_eq!(v["header"]["requestId"], "r1");
+        assert_eq!(v["body"]["x"], 1);
+        let raw = raw_command("cti.query.capabilities", "PB1.CONTROL", "r2", json!([]));
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["header"]["type"], "cti.query");
+        assert_eq!(v["body"], json!([]), "a raw body is sent as given");
     }
 
     #[test]

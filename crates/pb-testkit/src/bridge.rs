@@ -3,7 +3,7 @@ use std::time::Duration;
 use async_nats::Client;
 use futures::StreamExt;
 use pb_protocol::{Kind, Response, Subjects, Target};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The bridge side of the protocol, at the JSON level, so tests can send anything.
 #[derive(Debug, Clone)]
@@ -45,19 +45,8 @@ impl Bridge {
         body: Value,
         request_id: &str,
     ) -> Response {
-        let type_ = match name.split('.').nth(1) {
-            Some("query") => "cti.query",
-            _ => "cti.request",
-        };
-        let payload = json!({
-            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
-            "body": body,
-        });
-        self.send_raw(
-            &self.subject_of(name, target),
-            payload.to_string().into_bytes(),
-        )
-        .await
+        let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
+        self.send_raw(&self.subject_of(name, target), payload).await
     }
 
     /// The command subject for `name` on `target`.
@@ -194,21 +183,10 @@ impl Bridge {
         body: Value,
         request_id: &str,
     ) {
-        let type_ = match name.split('.').nth(1) {
-            Some("query") => "cti.query",
-            _ => "cti.request",
-        };
-        let payload = json!({
-            "header": {"type": type_, "name": name, "target": target, "requestId": request_id},
-            "body": body,
-        });
+        let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
         let inbox = format!("{}.{}", tap.inbox_prefix, uuid::Uuid::new_v4().simple());
         self.client
-            .publish_with_reply(
-                self.subject_of(name, target),
-                inbox,
-                payload.to_string().into(),
-            )
+            .publish_with_reply(self.subject_of(name, target), inbox, payload.into())
             .await
             .expect("publish");
         self.client.flush().await.expect("flush");

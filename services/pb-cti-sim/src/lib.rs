@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::{Client, Message};
+use async_nats::{Client, Message, Subject};
 use futures::StreamExt;
 use pb_cti::{CtiCall, CtiError, CtiErrorCode, CtiReply, Done};
 use pb_protocol::Subjects;
@@ -135,7 +135,11 @@ impl Sim {
         }
     }
 
-    async fn send_events(&self, events: Vec<Outgoing>) {
+    /// Answer, then publish the agent events the operation caused.
+    async fn reply_then_events(&self, reply: Subject, body: Vec<u8>, events: Vec<Outgoing>) {
+        if let Err(e) = self.client.publish(reply, body.into()).await {
+            tracing::error!(error = %e, "reply failed");
+        }
         for (agent, event) in events {
             self.publish(pb_cti::agent_events(&self.subjects, &agent), &event)
                 .await;
@@ -162,13 +166,13 @@ impl Sim {
         let payload = &message.payload;
         let mut lab = self.lab.lock().await;
         let (body, events) = match op.as_str() {
-            pb_cti::GetCapabilities::OP => answer::<pb_cti::GetCapabilities>(payload, |_| {
+            pb_cti::GetCapabilities::OP => act(payload, |_: pb_cti::GetCapabilities| {
                 lab.capabilities().map(|c| (c, vec![]))
             }),
             pb_cti::GetLinkStatus::OP => {
-                answer::<pb_cti::GetLinkStatus>(payload, |_| Ok((lab.link(), vec![])))
+                act(payload, |_: pb_cti::GetLinkStatus| Ok((lab.link(), vec![])))
             }
-            pb_cti::GetAgentInfo::OP => answer::<pb_cti::GetAgentInfo>(payload, |c| {
+            pb_cti::GetAgentInfo::OP => act(payload, |c: pb_cti::GetAgentInfo| {
                 lab.agent_info(
                     &c.agent_id,
                     &c.requester_login,
@@ -176,16 +180,14 @@ impl Sim {
                 )
                 .map(|i| (i, vec![]))
             }),
-            pb_cti::ValidateCredentials::OP => {
-                answer::<pb_cti::ValidateCredentials>(payload, |c| {
-                    lab.validate(&c.agent_id, &c.login, c.password.expose())
-                        .map(|d| (d, vec![]))
-                })
-            }
-            pb_cti::GetSnapshot::OP => answer::<pb_cti::GetSnapshot>(payload, |c| {
+            pb_cti::ValidateCredentials::OP => act(payload, |c: pb_cti::ValidateCredentials| {
+                lab.validate(&c.agent_id, &c.login, c.password.expose())
+                    .map(|d| (d, vec![]))
+            }),
+            pb_cti::GetSnapshot::OP => act(payload, |c: pb_cti::GetSnapshot| {
                 lab.snapshot(&c.agent_id).map(|s| (s, vec![]))
             }),
-            pb_cti::Login::OP => answer::<pb_cti::Login>(payload, |c| {
+            pb_cti::Login::OP => act(payload, |c: pb_cti::Login| {
                 lab.login(
                     &c.agent_id,
                     c.password.expose(),
@@ -193,26 +195,16 @@ impl Sim {
                     &c.endpoints,
                 )
             }),
-            pb_cti::Logout::OP => answer::<pb_cti::Logout>(payload, |c| {
+            pb_cti::Logout::OP => act(payload, |c: pb_cti::Logout| {
                 lab.logout(&c.agent_id, &c.endpoints, c.reason_code)
             }),
-            pb_cti::SetAgentState::OP => answer::<pb_cti::SetAgentState>(payload, |c| {
+            pb_cti::SetAgentState::OP => act(payload, |c: pb_cti::SetAgentState| {
                 lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
             }),
-            other => (
-                serde_json::to_vec(&CtiReply::<Done>::Error(CtiError::new(
-                    CtiErrorCode::Unsupported,
-                    format!("the simulated CTI has no operation `{other}`"),
-                )))
-                .unwrap_or_default(),
-                vec![],
-            ),
+            other => unsupported(format!("the simulated CTI has no operation `{other}`")),
         };
         tracing::debug!(op, "CTI call answered");
-        if let Err(e) = self.client.publish(reply, body.into()).await {
-            tracing::error!(error = %e, "reply failed");
-        }
-        self.send_events(events).await;
+        self.reply_then_events(reply, body, events).await;
         drop(lab);
     }
 
@@ -231,29 +223,29 @@ impl Sim {
         let mut lab = self.lab.lock().await;
         let mut link_changed = None;
         let (body, events) = match op.as_str() {
-            admin::SetLink::OP => admin_answer::<admin::SetLink>(payload, |c| {
+            admin::SetLink::OP => act(payload, |c: admin::SetLink| {
                 if lab.set_link(c.up, c.reason) {
                     link_changed = Some(lab.link());
                 }
                 Ok((lab.link(), vec![]))
             }),
-            admin::SetDelay::OP => admin_answer::<admin::SetDelay>(payload, |c| {
+            admin::SetDelay::OP => act(payload, |c: admin::SetDelay| {
                 self.delay_ms.store(c.ms, Ordering::Relaxed);
                 Ok((Done {}, vec![]))
             }),
-            admin::RejectAgent::OP => admin_answer::<admin::RejectAgent>(payload, |c| {
+            admin::RejectAgent::OP => act(payload, |c: admin::RejectAgent| {
                 lab.set_rejected(&c.agent_id, c.rejected)
                     .map(|()| (Done {}, vec![]))
             }),
-            admin::ForceState::OP => admin_answer::<admin::ForceState>(payload, |c| {
+            admin::ForceState::OP => act(payload, |c: admin::ForceState| {
                 lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
                     .map(|(_, e)| (Done {}, e))
             }),
-            admin::ForceLogout::OP => admin_answer::<admin::ForceLogout>(payload, |c| {
+            admin::ForceLogout::OP => act(payload, |c: admin::ForceLogout| {
                 lab.logout(&c.agent_id, &[], c.reason_code)
                     .map(|(_, e)| (Done {}, e))
             }),
-            admin::GetStatus::OP => admin_answer::<admin::GetStatus>(payload, |_| {
+            admin::GetStatus::OP => act(payload, |_: admin::GetStatus| {
                 Ok((
                     admin::SimStatus {
                         link: lab.link(),
@@ -264,42 +256,29 @@ impl Sim {
                     vec![],
                 ))
             }),
-            other => (
-                serde_json::to_vec(&CtiReply::<Done>::Error(CtiError::new(
-                    CtiErrorCode::Unsupported,
-                    format!("the simulator has no admin operation `{other}`"),
-                )))
-                .unwrap_or_default(),
-                vec![],
-            ),
+            other => unsupported(format!("the simulator has no admin operation `{other}`")),
         };
         tracing::info!(op, "admin operation");
-        if let Err(e) = self.client.publish(reply, body.into()).await {
-            tracing::error!(error = %e, "admin reply failed");
-        }
+        self.reply_then_events(reply, body, events).await;
         if let Some(link) = link_changed {
             tracing::info!(up = link.up, "CTI link changed");
             self.publish(pb_cti::link_events(&self.subjects), &link)
                 .await;
         }
-        self.send_events(events).await;
     }
 }
 
-/// Decode a call, act, encode the reply.
-fn answer<C: CtiCall>(
+/// Decode a call or an admin operation, act on it, encode the reply.
+fn act<T: DeserializeOwned, R: Serialize>(
     payload: &[u8],
-    act: impl FnOnce(C) -> lab::Outcome<C::Reply>,
+    act: impl FnOnce(T) -> lab::Outcome<R>,
 ) -> (Vec<u8>, Vec<Outgoing>) {
-    encode(decode::<C>(payload).and_then(act))
+    encode(decode::<T>(payload).and_then(act))
 }
 
-/// Decode an admin operation, act, encode the reply.
-fn admin_answer<A: AdminOp>(
-    payload: &[u8],
-    act: impl FnOnce(A) -> lab::Outcome<A::Reply>,
-) -> (Vec<u8>, Vec<Outgoing>) {
-    encode(decode::<A>(payload).and_then(act))
+/// The reply to an operation nobody serves.
+fn unsupported(message: String) -> (Vec<u8>, Vec<Outgoing>) {
+    encode::<Done>(Err(CtiError::new(CtiErrorCode::Unsupported, message)))
 }
 
 fn encode<T: Serialize>(result: lab::Outcome<T>) -> (Vec<u8>, Vec<Outgoing>) {
