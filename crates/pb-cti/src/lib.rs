@@ -179,7 +179,9 @@ impl CtiCall for GetSnapshot {
     type Reply = AgentSnapshot;
 }
 
-/// `login`: log an agent in on channels of a place (default: its own place, all channels).
+/// `login`: authenticate an agent at the CTI and log it into a place (its own by default),
+/// without taking any channel; channels are taken with [`Activate`]. Logging in again at
+/// the same place changes nothing (a reconnecting desktop).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Login {
     pub agent_id: String,
@@ -187,9 +189,6 @@ pub struct Login {
     /// The place to log into; `None` for the agent's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub place: Option<String>,
-    /// The channels to log into; empty for all of the place's channels.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<String>,
 }
 
 impl CtiCall for Login {
@@ -197,13 +196,34 @@ impl CtiCall for Login {
     type Reply = AgentSnapshot;
 }
 
-/// `logout`: log an agent out of some or all channels.
+/// `activate`: a logged-in agent takes a channel of its place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activate {
+    pub agent_id: String,
+    pub endpoint: String,
+}
+
+impl CtiCall for Activate {
+    const OP: &'static str = "activate";
+    type Reply = ChannelSnapshot;
+}
+
+/// `deactivate`: an agent gives a channel back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivate {
+    pub agent_id: String,
+    pub endpoint: String,
+}
+
+impl CtiCall for Deactivate {
+    const OP: &'static str = "deactivate";
+    type Reply = ChannelSnapshot;
+}
+
+/// `logout`: give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logout {
     pub agent_id: String,
-    /// The channels to log out of; empty for all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
 }
@@ -241,17 +261,17 @@ pub struct LinkEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSnapshot {
     pub agent_id: String,
+    /// Whether the agent is logged in at the CTI.
+    pub logged_in: bool,
     /// The place (channel group) the agent is logged into, or its own place when logged out.
     pub place: String,
     pub channels: Vec<ChannelSnapshot>,
 }
 
 impl AgentSnapshot {
-    /// Whether the agent is logged in on any channel.
-    pub fn logged_in(&self) -> bool {
-        self.channels
-            .iter()
-            .any(|c| c.holder.as_deref() == Some(self.agent_id.as_str()))
+    /// The channel with this endpoint.
+    pub fn channel(&self, endpoint: &str) -> Option<&ChannelSnapshot> {
+        self.channels.iter().find(|c| c.endpoint == endpoint)
     }
 }
 

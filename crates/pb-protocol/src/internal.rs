@@ -10,6 +10,17 @@ use crate::{Secret, Target};
 /// the session destination answers on its subject (contract §5.5).
 pub const SESSION_CREATE: &str = "int.session.create";
 
+/// `P.int.channelgroup.create` (request-reply, queue group of the channel-group service):
+/// the session service creates a channel group destination ([`GroupCreate`]).
+pub const CHANNEL_GROUP_CREATE: &str = "int.channelgroup.create";
+
+/// The internal operation every owning service has: release every destination of one
+/// agent ([`ReleaseUnit`]), sent by a replica fanning out a control dispose.
+pub const RELEASE: &str = "release";
+
+/// The internal operation that creates a destination.
+pub const CREATE: &str = "create";
+
 /// `P.int.control.disposed` (publish): the bridge disposed the control destination; every
 /// session of the processor is to be released.
 pub const CONTROL_DISPOSED: &str = "int.control.disposed";
@@ -30,4 +41,19 @@ pub struct SessionCreate {
 pub enum InternalReply {
     Ok,
     Error(String),
+}
+
+/// Body of [`CHANNEL_GROUP_CREATE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreate {
+    pub target: Target,
+    pub agent_id: String,
+    /// The CTI place the group stands for.
+    pub place: String,
+}
+
+/// Body of a [`RELEASE`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseUnit {
+    pub agent_id: String,
 }

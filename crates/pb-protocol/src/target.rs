@@ -97,7 +97,7 @@ impl Target {
             if !bytes.is_empty() {
                 bytes.push(b'.');
             }
-            decode_token(token, &mut bytes)?;
+            decode_token_bytes(token, &mut bytes)?;
         }
         if bytes.is_empty() {
             return Err(TargetError::Empty);
@@ -129,6 +129,21 @@ pub fn encode_token(value: &str) -> String {
     out
 }
 
+/// Decode a token written by [`encode_token`].
+pub fn decode_token(token: &str) -> Result<String, TargetError> {
+    let mut bytes = Vec::with_capacity(token.len());
+    for (i, part) in token.split("%2E").enumerate() {
+        if i > 0 {
+            bytes.push(b'.');
+        }
+        decode_token_bytes(part, &mut bytes)?;
+    }
+    String::from_utf8(bytes).map_err(|_| TargetError::BadEncoding {
+        token: token.to_owned(),
+        reason: "the decoded bytes are not UTF-8",
+    })
+}
+
 fn push_encoded(out: &mut String, byte: u8) {
     if needs_escape(byte) {
         out.push('%');
@@ -152,7 +167,7 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-fn decode_token(token: &str, out: &mut Vec<u8>) -> Result<(), TargetError> {
+fn decode_token_bytes(token: &str, out: &mut Vec<u8>) -> Result<(), TargetError> {
     let bad = |reason| TargetError::BadEncoding {
         token: token.to_owned(),
         reason,
@@ -272,6 +287,10 @@ mod tests {
         assert_eq!(encode_token("a.b c"), "a%2Eb%20c");
         assert_eq!(encode_token("1001"), "1001");
         assert_eq!(encode_token(""), "");
+        for raw in ["a.b c", "1001", "é*>%", "..", ""] {
+            assert_eq!(decode_token(&encode_token(raw)).unwrap(), raw);
+        }
+        assert!(decode_token("a%2").is_err());
     }
 
     #[test]

@@ -67,6 +67,29 @@ pub fn key(parts: &[&str]) -> String {
     out
 }
 
+/// The parts of a key made by [`key`], joined by `.` again (for one-part keys: the part).
+pub fn unkey(key: &str) -> String {
+    let mut out = Vec::with_capacity(key.len());
+    let bytes = key.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'=' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            // `_` only ever stands for an empty part (a literal `_` is written `=5F`).
+            b'_' => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The name of a deployment's bucket: the subject prefix (non-alphanumerics as `_`), then
 /// `_`, then `name`; so deployments with different prefixes share an account safely.
 pub fn bucket_name(subjects: &pb_protocol::Subjects, name: &str) -> String {
@@ -89,6 +112,9 @@ mod tests {
         assert_eq!(key(&["a", ""]), "a._");
         assert_ne!(key(&["a.b"]), key(&["a", "b"]));
         assert_ne!(key(&["_"]), key(&[""]));
+        for part in ["1001", "Main PB", "é*>%.x", "", "_", "a=b"] {
+            assert_eq!(super::unkey(&key(&[part])), part);
+        }
         let acme = pb_protocol::Subjects::new("acme.pb").unwrap();
         assert_eq!(super::bucket_name(&acme, "replies"), "acme_pb_replies");
         assert!(

@@ -7,6 +7,9 @@
 //! * [`reply_cache`]: the JetStream key-value record of answers by `requestId`, so a retried
 //!   request is answered again and not acted on twice, whichever replica gets it;
 //! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]);
+//! * [`owned`]: one owner replica per unit (agent), forwarding and take-over, for the
+//!   session and channel-group services;
+//! * [`state`]: per-unit records and the target index in key-value buckets;
 //! * [`kv`]: key-value bucket helpers; [`logging`]; [`shutdown`].
 
 pub mod config;
@@ -14,9 +17,11 @@ pub mod connect;
 pub mod cti;
 pub mod kv;
 pub mod logging;
+pub mod owned;
 pub mod reply_cache;
 pub mod serve;
 pub mod shutdown;
+pub mod state;
 
 pub use config::{Config, ConfigError};
 pub use cti::{CtiCallError, CtiClient};

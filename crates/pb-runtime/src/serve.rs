@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{Client, Subscriber};
+use async_nats::{Client, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::{Body, Command, Event, MessageType, Outcome, Subjects};
@@ -163,32 +163,53 @@ pub async fn serve<H: Handler>(
 pub const NATS_STEP: Duration = Duration::from_secs(3);
 
 async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_nats::Message) {
-    let Some(reply_to) = message.reply.clone() else {
-        tracing::warn!(
-            subject = %message.subject,
-            "a command without a reply subject cannot be answered; send it as a NATS request"
-        );
+    let Some((command, reply_to)) = decode(&context, &message.subject, message.reply.as_ref(), &message.payload).await
+    else {
         return;
     };
-    let command = match Command::decode(&context.subjects, &message.subject, &message.payload) {
-        Ok(command) => command,
+    respond(&context, command, reply_to, |command| handler.handle(command)).await;
+}
+
+/// Decode a command for answering. A message without a reply subject is logged; a bad
+/// command is answered FAILURE naming the problem (contract §5.2). Either way `None`.
+pub async fn decode(
+    context: &Context,
+    subject: &str,
+    reply: Option<&Subject>,
+    payload: &[u8],
+) -> Option<(Command, Subject)> {
+    let Some(reply_to) = reply.cloned() else {
+        tracing::warn!(
+            %subject,
+            "a command without a reply subject cannot be answered; send it as a NATS request"
+        );
+        return None;
+    };
+    match Command::decode(&context.subjects, subject, payload) {
+        Ok(command) => Some((command, reply_to)),
         Err(bad) => {
             tracing::warn!(
-                subject = %message.subject,
+                %subject,
                 name = %bad.name,
                 request_id = %bad.request_id,
                 error = %bad.error,
                 "bad command answered FAILURE"
             );
-            publish(
-                &context.client,
-                reply_to.to_string(),
-                bad.response().encode().into(),
-            )
-            .await;
-            return;
+            publish(&context.client, reply_to.to_string(), bad.response().encode().into()).await;
+            None
         }
-    };
+    }
+}
+
+/// Answer a decoded command: consult the reply cache (requests), run `handle` under the
+/// deadline, record the answer, publish the response, then the events, then run the
+/// follow-up work. Everything happens before this returns, so a caller holding a lock keeps
+/// the order of responses and events of everything done under it.
+pub async fn respond<F, Fut>(context: &Context, command: Command, reply_to: Subject, handle: F)
+where
+    F: FnOnce(Command) -> Fut,
+    Fut: Future<Output = Reply>,
+{
     let span = tracing::info_span!(
         "command",
         name = command.name(),
@@ -211,27 +232,21 @@ async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_na
                 Err(e) => {
                     tracing::error!(error = %e, "reply cache unavailable");
                     let response = command.respond(Outcome::failure(e.to_string()));
-                    publish(
-                        &context.client,
-                        reply_to.to_string(),
-                        response.encode().into(),
-                    )
-                    .await;
+                    publish(&context.client, reply_to.to_string(), response.encode().into()).await;
                     return;
                 }
             }
         } else {
             None
         };
-        let reply =
-            match tokio::time::timeout(context.deadline, handler.handle(command.clone())).await {
-                Ok(reply) => reply,
-                Err(_) => Reply::failure(format!(
-                    "{} was not answered within the deadline of {} ms",
-                    command.name(),
-                    context.deadline.as_millis()
-                )),
-            };
+        let name = command.name();
+        let reply = match tokio::time::timeout(context.deadline, handle(command.clone())).await {
+            Ok(reply) => reply,
+            Err(_) => Reply::failure(format!(
+                "{name} was not answered within the deadline of {} ms",
+                context.deadline.as_millis()
+            )),
+        };
         match &reply.outcome {
             Outcome::Success(_) => tracing::info!("SUCCESS"),
             Outcome::Failure(why) => tracing::info!(error = %why, "FAILURE"),
@@ -261,7 +276,8 @@ pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) 
     publish(client, event.subject(subjects), event.encode().into()).await;
 }
 
-async fn publish(client: &Client, subject: String, payload: Bytes) {
+/// Publish, logging (not failing on) an error: the caller has no one else to tell.
+pub async fn publish(client: &Client, subject: String, payload: Bytes) {
     if let Err(e) = client.publish(subject.clone(), payload).await {
         tracing::error!(%subject, error = %e, "publish failed");
     }

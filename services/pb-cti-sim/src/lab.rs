@@ -238,6 +238,7 @@ impl Lab {
     fn snapshot_of(&self, agent_id: &str, place: &str) -> AgentSnapshot {
         AgentSnapshot {
             agent_id: agent_id.to_owned(),
+            logged_in: self.logged_in.get(agent_id).is_some_and(|p| p == place),
             place: place.to_owned(),
             channels: self
                 .places
@@ -274,15 +275,9 @@ impl Lab {
             .collect()
     }
 
-    /// Log an agent into channels of a place (default: its own place, every channel).
-    /// Logging into a channel the agent already holds changes nothing.
-    pub fn login(
-        &mut self,
-        agent_id: &str,
-        password: &str,
-        place: Option<&str>,
-        endpoints: &[String],
-    ) -> Outcome<AgentSnapshot> {
+    /// Authenticate an agent and log it into a place (default: its own). Logging in again
+    /// at the same place changes nothing.
+    pub fn login(&mut self, agent_id: &str, password: &str, place: Option<&str>) -> Outcome<AgentSnapshot> {
         let agent = self.usable_agent(agent_id)?;
         if agent.password != password {
             return Err(err(
@@ -291,6 +286,9 @@ impl Lab {
             ));
         }
         let place = place.unwrap_or(&agent.place).to_owned();
+        if !self.places.contains_key(&place) {
+            return Err(err(CtiErrorCode::BadRequest, format!("the CTI knows no place `{place}`")));
+        }
         if let Some(current) = self.logged_in.get(agent_id)
             && *current != place
         {
@@ -299,96 +297,91 @@ impl Lab {
                 format!("agent `{agent_id}` is logged in at `{current}`; log out first"),
             ));
         }
-        let Some(channels) = self.places.get(&place) else {
-            return Err(err(
-                CtiErrorCode::BadRequest,
-                format!("the CTI knows no place `{place}`"),
-            ));
-        };
-        for endpoint in endpoints {
-            if !channels.iter().any(|c| &c.endpoint == endpoint) {
-                return Err(err(
-                    CtiErrorCode::BadRequest,
-                    format!("place `{place}` has no channel `{endpoint}`"),
-                ));
-            }
-        }
-        let wanted = |c: &Channel| endpoints.is_empty() || endpoints.contains(&c.endpoint);
-        if let Some(taken) = channels
-            .iter()
-            .find(|c| wanted(c) && c.holder.as_deref().is_some_and(|h| h != agent_id))
-        {
-            return Err(err(
-                CtiErrorCode::InvalidState,
-                format!(
-                    "channel `{}` is held by agent `{}`",
-                    taken.endpoint,
-                    taken.holder.as_deref().unwrap_or_default()
-                ),
-            ));
-        }
-        let mut events = Vec::new();
-        let indexes: Vec<usize> = channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| wanted(c) && c.holder.is_none())
-            .map(|(i, _)| i)
-            .collect();
-        for i in indexes {
-            let channel = &mut self.places.get_mut(&place).expect("checked above")[i];
-            channel.holder = Some(agent_id.to_owned());
-            channel.state = AgentState::NotReady;
-            channel.reason = None;
-            let channel = channel.clone();
-            events.extend(self.changed(&place, &channel, None));
-        }
         self.logged_in.insert(agent_id.to_owned(), place.clone());
-        Ok((self.snapshot_of(agent_id, &place), events))
+        Ok((self.snapshot_of(agent_id, &place), Vec::new()))
     }
 
-    /// Log an agent out of some (or all) of its channels; logged out of all, it is logged
-    /// out of its place and [`AgentEvent::LoggedOut`] follows. Logging out an agent that is
-    /// not logged in changes nothing.
-    pub fn logout(
-        &mut self,
-        agent_id: &str,
-        endpoints: &[String],
-        reason: Option<String>,
-    ) -> Outcome<AgentSnapshot> {
+    /// The channel `endpoint` of the place `agent_id` is logged into.
+    fn channel_of(&mut self, agent_id: &str, endpoint: &str) -> Result<(String, &mut Channel), CtiError> {
+        self.usable_agent(agent_id)?;
+        let place = self.logged_in.get(agent_id).cloned().ok_or_else(|| {
+            err(CtiErrorCode::InvalidState, format!("agent `{agent_id}` is not logged in at the CTI"))
+        })?;
+        let channel = self
+            .places
+            .get_mut(&place)
+            .and_then(|cs| cs.iter_mut().find(|c| c.endpoint == endpoint))
+            .ok_or_else(|| {
+                err(CtiErrorCode::BadRequest, format!("place `{place}` has no channel `{endpoint}`"))
+            })?;
+        Ok((place, channel))
+    }
+
+    /// A logged-in agent takes a channel of its place (no change if it holds it already).
+    pub fn activate(&mut self, agent_id: &str, endpoint: &str) -> Outcome<ChannelSnapshot> {
+        let (place, channel) = self.channel_of(agent_id, endpoint)?;
+        match channel.holder.as_deref() {
+            Some(holder) if holder == agent_id => return Ok((channel.snapshot(), Vec::new())),
+            Some(holder) => {
+                return Err(err(
+                    CtiErrorCode::InvalidState,
+                    format!("channel `{endpoint}` is held by agent `{holder}`"),
+                ));
+            }
+            None => {}
+        }
+        channel.holder = Some(agent_id.to_owned());
+        channel.state = AgentState::NotReady;
+        channel.reason = None;
+        let channel = channel.clone();
+        let events = self.changed(&place, &channel, None);
+        Ok((channel.snapshot(), events))
+    }
+
+    /// An agent gives a channel back (no change if it does not hold it).
+    pub fn deactivate(&mut self, agent_id: &str, endpoint: &str) -> Outcome<ChannelSnapshot> {
+        let (place, channel) = self.channel_of(agent_id, endpoint)?;
+        if channel.holder.as_deref() != Some(agent_id) {
+            return Ok((channel.snapshot(), Vec::new()));
+        }
+        channel.holder = None;
+        channel.state = AgentState::NotReady;
+        channel.reason = None;
+        let channel = channel.clone();
+        let who = agent_id.to_owned();
+        let events = self.changed(&place, &channel, Some(&who));
+        Ok((channel.snapshot(), events))
+    }
+
+    /// Give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
+    /// Logging out an agent that is not logged in changes nothing.
+    pub fn logout(&mut self, agent_id: &str, reason: Option<String>) -> Outcome<AgentSnapshot> {
         self.link_up()?;
         let own = self.agent(agent_id)?.place.clone();
-        let Some(place) = self.logged_in.get(agent_id).cloned() else {
+        let Some(place) = self.logged_in.remove(agent_id) else {
             return Ok((self.snapshot_of(agent_id, &own), Vec::new()));
         };
-        let mut events = Vec::new();
-        let channels = self.places.get_mut(&place).expect("logged-in place exists");
         let mut freed = Vec::new();
-        for channel in channels.iter_mut() {
-            let selected = endpoints.is_empty() || endpoints.contains(&channel.endpoint);
-            if selected && channel.holder.as_deref() == Some(agent_id) {
+        for channel in self.places.get_mut(&place).into_iter().flatten() {
+            if channel.holder.as_deref() == Some(agent_id) {
                 channel.holder = None;
                 channel.state = AgentState::NotReady;
                 channel.reason = None;
                 freed.push(channel.clone());
             }
         }
-        let still_holds = channels
-            .iter()
-            .any(|c| c.holder.as_deref() == Some(agent_id));
         let who = agent_id.to_owned();
+        let mut events = Vec::new();
         for channel in freed {
             events.extend(self.changed(&place, &channel, Some(&who)));
         }
-        if !still_holds {
-            self.logged_in.remove(agent_id);
-            events.push((
-                who.clone(),
-                AgentEvent::LoggedOut {
-                    agent_id: who,
-                    reason_code: reason,
-                },
-            ));
-        }
+        events.push((
+            who.clone(),
+            AgentEvent::LoggedOut {
+                agent_id: who,
+                reason_code: reason,
+            },
+        ));
         Ok((self.snapshot_of(agent_id, &place), events))
     }
 
@@ -400,19 +393,13 @@ impl Lab {
         state: AgentState,
         reason: Option<String>,
     ) -> Outcome<ChannelSnapshot> {
-        self.usable_agent(agent_id)?;
-        let place = self.logged_in.get(agent_id).cloned();
-        let channel = place
-            .as_ref()
-            .and_then(|p| self.places.get_mut(p))
-            .and_then(|cs| cs.iter_mut().find(|c| c.endpoint == endpoint))
-            .filter(|c| c.holder.as_deref() == Some(agent_id))
-            .ok_or_else(|| {
-                err(
-                    CtiErrorCode::InvalidState,
-                    format!("agent `{agent_id}` is not logged in on channel `{endpoint}`"),
-                )
-            })?;
+        let (place, channel) = self.channel_of(agent_id, endpoint)?;
+        if channel.holder.as_deref() != Some(agent_id) {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` does not hold channel `{endpoint}`"),
+            ));
+        }
         let reason = match state {
             AgentState::NotReady | AgentState::WorkNotReady => reason,
             AgentState::Ready | AgentState::WorkReady => None,
@@ -422,7 +409,7 @@ impl Lab {
         channel.reason = reason;
         let channel = channel.clone();
         let events = if changed {
-            self.changed(place.as_deref().unwrap_or_default(), &channel, None)
+            self.changed(&place, &channel, None)
         } else {
             Vec::new()
         };
@@ -454,61 +441,52 @@ mod tests {
     }
 
     #[test]
-    fn login_ready_notready_logout() {
+    fn login_activate_ready_notready_logout() {
         let mut lab = lab();
-        let (snap, events) = lab.login("1001", "pw-1001", None, &[]).unwrap();
-        assert!(snap.logged_in());
+        let (snap, events) = lab.login("1001", "pw-1001", None).unwrap();
+        assert!(snap.logged_in);
         assert_eq!(snap.place, "place-1001");
-        assert_eq!(events.len(), 3, "one change per channel");
-        let (ch, ev) = lab
-            .set_state("1001", "ext-1001", AgentState::Ready, Some("x".into()))
-            .unwrap();
+        assert!(events.is_empty(), "logging in takes no channel");
+        assert_eq!(lab.login("1001", "pw-1001", None).unwrap().1.len(), 0, "again: no change");
+        let (ch, ev) = lab.activate("1001", "ext-1001").unwrap();
+        assert_eq!(ch.holder.as_deref(), Some("1001"));
+        assert_eq!(ev.len(), 1);
+        assert!(lab.activate("1001", "ext-1001").unwrap().1.is_empty());
+        let (ch, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, Some("x".into())).unwrap();
         assert_eq!((ch.agent_state, ch.reason_code), (AgentState::Ready, None));
         assert_eq!(ev.len(), 1);
-        let (_, ev) = lab
-            .set_state("1001", "ext-1001", AgentState::Ready, None)
-            .unwrap();
+        let (_, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, None).unwrap();
         assert!(ev.is_empty(), "no change, no event");
         let (ch, _) = lab
-            .set_state(
-                "1001",
-                "ext-1001",
-                AgentState::NotReady,
-                Some("lunch".into()),
-            )
+            .set_state("1001", "ext-1001", AgentState::NotReady, Some("lunch".into()))
             .unwrap();
         assert_eq!(ch.reason_code.as_deref(), Some("lunch"));
-        let (snap, events) = lab.logout("1001", &[], Some("eod".into())).unwrap();
-        assert!(!snap.logged_in());
-        assert!(matches!(
-            events.last(),
-            Some((_, AgentEvent::LoggedOut { .. }))
-        ));
+        let e = lab.set_state("1001", "mail-1001", AgentState::Ready, None).unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::InvalidState);
+        let (snap, events) = lab.logout("1001", Some("eod".into())).unwrap();
+        assert!(!snap.logged_in);
+        assert!(snap.channels.iter().all(|c| c.holder.is_none()));
+        assert!(matches!(events.last(), Some((_, AgentEvent::LoggedOut { .. }))));
         assert_eq!(lab.logged_in_count(), 0);
-        let (_, events) = lab.logout("1001", &[], None).unwrap();
+        let (_, events) = lab.logout("1001", None).unwrap();
         assert!(events.is_empty(), "logging out twice changes nothing");
     }
 
     #[test]
-    fn per_channel_logout_and_other_agents() {
+    fn channels_held_by_other_agents() {
         let mut lab = lab();
-        lab.login("1001", "pw-1001", None, &[]).unwrap();
-        let (_, events) = lab.logout("1001", &["ext-1001".into()], None).unwrap();
-        assert!(
-            !events
-                .iter()
-                .any(|(_, e)| matches!(e, AgentEvent::LoggedOut { .. }))
-        );
-        // Another agent takes the freed telephony channel of place-1001: the owner hears.
-        let (_, events) = lab
-            .login("1002", "pw-1002", Some("place-1001"), &["ext-1001".into()])
-            .unwrap();
-        assert!(events.iter().any(|(who, _)| who == "1001"));
-        let e = lab
-            .login("1003", "pw-1003", Some("place-1001"), &["ext-1001".into()])
-            .unwrap_err();
-        assert_eq!(e.code, CtiErrorCode::InvalidState);
+        lab.login("1001", "pw-1001", None).unwrap();
+        let e = lab.activate("1002", "ext-1001").unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::InvalidState, "not logged in");
+        // Agent 1002 logs into place-1001 (hot desk) and takes its telephony channel.
+        lab.login("1002", "pw-1002", Some("place-1001")).unwrap();
+        let (_, events) = lab.activate("1002", "ext-1001").unwrap();
+        assert!(events.iter().any(|(who, _)| who == "1001"), "the owner hears");
+        let e = lab.activate("1001", "ext-1001").unwrap_err();
         assert!(e.message.contains("held by agent `1002`"), "{}", e.message);
+        let (_, events) = lab.deactivate("1002", "ext-1001").unwrap();
+        assert!(events.iter().any(|(who, _)| who == "1001"));
+        assert!(lab.activate("1001", "ext-1001").is_ok());
     }
 
     #[test]
@@ -516,7 +494,7 @@ mod tests {
         let mut lab = lab();
         lab.set_rejected("1002", true).unwrap();
         assert_eq!(
-            lab.login("1002", "pw-1002", None, &[]).unwrap_err().code,
+            lab.login("1002", "pw-1002", None).unwrap_err().code,
             CtiErrorCode::Rejected
         );
         assert!(lab.set_link(false, None));

@@ -188,15 +188,16 @@ impl Sim {
                 lab.snapshot(&c.agent_id).map(|s| (s, vec![]))
             }),
             pb_cti::Login::OP => act(payload, |c: pb_cti::Login| {
-                lab.login(
-                    &c.agent_id,
-                    c.password.expose(),
-                    c.place.as_deref(),
-                    &c.endpoints,
-                )
+                lab.login(&c.agent_id, c.password.expose(), c.place.as_deref())
+            }),
+            pb_cti::Activate::OP => act(payload, |c: pb_cti::Activate| {
+                lab.activate(&c.agent_id, &c.endpoint)
+            }),
+            pb_cti::Deactivate::OP => act(payload, |c: pb_cti::Deactivate| {
+                lab.deactivate(&c.agent_id, &c.endpoint)
             }),
             pb_cti::Logout::OP => act(payload, |c: pb_cti::Logout| {
-                lab.logout(&c.agent_id, &c.endpoints, c.reason_code)
+                lab.logout(&c.agent_id, c.reason_code)
             }),
             pb_cti::SetAgentState::OP => act(payload, |c: pb_cti::SetAgentState| {
                 lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
@@ -242,7 +243,7 @@ impl Sim {
                     .map(|(_, e)| (Done {}, e))
             }),
             admin::ForceLogout::OP => act(payload, |c: admin::ForceLogout| {
-                lab.logout(&c.agent_id, &[], c.reason_code)
+                lab.logout(&c.agent_id, c.reason_code)
                     .map(|(_, e)| (Done {}, e))
             }),
             admin::GetStatus::OP => act(payload, |_: admin::GetStatus| {

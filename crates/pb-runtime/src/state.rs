@@ -1,0 +1,167 @@
+//! Destination state in JetStream key-value buckets.
+//!
+//! * [`UnitStore`]: one JSON record per unit (agent), read and written by the unit's owner
+//!   with compare-and-set, so a write from a replica that lost ownership fails instead of
+//!   overwriting;
+//! * [`Targets`]: the index from a destination's target to its unit, so any replica can
+//!   tell which unit a command is for (and that a disposed destination is gone).
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use pb_protocol::{Subjects, Target};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::kv::{BucketError, bucket_name, key, open_bucket};
+
+/// The state store failed, or another replica wrote first.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the state of `{0}` was changed by another replica; retry with the same requestId")]
+    Conflict(String),
+    #[error("the stored state of `{unit}` is unreadable: {reason}")]
+    Corrupt { unit: String, reason: String },
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StateError {
+    StateError::Unavailable(e.to_string())
+}
+
+/// A record as loaded, with what is needed to write it back.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub value: T,
+    revision: Option<u64>,
+}
+
+/// One record per unit, of type `T` (a missing record reads as `T::default()`).
+#[derive(Debug, Clone)]
+pub struct UnitStore<T> {
+    store: kv::Store,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
+    pub async fn open(js: &jetstream::Context, subjects: &Subjects, name: &str) -> Result<Self, BucketError> {
+        Ok(Self {
+            store: open_bucket(js, &bucket_name(subjects, name), Duration::ZERO).await?,
+            kind: PhantomData,
+        })
+    }
+
+    pub async fn load(&self, unit: &str) -> Result<Loaded<T>, StateError> {
+        match self.store.entry(key(&[unit])).await.map_err(unavailable)? {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let value = serde_json::from_slice(&entry.value).map_err(|e| StateError::Corrupt {
+                    unit: unit.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                Ok(Loaded {
+                    value,
+                    revision: Some(entry.revision),
+                })
+            }
+            Some(entry) => Ok(Loaded {
+                value: T::default(),
+                revision: Some(entry.revision),
+            }),
+            None => Ok(Loaded {
+                value: T::default(),
+                revision: None,
+            }),
+        }
+    }
+
+    /// Write a loaded record back; fails with [`StateError::Conflict`] if it changed since.
+    pub async fn save(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
+        let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
+        let key = key(&[unit]);
+        let written = match loaded.revision {
+            Some(revision) => self.store.update(&key, payload.into(), revision).await.map_err(|e| e.to_string()),
+            None => self.store.create(&key, payload.into()).await.map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(revision) => {
+                loaded.revision = Some(revision);
+                Ok(())
+            }
+            Err(e) if e.contains("wrong last sequence") || e.contains("already exists") => {
+                Err(StateError::Conflict(unit.to_owned()))
+            }
+            Err(e) => Err(StateError::Unavailable(e)),
+        }
+    }
+
+    /// Every unit that has a record.
+    pub async fn units(&self) -> Result<Vec<String>, StateError> {
+        let mut keys = self.store.keys().await.map_err(unavailable)?;
+        let mut units = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(unavailable)?;
+            units.push(crate::kv::unkey(&k));
+        }
+        Ok(units)
+    }
+}
+
+/// Target -> unit, shared by every replica (cached; a cached entry is dropped on delete).
+#[derive(Debug, Clone)]
+pub struct Targets {
+    store: kv::Store,
+    cache: Arc<Mutex<HashMap<Target, String>>>,
+}
+
+impl Targets {
+    pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, BucketError> {
+        Ok(Self {
+            store: open_bucket(js, &bucket_name(subjects, "targets"), Duration::ZERO).await?,
+            cache: Arc::default(),
+        })
+    }
+
+    /// The unit `target` belongs to, if the destination exists. Not cached when absent.
+    pub async fn unit(&self, target: &Target) -> Result<Option<String>, StateError> {
+        if let Some(unit) = self.cache.lock().expect("targets cache").get(target) {
+            return Ok(Some(unit.clone()));
+        }
+        let found = self.store.get(key(&[target.as_str()])).await.map_err(unavailable)?;
+        Ok(found.map(|unit| {
+            let unit = String::from_utf8_lossy(&unit).into_owned();
+            self.cache
+                .lock()
+                .expect("targets cache")
+                .insert(target.clone(), unit.clone());
+            unit
+        }))
+    }
+
+    /// Record that `target` exists and belongs to `unit`.
+    pub async fn put(&self, target: &Target, unit: &str) -> Result<(), StateError> {
+        self.store
+            .put(key(&[target.as_str()]), unit.to_owned().into())
+            .await
+            .map_err(unavailable)?;
+        self.cache
+            .lock()
+            .expect("targets cache")
+            .insert(target.clone(), unit.to_owned());
+        Ok(())
+    }
+
+    /// Record that `target` no longer exists. Other replicas' caches may still map it; the
+    /// unit's owner, which checks its own record, has the last word.
+    pub async fn delete(&self, target: &Target) -> Result<(), StateError> {
+        self.cache.lock().expect("targets cache").remove(target);
+        self.store
+            .delete(key(&[target.as_str()]))
+            .await
+            .map_err(unavailable)
+    }
+}
