@@ -2,6 +2,8 @@
 //! query or request by name with a JSON body, watches events, runs the control
 //! initialisation, and drives the simulated CTI's fault injection.
 
+pub mod flow;
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -287,6 +287,9 @@ pub struct ChannelSnapshot {
     pub agent_state: AgentState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
+    /// Grows with every change of this channel: events can arrive after a later call's
+    /// reply, and a consumer ignores a snapshot older than one it has applied.
+    pub revision: u64,
 }
 
 /// Published on `P.cti.evt.agent.<agentId>` whenever something changes for the agent at the

@@ -1,20 +1,23 @@
 //! Ownership: every unit of work (an agent, for the session and channel-group services) is
 //! handled by exactly one replica of a service at a time, its owner, so that everything done
-//! for one agent (commands, internal requests, CTI events) is serialised, and the events of
-//! each destination leave in the order in which things happened, whichever replica NATS
-//! delivered a message to.
+//! for one agent is serialised and each destination's commands are taken in the order the
+//! bridge sent them.
 //!
-//! * The owner of a unit is recorded in the `<prefix>_owners` key-value bucket under
-//!   `<service>.<unit>`; the first replica to see a unit claims it (create).
-//! * A replica that receives a message for a unit it does not own forwards it to the owner
-//!   on `P.node.<service>.<replica>` as a request carrying the original subject and reply
-//!   subject in headers; the owner acknowledges receipt, then answers the bridge directly, so
-//!   its response and events leave from one connection in order.
-//! * If the owner does not answer (no responders: its process is gone), the forwarder takes
-//!   the unit over by compare-and-set and handles the message itself. State lives in the
-//!   key-value store, written before any SUCCESS, so the new owner carries on.
-//! * On the owner, a per-unit lock is held while a message is handled, its response, events
-//!   and follow-up work published.
+//! * The owner subscribes to the exact subject of every destination of its units, and to
+//!   their CTI event subjects (`P.cti.evt.agent.<unit>`). NATS delivers one publisher's
+//!   messages to one subscription in order, so nothing can overtake a command. A destination
+//!   that does not exist has no subscriber: the bridge gets "no responders" (contract §5.6).
+//! * Each owned unit is an actor: one task that takes one message at a time from its
+//!   subscriptions and its inbox, handles it, publishes the response, then the events, then
+//!   runs the follow-up work, before it takes the next.
+//! * Internal requests (`P.int.<service>.<op>`, queue group) create units' destinations. The
+//!   replica that receives one routes it to the unit's owner, recorded in the
+//!   `<prefix>_owners` bucket (the first replica to see a unit claims it); a request for
+//!   another replica's unit is forwarded on `P.node.<service>.<replica>`.
+//! * Replicas register in the `<prefix>_members` bucket and ping one another on their node
+//!   subjects. When one stops answering, a live replica takes over its units by
+//!   compare-and-set and subscribes their destinations again from the stored state (written
+//!   before every SUCCESS), so the bridge's retry of an unanswered command finds them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,14 +26,14 @@ use std::time::Duration;
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, kv};
-use async_nats::{RequestErrorKind, Subject, Subscriber};
+use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use pb_protocol::internal::InternalReply;
-use pb_protocol::target::{decode_token, encode_token};
-use pb_protocol::{Command, Event, Outcome, Subjects};
-use tokio::sync::{Mutex, OwnedMutexGuard};
-use tokio::task::JoinSet;
+use pb_protocol::internal::{InternalReply, RELEASE, ReleaseUnit};
+use pb_protocol::target::encode_token;
+use pb_protocol::{Command, Event, Kind, Subjects, Target};
+use tokio::sync::mpsc;
+use tokio_stream::StreamMap;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
@@ -39,28 +42,90 @@ use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, re
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
+const PING_HEADER: &str = "Pb-Ping";
+/// The stream key of a unit's CTI events in its actor.
+const AGENT_STREAM: &str = "";
 
-/// What an owning service does; every method but [`Owner::unit_of`] and
-/// [`Owner::internal_unit`] runs on the unit's owner, with the unit locked.
+/// What an owning service does. Everything but [`Owner::internal_unit`] and
+/// [`Owner::units`] runs inside the unit's actor, one message at a time.
 pub trait Owner: Send + Sync + 'static {
-    /// The unit a command's destination belongs to; `Ok(None)` when there is no such
-    /// destination (never created, or disposed).
-    fn unit_of(&self, command: &Command) -> impl Future<Output = Result<Option<String>, String>> + Send;
+    /// The destinations the unit has now, to subscribe to when taking it over.
+    fn destinations(
+        &self,
+        unit: &str,
+    ) -> impl Future<Output = Result<Vec<(Kind, Target)>, String>> + Send;
 
-    /// Answer a command.
-    fn command(&self, unit: &str, command: Command) -> impl Future<Output = Reply> + Send;
+    /// Answer a command to one of the unit's destinations.
+    fn command(&self, unit: &mut Unit, command: Command) -> impl Future<Output = Reply> + Send;
 
     /// The unit an internal request (`P.int.<service>.<op>`) is for.
     fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String>;
 
     /// Answer an internal request; the events are published after the reply.
-    fn internal(&self, unit: &str, op: &str, payload: Bytes) -> impl Future<Output = (InternalReply, Vec<Event>)> + Send;
+    fn internal(
+        &self,
+        unit: &mut Unit,
+        op: &str,
+        payload: Bytes,
+    ) -> impl Future<Output = (InternalReply, Vec<Event>)> + Send;
 
-    /// React to a CTI event for the unit (`P.cti.evt.agent.<unit>`): the events to raise.
-    fn cti_event(&self, unit: &str, payload: Bytes) -> impl Future<Output = Vec<Event>> + Send;
+    /// React to a CTI event for the unit: the events to raise.
+    fn cti_event(&self, unit: &mut Unit, payload: Bytes)
+    -> impl Future<Output = Vec<Event>> + Send;
 
-    /// Every unit that has state (released one by one when the control is disposed).
+    /// Every unit that has state (each released when the control is disposed).
     fn units(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
+}
+
+/// A unit as its handler sees it: its name, and the destinations it answers for.
+#[derive(Debug)]
+pub struct Unit {
+    name: String,
+    client: Client,
+    subjects: Subjects,
+    /// The unit's subscriptions by subject: its destinations, and its CTI events.
+    streams: StreamMap<String, Subscriber>,
+    /// Whether the unit has had a destination (an actor without any is just starting).
+    had_destinations: bool,
+}
+
+impl Unit {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Answer commands to `target` from now on: subscribed (and confirmed by the server)
+    /// before this returns, so a create answered after it is answered truthfully (§5.5).
+    pub async fn listen(&mut self, kind: Kind, target: &Target) -> Result<(), String> {
+        let subject = self.subjects.command(kind, target);
+        let subscriber = self
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| format!("cannot confirm the subscription to {subject}: {e}"))?;
+        self.streams.insert(subject, subscriber);
+        self.had_destinations = true;
+        Ok(())
+    }
+
+    /// Stop answering for `target`. The server learns it before anything this unit publishes
+    /// next (one connection keeps its order), so once a dispose is answered the destination
+    /// has no responder (§5.6).
+    pub async fn forget(&mut self, kind: Kind, target: &Target) {
+        let subject = self.subjects.command(kind, target);
+        if let Some(mut subscriber) = self.streams.remove(&subject) {
+            let _ = subscriber.unsubscribe().await;
+        }
+    }
+
+    /// Only the CTI events are left: the unit has no destination any more.
+    fn done(&self) -> bool {
+        self.had_destinations && self.streams.len() <= 1
+    }
 }
 
 /// An owning service could not run.
@@ -70,455 +135,326 @@ pub enum OwnedError {
     Bucket(#[from] BucketError),
     #[error("cannot subscribe to `{subject}`: {reason}")]
     Subscribe { subject: String, reason: String },
+    #[error("cannot register this replica: {0}")]
+    Register(String),
 }
 
-/// Run an owning service: `service` names it in subjects (`session`, `channelgroup`);
-/// it serves the commands of `kinds`, its internal requests, the CTI's agent events and the
-/// control's dispose, until `shutdown`.
+fn subscribe_err(subject: &str) -> impl Fn(async_nats::SubscribeError) -> OwnedError + '_ {
+    move |e| OwnedError::Subscribe {
+        subject: subject.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Settings of an owning service.
+#[derive(Debug, Clone)]
+pub struct OwnedConfig {
+    /// Names the service in subjects and keys (`session`, `channelgroup`).
+    pub service: &'static str,
+    /// How often the replicas check on one another (`PB_OWNER_CHECK_MS`).
+    pub check_every: Duration,
+}
+
+/// Run an owning service until `shutdown`.
 pub async fn run<H: Owner>(
-    client: async_nats::Client,
+    client: Client,
     config: &crate::Config,
-    service: &str,
-    kinds: &[pb_protocol::Kind],
+    owned: OwnedConfig,
     handler: Arc<H>,
-    shutdown: Shutdown,
+    mut shutdown: Shutdown,
 ) -> Result<(), OwnedError> {
     let subjects = config.subjects.clone();
     let js = jetstream::new(client.clone());
     // Unique per process start, so a restarted replica never inherits a dead one's units.
-    let me = format!("{}-{}", config.instance, &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let owners = Owners::open(&js, &subjects, service, &me).await?;
-    let context = Context {
-        client: client.clone(),
-        replies: crate::reply_cache::ReplyCache::open(&js, &subjects).await?,
-        subjects: subjects.clone(),
-        deadline: config.deadline,
-    };
-    let owned = OwnedService::new(context, owners, service, handler);
-    let queue = format!("pb-{service}");
-    let subscribe = |subject: String, queued: bool| {
-        let client = client.clone();
-        let queue = queue.clone();
-        async move {
-            let result = if queued {
-                client.queue_subscribe(subject.clone(), queue).await
-            } else {
-                client.subscribe(subject.clone()).await
-            };
-            result.map_err(|e| OwnedError::Subscribe {
-                subject,
-                reason: e.to_string(),
-            })
+    let me = format!(
+        "{}-{}",
+        config.instance,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let shared = Arc::new(Shared {
+        context: Context {
+            client: client.clone(),
+            replies: crate::reply_cache::ReplyCache::open(&js, &subjects).await?,
+            subjects: subjects.clone(),
+            deadline: config.deadline,
+        },
+        owners: open_bucket(&js, &bucket_name(&subjects, "owners"), Duration::ZERO).await?,
+        members: open_bucket(&js, &bucket_name(&subjects, "members"), Duration::ZERO).await?,
+        service: owned.service,
+        me,
+        handler,
+        actors: StdMutex::default(),
+        internal_prefix: subjects.internal(&format!("int.{}.", owned.service)),
+        node_prefix: subjects.internal(&format!("node.{}.", owned.service)),
+    });
+    let queue = format!("pb-{}", owned.service);
+    let internal_subject = format!("{}>", shared.internal_prefix);
+    let mut internal = client
+        .queue_subscribe(internal_subject.clone(), queue.clone())
+        .await
+        .map_err(subscribe_err(&internal_subject))?;
+    let disposed_subject = subjects.internal(pb_protocol::internal::CONTROL_DISPOSED);
+    let mut disposed = client
+        .queue_subscribe(disposed_subject.clone(), queue)
+        .await
+        .map_err(subscribe_err(&disposed_subject))?;
+    let node_subject = shared.node_of(&shared.me);
+    let mut node = client
+        .subscribe(node_subject.clone())
+        .await
+        .map_err(subscribe_err(&node_subject))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| OwnedError::Register(e.to_string()))?;
+    shared
+        .members
+        .put(key(&[shared.service, &shared.me]), shared.me.clone().into())
+        .await
+        .map_err(|e| OwnedError::Register(e.to_string()))?;
+    tracing::info!(me = %shared.me, "{}: service ready", owned.service);
+
+    let mut check = tokio::time::interval(owned.check_every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(message) = internal.next() => {
+                tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.payload, false));
+            }
+            Some(message) = node.next() => {
+                tasks.spawn(shared.clone().node_message(message));
+            }
+            Some(_) = disposed.next() => {
+                tasks.spawn(shared.clone().release_everything());
+            }
+            _ = check.tick() => {
+                tasks.spawn(shared.clone().check_members());
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = shutdown.requested() => break,
         }
-    };
-    let mut queued = Vec::new();
-    for kind in kinds {
-        queued.push(subscribe(subjects.commands_of(*kind), true).await?);
     }
-    queued.push(subscribe(owned.internal_subjects(), true).await?);
-    queued.push(subscribe(pb_cti::all_agent_events(&subjects), true).await?);
-    let disposed = subscribe(subjects.internal(pb_protocol::internal::CONTROL_DISPOSED), true).await?;
-    let node = subscribe(owned.node_subject(), false).await?;
-    client.flush().await.map_err(|e| OwnedError::Subscribe {
-        subject: "(flush)".into(),
-        reason: e.to_string(),
-    })?;
-    tracing::info!(%me, "{service}: service ready");
-    let fan_out = tokio::spawn(owned.clone().release_on_dispose(disposed));
-    owned.serve(queued, node, shutdown).await;
-    fan_out.abort();
+    // Stop taking new work; let the actors finish what they hold, then go. Peers notice
+    // that this replica no longer answers and take its units over.
+    if is_connected(&client) {
+        let _ = tokio::time::timeout(NATS_STEP, internal.unsubscribe()).await;
+    }
+    let actors: Vec<_> = shared.actors.lock().expect("actors lock").drain().collect();
+    for (_, actor) in actors {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if actor.send(Inbox::Stop(done)).is_ok() {
+            let _ = tokio::time::timeout(config.deadline, finished).await;
+        }
+    }
+    drop(node);
+    tasks.abort_all();
+    if is_connected(&client) {
+        let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
+    }
     Ok(())
 }
 
+/// What every task of one replica shares.
+struct Shared<H> {
+    context: Context,
+    owners: kv::Store,
+    members: kv::Store,
+    service: &'static str,
+    me: String,
+    handler: Arc<H>,
+    actors: StdMutex<HashMap<String, mpsc::UnboundedSender<Inbox>>>,
+    internal_prefix: String,
+    node_prefix: String,
+}
 
-/// Where a unit is handled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+/// Work handed to a unit's actor from outside its subscriptions.
+enum Inbox {
+    Internal {
+        op: String,
+        payload: Bytes,
+        reply: Option<Subject>,
+    },
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+enum Route {
     Mine,
     Theirs(String),
 }
 
-/// The owner registry failed.
-#[derive(Debug, thiserror::Error)]
-#[error("the owner registry is unavailable: {0}")]
-pub struct OwnerError(String);
-
-fn owner_err(e: impl std::fmt::Display) -> OwnerError {
-    OwnerError(e.to_string())
-}
-
-/// Who owns which unit; a cheap handle.
-#[derive(Debug, Clone)]
-pub struct Owners {
-    store: kv::Store,
-    service: String,
-    me: String,
-    cache: Arc<StdMutex<HashMap<String, String>>>,
-}
-
-impl Owners {
-    pub async fn open(
-        js: &jetstream::Context,
-        subjects: &Subjects,
-        service: &str,
-        me: &str,
-    ) -> Result<Self, BucketError> {
-        Ok(Self {
-            store: open_bucket(js, &bucket_name(subjects, "owners"), Duration::ZERO).await?,
-            service: service.to_owned(),
-            me: me.to_owned(),
-            cache: Arc::default(),
-        })
+impl<H: Owner> Shared<H> {
+    fn node_of(&self, replica: &str) -> String {
+        format!("{}{}", self.node_prefix, encode_token(replica))
     }
 
-    /// This replica's name.
-    pub fn me(&self) -> &str {
-        &self.me
+    fn owner_key(&self, unit: &str) -> String {
+        key(&[self.service, unit])
     }
 
-    fn remember(&self, unit: &str, owner: &str) -> Route {
-        self.cache
-            .lock()
-            .expect("owner cache lock")
-            .insert(unit.to_owned(), owner.to_owned());
-        if owner == self.me {
-            Route::Mine
-        } else {
-            Route::Theirs(owner.to_owned())
-        }
-    }
-
-    /// Who handles `unit`: its recorded owner, or this replica if it has none yet.
-    pub async fn route(&self, unit: &str) -> Result<Route, OwnerError> {
-        if let Some(owner) = self.cache.lock().expect("owner cache lock").get(unit).cloned() {
-            return Ok(if owner == self.me {
-                Route::Mine
-            } else {
-                Route::Theirs(owner)
-            });
-        }
-        let key = key(&[&self.service, unit]);
+    /// Who owns `unit`; this replica claims it if nobody does.
+    async fn route(&self, unit: &str) -> Result<Route, String> {
+        let key = self.owner_key(unit);
         loop {
-            if let Some(owner) = self.store.get(&key).await.map_err(owner_err)? {
-                return Ok(self.remember(unit, &String::from_utf8_lossy(&owner)));
+            if let Some(owner) = self.owners.get(&key).await.map_err(|e| e.to_string())? {
+                let owner = String::from_utf8_lossy(&owner).into_owned();
+                return Ok(if owner == self.me {
+                    Route::Mine
+                } else {
+                    Route::Theirs(owner)
+                });
             }
-            match self.store.create(&key, self.me.clone().into()).await {
-                Ok(_) => return Ok(self.remember(unit, &self.me.clone())),
+            match self.owners.create(&key, self.me.clone().into()).await {
+                Ok(_) => return Ok(Route::Mine),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(owner_err(e)),
+                Err(e) => return Err(e.to_string()),
             }
         }
     }
 
-    /// `dead` did not answer for `unit`: take the unit over, unless someone already has.
-    pub async fn take_over(&self, unit: &str, dead: &str) -> Result<Route, OwnerError> {
-        let key = key(&[&self.service, unit]);
-        self.cache.lock().expect("owner cache lock").remove(unit);
-        let entry = self.store.entry(&key).await.map_err(owner_err)?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put && entry.value == dead.as_bytes() => {
-                match self.store.update(&key, self.me.clone().into(), entry.revision).await {
-                    Ok(_) => {
-                        tracing::warn!(%unit, %dead, "owner gone: unit taken over");
-                        Ok(self.remember(unit, &self.me.clone()))
-                    }
-                    Err(_) => self.route(unit).await,
-                }
-            }
-            _ => self.route(unit).await,
-        }
-    }
-}
-
-/// Per-unit locks, removed when nobody holds or waits for them.
-#[derive(Debug, Default)]
-struct Locks(StdMutex<HashMap<String, Arc<Mutex<()>>>>);
-
-struct Held {
-    guard: Option<OwnedMutexGuard<()>>,
-    locks: Arc<Locks>,
-    unit: String,
-}
-
-impl Locks {
-    async fn lock(self: &Arc<Self>, unit: &str) -> Held {
-        let mutex = self
-            .0
-            .lock()
-            .expect("locks lock")
-            .entry(unit.to_owned())
-            .or_default()
-            .clone();
-        Held {
-            guard: Some(mutex.lock_owned().await),
-            locks: self.clone(),
-            unit: unit.to_owned(),
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut map = self.locks.0.lock().expect("locks lock");
-        if map.get(&self.unit).is_some_and(|m| Arc::strong_count(m) == 1) {
-            map.remove(&self.unit);
-        }
-    }
-}
-
-/// An owning service's loop: subscriptions, routing, locks.
-#[derive(Debug)]
-pub struct OwnedService<H> {
-    context: Context,
-    owners: Owners,
-    locks: Arc<Locks>,
-    handler: Arc<H>,
-    internal_prefix: String,
-    agent_events_prefix: String,
-    node_prefix: String,
-}
-
-/// A message as received, or as it was before being forwarded.
-struct Incoming {
-    subject: String,
-    reply: Option<Subject>,
-    payload: Bytes,
-    /// Forwarded by another replica: acknowledge on this subject, never forward again.
-    ack: Option<Subject>,
-}
-
-impl<H: Owner> OwnedService<H> {
-    /// `service` names the service in subjects and keys (`session`, `channelgroup`).
-    pub fn new(context: Context, owners: Owners, service: &str, handler: Arc<H>) -> Arc<Self> {
-        let subjects = &context.subjects;
-        Arc::new(Self {
-            internal_prefix: subjects.internal(&format!("int.{service}.")),
-            agent_events_prefix: subjects.internal("cti.evt.agent."),
-            node_prefix: subjects.internal(&format!("node.{service}.")),
-            context,
-            owners,
-            locks: Arc::default(),
-            handler,
-        })
-    }
-
-    /// `P.int.<service>.>`: the internal requests this service answers (queue group).
-    pub fn internal_subjects(&self) -> String {
-        format!("{}>", self.internal_prefix)
-    }
-
-    /// `P.node.<service>.<me>`: where other replicas forward this replica's units.
-    pub fn node_subject(&self) -> String {
-        self.node_of(self.owners.me())
-    }
-
-    fn node_of(&self, owner: &str) -> String {
-        format!("{}{}", self.node_prefix, encode_token(owner))
-    }
-
-    /// Serve `queued` (the queue-group subscriptions) and `node` until `shutdown`, then drain.
-    pub async fn serve(self: Arc<Self>, queued: Vec<Subscriber>, mut node: Subscriber, mut shutdown: Shutdown) {
-        let mut queued = futures::stream::select_all(queued);
-        let mut tasks = JoinSet::new();
-        let mut draining = false;
-        loop {
-            tokio::select! {
-                Some(message) = queued.next() => {
-                    let incoming = Incoming {
-                        subject: message.subject.to_string(),
-                        reply: message.reply,
-                        payload: message.payload,
-                        ack: None,
-                    };
-                    tasks.spawn(self.clone().dispatch(incoming));
-                }
-                Some(message) = node.next() => {
-                    let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.to_string());
-                    let Some(subject) = header(SUBJECT_HEADER) else {
-                        tracing::warn!("forwarded message without its subject ignored");
-                        continue;
-                    };
-                    let incoming = Incoming {
-                        subject,
-                        reply: header(REPLY_HEADER).map(Subject::from),
-                        payload: message.payload,
-                        ack: message.reply,
-                    };
-                    tasks.spawn(self.clone().dispatch(incoming));
-                }
-                _ = shutdown.requested(), if !draining => {
-                    draining = true;
-                    if !is_connected(&self.context.client) {
-                        break;
-                    }
-                    for sub in queued.iter_mut() {
-                        let _ = tokio::time::timeout(NATS_STEP, sub.drain()).await;
-                    }
-                    let _ = tokio::time::timeout(NATS_STEP, node.drain()).await;
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                else => break,
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-        if is_connected(&self.context.client) {
-            let _ = tokio::time::timeout(NATS_STEP, self.context.client.flush()).await;
-        }
-    }
-
-    /// Run an internal request for `unit` as if it had arrived on `P.int.<service>.<op>`
-    /// (routed to the unit's owner); for work a replica fans out, such as releasing every
-    /// session.
-    pub async fn internal_for(self: &Arc<Self>, op: &str, payload: Bytes) {
-        let incoming = Incoming {
-            subject: format!("{}{op}", self.internal_prefix),
-            reply: None,
-            payload,
-            ack: None,
+    /// Take `unit` over from `dead`, unless someone already did. True if this replica did.
+    async fn take_over(self: &Arc<Self>, unit: &str, dead: &str) -> bool {
+        let key = self.owner_key(unit);
+        let Ok(Some(entry)) = self.owners.entry(&key).await else {
+            return false;
         };
-        self.clone().dispatch(incoming).await;
+        if entry.operation != kv::Operation::Put || entry.value != dead.as_bytes() {
+            return false;
+        }
+        if self
+            .owners
+            .update(&key, self.me.clone().into(), entry.revision)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        tracing::warn!(%unit, %dead, "owner gone: unit taken over");
+        self.actor(unit);
+        true
     }
 
-    /// On the control's dispose, release every unit (each on its owner).
-    async fn release_on_dispose(self: Arc<Self>, mut disposed: Subscriber) {
-        while disposed.next().await.is_some() {
-            match self.handler.units().await {
-                Ok(units) => {
-                    tracing::info!(units = units.len(), "control disposed: releasing every destination");
-                    for unit in units {
-                        let payload = serde_json::to_vec(&pb_protocol::internal::ReleaseUnit { agent_id: unit })
-                            .unwrap_or_default();
-                        self.internal_for(pb_protocol::internal::RELEASE, payload.into()).await;
+    /// The unit's actor on this replica, started if need be.
+    fn actor(self: &Arc<Self>, unit: &str) -> mpsc::UnboundedSender<Inbox> {
+        let mut actors = self.actors.lock().expect("actors lock");
+        if let Some(actor) = actors.get(unit).filter(|a| !a.is_closed()) {
+            return actor.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        actors.insert(unit.to_owned(), tx.clone());
+        tokio::spawn(self.clone().run_actor(unit.to_owned(), rx));
+        tx
+    }
+
+    /// An internal request, from the queue group or forwarded by a peer.
+    async fn internal_message(
+        self: Arc<Self>,
+        subject: String,
+        reply: Option<Subject>,
+        payload: Bytes,
+        forwarded: bool,
+    ) {
+        let Some(op) = subject
+            .strip_prefix(&self.internal_prefix)
+            .map(str::to_owned)
+        else {
+            tracing::warn!(%subject, "forwarded message for another subject ignored");
+            return;
+        };
+        let unit = match self.handler.internal_unit(&op, &payload) {
+            Ok(unit) => unit,
+            Err(why) => {
+                return self
+                    .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                    .await;
+            }
+        };
+        for _ in 0..3 {
+            match self.route(&unit).await {
+                Ok(Route::Mine) => {
+                    let inbox = Inbox::Internal { op, payload, reply };
+                    if let Err(mpsc::error::SendError(Inbox::Internal { reply, .. })) =
+                        self.actor(&unit).send(inbox)
+                    {
+                        self.internal_reply(
+                            reply.as_ref(),
+                            InternalReply::Error("the unit is stopping; retry".into()),
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                Ok(Route::Theirs(_)) if forwarded => {
+                    let why = "the unit is moving between replicas; retry".to_owned();
+                    return self
+                        .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                        .await;
+                }
+                Ok(Route::Theirs(owner)) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(SUBJECT_HEADER, subject.as_str());
+                    if let Some(reply) = &reply {
+                        headers.insert(REPLY_HEADER, reply.as_str());
+                    }
+                    let request = async_nats::Request::new()
+                        .headers(headers)
+                        .payload(payload.clone())
+                        .timeout(Some(self.context.deadline));
+                    match self
+                        .context
+                        .client
+                        .send_request(self.node_of(&owner), request)
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                            self.take_over(&unit, &owner).await;
+                        }
+                        Err(e) => {
+                            let why = format!(
+                                "the replica owning agent `{unit}` did not take the request: {e}"
+                            );
+                            return self
+                                .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                                .await;
+                        }
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "cannot list the destinations to release"),
+                Err(why) => {
+                    return self
+                        .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                        .await;
+                }
             }
         }
+        let why = format!("ownership of agent `{unit}` keeps moving; retry");
+        self.internal_reply(reply.as_ref(), InternalReply::Error(why))
+            .await;
     }
 
-    async fn dispatch(self: Arc<Self>, incoming: Incoming) {
-        if let Some(ack) = &incoming.ack {
+    /// A message on this replica's node subject: a ping, or a forwarded internal request.
+    async fn node_message(self: Arc<Self>, message: Message) {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.to_string())
+        };
+        if let Some(ack) = &message.reply {
             publish(&self.context.client, ack.to_string(), Bytes::new()).await;
         }
-        let work = if let Some(op) = incoming.subject.strip_prefix(&self.internal_prefix) {
-            match self.handler.internal_unit(op, &incoming.payload) {
-                Ok(unit) => Work::Internal {
-                    op: op.to_owned(),
-                    unit,
-                    payload: incoming.payload.clone(),
-                    reply: incoming.reply.clone(),
-                },
-                Err(why) => {
-                    self.internal_reply(incoming.reply.as_ref(), InternalReply::Error(why))
-                        .await;
-                    return;
-                }
-            }
-        } else if let Some(token) = incoming.subject.strip_prefix(&self.agent_events_prefix) {
-            match decode_token(token) {
-                Ok(unit) => Work::CtiEvent {
-                    unit,
-                    payload: incoming.payload.clone(),
-                },
-                Err(e) => {
-                    tracing::warn!(subject = %incoming.subject, error = %e, "CTI event for an unreadable agent id ignored");
-                    return;
-                }
-            }
-        } else {
-            let Some((command, reply_to)) =
-                decode(&self.context, &incoming.subject, incoming.reply.as_ref(), &incoming.payload).await
-            else {
-                return;
-            };
-            match self.handler.unit_of(&command).await {
-                Ok(Some(unit)) => Work::Command(Box::new(command), reply_to, unit),
-                Ok(None) => {
-                    let why = format!(
-                        "unknown {} destination `{}`: it was never created or has been disposed",
-                        command.kind().describe(),
-                        command.target
-                    );
-                    self.fail(&command, reply_to, why).await;
-                    return;
-                }
-                Err(why) => {
-                    self.fail(&command, reply_to, why).await;
-                    return;
-                }
-            }
-        };
-        self.route(incoming, work).await;
-    }
-
-    async fn route(&self, incoming: Incoming, work: Work) {
-        let unit = work.unit().to_owned();
-        let mut route = self.owners.route(&unit).await;
-        for _ in 0..3 {
-            match route {
-                Ok(Route::Mine) => return self.run_here(&unit, work).await,
-                Ok(Route::Theirs(owner)) => match self.forward(&owner, &incoming).await {
-                    Forwarded::Done => return,
-                    Forwarded::OwnerGone => route = self.owners.take_over(&unit, &owner).await,
-                    Forwarded::Failed(why) => return self.give_up(work, why).await,
-                },
-                Err(e) => return self.give_up(work, e.to_string()).await,
-            }
+        if header(PING_HEADER).is_some() {
+            return;
         }
-        self.give_up(work, format!("ownership of `{unit}` keeps moving; retry")).await;
-    }
-
-    async fn forward(&self, owner: &str, incoming: &Incoming) -> Forwarded {
-        if incoming.ack.is_some() {
-            // Already forwarded once: the registry changed under us; never loop.
-            return Forwarded::Failed("the destination is moving between replicas; retry with the same requestId".into());
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(SUBJECT_HEADER, incoming.subject.as_str());
-        if let Some(reply) = &incoming.reply {
-            headers.insert(REPLY_HEADER, reply.as_str());
-        }
-        let request = async_nats::Request::new()
-            .headers(headers)
-            .payload(incoming.payload.clone())
-            .timeout(Some(self.context.deadline));
-        match self.context.client.send_request(self.node_of(owner), request).await {
-            Ok(_) => Forwarded::Done,
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => Forwarded::OwnerGone,
-            Err(e) => Forwarded::Failed(format!("the replica owning this destination did not take the request: {e}")),
-        }
-    }
-
-    async fn run_here(&self, unit: &str, work: Work) {
-        let _held = self.locks.lock(unit).await;
-        match work {
-            Work::Command(command, reply_to, unit) => {
-                respond(&self.context, *command, reply_to, |command| {
-                    self.handler.command(&unit, command)
-                })
-                .await;
+        match header(SUBJECT_HEADER) {
+            Some(subject) => {
+                let reply = header(REPLY_HEADER).map(Subject::from);
+                self.internal_message(subject, reply, message.payload, true)
+                    .await;
             }
-            Work::Internal {
-                op,
-                unit,
-                payload,
-                reply,
-            } => {
-                let (answer, events) = self.handler.internal(&unit, &op, payload).await;
-                self.internal_reply(reply.as_ref(), answer).await;
-                self.publish_events(events).await;
-            }
-            Work::CtiEvent { unit, payload } => {
-                let events = self.handler.cti_event(&unit, payload).await;
-                self.publish_events(events).await;
-            }
+            None => tracing::warn!("node message without its subject ignored"),
         }
-    }
-
-    async fn fail(&self, command: &Command, reply_to: Subject, why: String) {
-        let response = command.respond(Outcome::failure(why));
-        publish(&self.context.client, reply_to.to_string(), response.encode().into()).await;
     }
 
     async fn internal_reply(&self, to: Option<&Subject>, reply: InternalReply) {
@@ -528,18 +464,187 @@ impl<H: Owner> OwnedService<H> {
         }
     }
 
-    async fn give_up(&self, work: Work, why: String) {
-        tracing::error!(error = %why, "message could not be handled");
-        match work {
-            Work::Command(command, reply_to, _) => self.fail(&command, reply_to, why).await,
-            Work::Internal { reply, .. } => {
-                self.internal_reply(reply.as_ref(), InternalReply::Error(why))
-                    .await
+    /// The control was disposed: release every unit, each on its owner.
+    async fn release_everything(self: Arc<Self>) {
+        match self.handler.units().await {
+            Ok(units) => {
+                tracing::info!(
+                    units = units.len(),
+                    "control disposed: releasing every destination"
+                );
+                let subject = format!("{}{RELEASE}", self.internal_prefix);
+                for unit in units {
+                    let payload =
+                        serde_json::to_vec(&ReleaseUnit { agent_id: unit }).unwrap_or_default();
+                    self.clone()
+                        .internal_message(subject.clone(), None, payload.into(), false)
+                        .await;
+                }
             }
-            Work::CtiEvent { unit, .. } => {
-                tracing::error!(%unit, "a CTI event was lost; the next change or init resynchronises");
+            Err(e) => tracing::error!(error = %e, "cannot list the destinations to release"),
+        }
+    }
+
+    /// Ping every other registered replica; take over the units of one that is gone.
+    async fn check_members(self: Arc<Self>) {
+        let prefix = format!("{}.", key(&[self.service]));
+        let Ok(mut keys) = self.members.keys().await else {
+            return;
+        };
+        let mut peers = Vec::new();
+        while let Some(Ok(k)) = keys.next().await {
+            if let Some(peer) = k.strip_prefix(&prefix)
+                && k != key(&[self.service, &self.me])
+            {
+                peers.push((k.clone(), crate::kv::unkey(peer)));
             }
         }
+        for (member_key, peer) in peers {
+            let mut headers = HeaderMap::new();
+            headers.insert(PING_HEADER, "1");
+            let ping = async_nats::Request::new()
+                .headers(headers)
+                .timeout(Some(Duration::from_secs(2)));
+            let gone = matches!(
+                self.context.client.send_request(self.node_of(&peer), ping).await,
+                Err(e) if e.kind() == RequestErrorKind::NoResponders
+            );
+            if gone {
+                self.adopt(&member_key, &peer).await;
+            }
+        }
+    }
+
+    /// `dead` is gone: whoever deletes its registration takes over its units.
+    async fn adopt(self: &Arc<Self>, member_key: &str, dead: &str) {
+        let Ok(Some(entry)) = self.members.entry(member_key).await else {
+            return;
+        };
+        if entry.operation != kv::Operation::Put
+            || self
+                .members
+                .delete_expect_revision(member_key, Some(entry.revision))
+                .await
+                .is_err()
+        {
+            return; // another replica is adopting
+        }
+        tracing::warn!(%dead, "replica gone: taking over its units");
+        let Ok(mut watch) = self
+            .owners
+            .watch_with_history(format!("{}.>", key(&[self.service])))
+            .await
+        else {
+            return;
+        };
+        let mut adopted = 0;
+        while let Ok(Some(Ok(entry))) =
+            tokio::time::timeout(Duration::from_millis(500), watch.next()).await
+        {
+            if entry.operation == kv::Operation::Put
+                && entry.value == dead.as_bytes()
+                && let Some(unit) = entry
+                    .key
+                    .strip_prefix(&format!("{}.", key(&[self.service])))
+                && self.take_over(&crate::kv::unkey(unit), dead).await
+            {
+                adopted += 1;
+            }
+            if entry.delta == 0 {
+                break;
+            }
+        }
+        tracing::warn!(%dead, adopted, "units taken over");
+    }
+
+    /// A unit's actor: subscribe its destinations and CTI events, then take one message at a
+    /// time until it has no destinations left or is stopped.
+    async fn run_actor(self: Arc<Self>, unit: String, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+        let client = self.context.client.clone();
+        let mut ctx = Unit {
+            name: unit.clone(),
+            client: client.clone(),
+            subjects: self.context.subjects.clone(),
+            streams: StreamMap::new(),
+            had_destinations: false,
+        };
+        match client
+            .subscribe(pb_cti::agent_events(&ctx.subjects, &unit))
+            .await
+        {
+            Ok(events) => {
+                ctx.streams.insert(AGENT_STREAM.to_owned(), events);
+            }
+            Err(e) => tracing::error!(%unit, error = %e, "cannot follow the agent's CTI events"),
+        }
+        match self.handler.destinations(&unit).await {
+            Ok(destinations) => {
+                for (kind, target) in destinations {
+                    if let Err(e) = ctx.listen(kind, &target).await {
+                        tracing::error!(%unit, error = %e, "cannot answer for a destination");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(%unit, error = %e, "cannot read the unit's destinations"),
+        }
+        while !ctx.done() {
+            tokio::select! {
+                Some((stream, message)) = ctx.streams.next() => {
+                    if stream == AGENT_STREAM {
+                        let events = self.handler.cti_event(&mut ctx, message.payload).await;
+                        self.publish_events(events).await;
+                    } else {
+                        self.command(&mut ctx, message).await;
+                    }
+                }
+                item = inbox.recv() => match item {
+                    Some(Inbox::Internal { op, payload, reply }) => {
+                        let (answer, events) = self.handler.internal(&mut ctx, &op, payload).await;
+                        self.internal_reply(reply.as_ref(), answer).await;
+                        self.publish_events(events).await;
+                    }
+                    Some(Inbox::Stop(done)) => {
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+        // No destinations left: let the unit go.
+        self.actors.lock().expect("actors lock").remove(&unit);
+        inbox.close();
+        while let Ok(Inbox::Internal { reply, .. }) = inbox.try_recv() {
+            let why = "the unit was just released; retry".to_owned();
+            self.internal_reply(reply.as_ref(), InternalReply::Error(why))
+                .await;
+        }
+        let key = self.owner_key(&unit);
+        if let Ok(Some(entry)) = self.owners.entry(&key).await
+            && entry.value == self.me.as_bytes()
+        {
+            let _ = self
+                .owners
+                .delete_expect_revision(&key, Some(entry.revision))
+                .await;
+        }
+    }
+
+    async fn command(&self, ctx: &mut Unit, message: Message) {
+        let Some((command, reply_to)) = decode(
+            &self.context,
+            &message.subject,
+            message.reply.as_ref(),
+            &message.payload,
+        )
+        .await
+        else {
+            return;
+        };
+        respond(&self.context, command, reply_to, |command| {
+            self.handler.command(ctx, command)
+        })
+        .await;
     }
 
     async fn publish_events(&self, events: Vec<Event>) {
@@ -547,34 +652,4 @@ impl<H: Owner> OwnedService<H> {
             publish_event(&self.context.client, &self.context.subjects, event).await;
         }
     }
-}
-
-enum Work {
-    Command(Box<Command>, Subject, String),
-    Internal {
-        op: String,
-        unit: String,
-        payload: Bytes,
-        reply: Option<Subject>,
-    },
-    CtiEvent {
-        unit: String,
-        payload: Bytes,
-    },
-}
-
-impl Work {
-    fn unit(&self) -> &str {
-        match self {
-            Work::Command(_, _, unit) | Work::Internal { unit, .. } | Work::CtiEvent { unit, .. } => {
-                unit
-            }
-        }
-    }
-}
-
-enum Forwarded {
-    Done,
-    OwnerGone,
-    Failed(String),
 }

@@ -163,11 +163,20 @@ pub async fn serve<H: Handler>(
 pub const NATS_STEP: Duration = Duration::from_secs(3);
 
 async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_nats::Message) {
-    let Some((command, reply_to)) = decode(&context, &message.subject, message.reply.as_ref(), &message.payload).await
+    let Some((command, reply_to)) = decode(
+        &context,
+        &message.subject,
+        message.reply.as_ref(),
+        &message.payload,
+    )
+    .await
     else {
         return;
     };
-    respond(&context, command, reply_to, |command| handler.handle(command)).await;
+    respond(&context, command, reply_to, |command| {
+        handler.handle(command)
+    })
+    .await;
 }
 
 /// Decode a command for answering. A message without a reply subject is logged; a bad
@@ -195,7 +204,12 @@ pub async fn decode(
                 error = %bad.error,
                 "bad command answered FAILURE"
             );
-            publish(&context.client, reply_to.to_string(), bad.response().encode().into()).await;
+            publish(
+                &context.client,
+                reply_to.to_string(),
+                bad.response().encode().into(),
+            )
+            .await;
             None
         }
     }
@@ -232,7 +246,12 @@ where
                 Err(e) => {
                     tracing::error!(error = %e, "reply cache unavailable");
                     let response = command.respond(Outcome::failure(e.to_string()));
-                    publish(&context.client, reply_to.to_string(), response.encode().into()).await;
+                    publish(
+                        &context.client,
+                        reply_to.to_string(),
+                        response.encode().into(),
+                    )
+                    .await;
                     return;
                 }
             }

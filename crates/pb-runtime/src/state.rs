@@ -49,7 +49,11 @@ pub struct UnitStore<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
-    pub async fn open(js: &jetstream::Context, subjects: &Subjects, name: &str) -> Result<Self, BucketError> {
+    pub async fn open(
+        js: &jetstream::Context,
+        subjects: &Subjects,
+        name: &str,
+    ) -> Result<Self, BucketError> {
         Ok(Self {
             store: open_bucket(js, &bucket_name(subjects, name), Duration::ZERO).await?,
             kind: PhantomData,
@@ -59,10 +63,11 @@ impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
     pub async fn load(&self, unit: &str) -> Result<Loaded<T>, StateError> {
         match self.store.entry(key(&[unit])).await.map_err(unavailable)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let value = serde_json::from_slice(&entry.value).map_err(|e| StateError::Corrupt {
-                    unit: unit.to_owned(),
-                    reason: e.to_string(),
-                })?;
+                let value =
+                    serde_json::from_slice(&entry.value).map_err(|e| StateError::Corrupt {
+                        unit: unit.to_owned(),
+                        reason: e.to_string(),
+                    })?;
                 Ok(Loaded {
                     value,
                     revision: Some(entry.revision),
@@ -84,8 +89,16 @@ impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
         let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
         let key = key(&[unit]);
         let written = match loaded.revision {
-            Some(revision) => self.store.update(&key, payload.into(), revision).await.map_err(|e| e.to_string()),
-            None => self.store.create(&key, payload.into()).await.map_err(|e| e.to_string()),
+            Some(revision) => self
+                .store
+                .update(&key, payload.into(), revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .store
+                .create(&key, payload.into())
+                .await
+                .map_err(|e| e.to_string()),
         };
         match written {
             Ok(revision) => {
@@ -131,7 +144,11 @@ impl Targets {
         if let Some(unit) = self.cache.lock().expect("targets cache").get(target) {
             return Ok(Some(unit.clone()));
         }
-        let found = self.store.get(key(&[target.as_str()])).await.map_err(unavailable)?;
+        let found = self
+            .store
+            .get(key(&[target.as_str()]))
+            .await
+            .map_err(unavailable)?;
         Ok(found.map(|unit| {
             let unit = String::from_utf8_lossy(&unit).into_owned();
             self.cache

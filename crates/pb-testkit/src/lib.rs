@@ -4,15 +4,18 @@
 //!   stopped when dropped;
 //! * [`Process`]: a service binary of this workspace run as a real process, its standard
 //!   error captured so tests can read the logs, killed when dropped;
-//! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events.
+//! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events;
+//! * [`Stack`]: the whole system (simulator and every service, with replicas) as processes.
 
 mod bridge;
 mod nats;
 mod process;
+mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
 pub use nats::NatsServer;
 pub use process::{Process, bin_path};
+pub use stack::{SERVICES, Stack};
 
 use std::path::PathBuf;
 

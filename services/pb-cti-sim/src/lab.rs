@@ -23,6 +23,7 @@ struct Channel {
     holder: Option<String>,
     state: AgentState,
     reason: Option<String>,
+    revision: u64,
 }
 
 impl Channel {
@@ -33,7 +34,16 @@ impl Channel {
             holder: self.holder.clone(),
             agent_state: self.state,
             reason_code: self.reason.clone(),
+            revision: self.revision,
         }
+    }
+
+    /// Set who holds the channel and in which state; a new revision.
+    fn set(&mut self, holder: Option<String>, state: AgentState, reason: Option<String>) {
+        self.holder = holder;
+        self.state = state;
+        self.reason = reason;
+        self.revision += 1;
     }
 }
 
@@ -74,6 +84,7 @@ impl Lab {
                         holder: None,
                         state: AgentState::NotReady,
                         reason: None,
+                        revision: 0,
                     });
                 }
             }
@@ -277,7 +288,12 @@ impl Lab {
 
     /// Authenticate an agent and log it into a place (default: its own). Logging in again
     /// at the same place changes nothing.
-    pub fn login(&mut self, agent_id: &str, password: &str, place: Option<&str>) -> Outcome<AgentSnapshot> {
+    pub fn login(
+        &mut self,
+        agent_id: &str,
+        password: &str,
+        place: Option<&str>,
+    ) -> Outcome<AgentSnapshot> {
         let agent = self.usable_agent(agent_id)?;
         if agent.password != password {
             return Err(err(
@@ -287,7 +303,10 @@ impl Lab {
         }
         let place = place.unwrap_or(&agent.place).to_owned();
         if !self.places.contains_key(&place) {
-            return Err(err(CtiErrorCode::BadRequest, format!("the CTI knows no place `{place}`")));
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("the CTI knows no place `{place}`"),
+            ));
         }
         if let Some(current) = self.logged_in.get(agent_id)
             && *current != place
@@ -302,17 +321,27 @@ impl Lab {
     }
 
     /// The channel `endpoint` of the place `agent_id` is logged into.
-    fn channel_of(&mut self, agent_id: &str, endpoint: &str) -> Result<(String, &mut Channel), CtiError> {
+    fn channel_of(
+        &mut self,
+        agent_id: &str,
+        endpoint: &str,
+    ) -> Result<(String, &mut Channel), CtiError> {
         self.usable_agent(agent_id)?;
         let place = self.logged_in.get(agent_id).cloned().ok_or_else(|| {
-            err(CtiErrorCode::InvalidState, format!("agent `{agent_id}` is not logged in at the CTI"))
+            err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` is not logged in at the CTI"),
+            )
         })?;
         let channel = self
             .places
             .get_mut(&place)
             .and_then(|cs| cs.iter_mut().find(|c| c.endpoint == endpoint))
             .ok_or_else(|| {
-                err(CtiErrorCode::BadRequest, format!("place `{place}` has no channel `{endpoint}`"))
+                err(
+                    CtiErrorCode::BadRequest,
+                    format!("place `{place}` has no channel `{endpoint}`"),
+                )
             })?;
         Ok((place, channel))
     }
@@ -330,9 +359,7 @@ impl Lab {
             }
             None => {}
         }
-        channel.holder = Some(agent_id.to_owned());
-        channel.state = AgentState::NotReady;
-        channel.reason = None;
+        channel.set(Some(agent_id.to_owned()), AgentState::NotReady, None);
         let channel = channel.clone();
         let events = self.changed(&place, &channel, None);
         Ok((channel.snapshot(), events))
@@ -344,9 +371,7 @@ impl Lab {
         if channel.holder.as_deref() != Some(agent_id) {
             return Ok((channel.snapshot(), Vec::new()));
         }
-        channel.holder = None;
-        channel.state = AgentState::NotReady;
-        channel.reason = None;
+        channel.set(None, AgentState::NotReady, None);
         let channel = channel.clone();
         let who = agent_id.to_owned();
         let events = self.changed(&place, &channel, Some(&who));
@@ -364,9 +389,7 @@ impl Lab {
         let mut freed = Vec::new();
         for channel in self.places.get_mut(&place).into_iter().flatten() {
             if channel.holder.as_deref() == Some(agent_id) {
-                channel.holder = None;
-                channel.state = AgentState::NotReady;
-                channel.reason = None;
+                channel.set(None, AgentState::NotReady, None);
                 freed.push(channel.clone());
             }
         }
@@ -405,8 +428,10 @@ impl Lab {
             AgentState::Ready | AgentState::WorkReady => None,
         };
         let changed = channel.state != state || channel.reason != reason;
-        channel.state = state;
-        channel.reason = reason;
+        if changed {
+            let holder = channel.holder.clone();
+            channel.set(holder, state, reason);
+        }
         let channel = channel.clone();
         let events = if changed {
             self.changed(&place, &channel, None)
@@ -447,26 +472,46 @@ mod tests {
         assert!(snap.logged_in);
         assert_eq!(snap.place, "place-1001");
         assert!(events.is_empty(), "logging in takes no channel");
-        assert_eq!(lab.login("1001", "pw-1001", None).unwrap().1.len(), 0, "again: no change");
+        assert_eq!(
+            lab.login("1001", "pw-1001", None).unwrap().1.len(),
+            0,
+            "again: no change"
+        );
         let (ch, ev) = lab.activate("1001", "ext-1001").unwrap();
         assert_eq!(ch.holder.as_deref(), Some("1001"));
         assert_eq!(ev.len(), 1);
+        let first = ch.revision;
         assert!(lab.activate("1001", "ext-1001").unwrap().1.is_empty());
-        let (ch, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, Some("x".into())).unwrap();
+        let (ch, ev) = lab
+            .set_state("1001", "ext-1001", AgentState::Ready, Some("x".into()))
+            .unwrap();
         assert_eq!((ch.agent_state, ch.reason_code), (AgentState::Ready, None));
         assert_eq!(ev.len(), 1);
-        let (_, ev) = lab.set_state("1001", "ext-1001", AgentState::Ready, None).unwrap();
+        let (same, ev) = lab
+            .set_state("1001", "ext-1001", AgentState::Ready, None)
+            .unwrap();
         assert!(ev.is_empty(), "no change, no event");
+        assert_eq!(same.revision, first + 1, "one revision per change");
         let (ch, _) = lab
-            .set_state("1001", "ext-1001", AgentState::NotReady, Some("lunch".into()))
+            .set_state(
+                "1001",
+                "ext-1001",
+                AgentState::NotReady,
+                Some("lunch".into()),
+            )
             .unwrap();
         assert_eq!(ch.reason_code.as_deref(), Some("lunch"));
-        let e = lab.set_state("1001", "mail-1001", AgentState::Ready, None).unwrap_err();
+        let e = lab
+            .set_state("1001", "mail-1001", AgentState::Ready, None)
+            .unwrap_err();
         assert_eq!(e.code, CtiErrorCode::InvalidState);
         let (snap, events) = lab.logout("1001", Some("eod".into())).unwrap();
         assert!(!snap.logged_in);
         assert!(snap.channels.iter().all(|c| c.holder.is_none()));
-        assert!(matches!(events.last(), Some((_, AgentEvent::LoggedOut { .. }))));
+        assert!(matches!(
+            events.last(),
+            Some((_, AgentEvent::LoggedOut { .. }))
+        ));
         assert_eq!(lab.logged_in_count(), 0);
         let (_, events) = lab.logout("1001", None).unwrap();
         assert!(events.is_empty(), "logging out twice changes nothing");
@@ -481,7 +526,10 @@ mod tests {
         // Agent 1002 logs into place-1001 (hot desk) and takes its telephony channel.
         lab.login("1002", "pw-1002", Some("place-1001")).unwrap();
         let (_, events) = lab.activate("1002", "ext-1001").unwrap();
-        assert!(events.iter().any(|(who, _)| who == "1001"), "the owner hears");
+        assert!(
+            events.iter().any(|(who, _)| who == "1001"),
+            "the owner hears"
+        );
         let e = lab.activate("1001", "ext-1001").unwrap_err();
         assert!(e.message.contains("held by agent `1002`"), "{}", e.message);
         let (_, events) = lab.deactivate("1002", "ext-1001").unwrap();

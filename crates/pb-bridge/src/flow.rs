@@ -1,0 +1,251 @@
+//! The bridge's side of an agent's life, as one call each: log in through the whole chain
+//! (session, channel group, every channel initialised, activated and ready), change state,
+//! log out and dispose. Used by the CLI's commands and load runs, and by the tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use pb_protocol::channel::ChannelType;
+use pb_protocol::channel_group::ChannelGroupInit;
+use pb_protocol::session::SessionInit;
+use pb_protocol::{Body, Kind, Outcome, Response, Subjects, Target};
+use serde_json::{Value, json};
+
+/// Why a step did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("{name} on {target} failed: {message}")]
+    Failure {
+        name: String,
+        target: String,
+        message: String,
+    },
+    #[error("{name} on {target}: no response within {timeout:?}")]
+    Timeout {
+        name: String,
+        target: String,
+        timeout: Duration,
+    },
+    #[error("{name} on {target}: {message}")]
+    Transport {
+        name: String,
+        target: String,
+        message: String,
+    },
+}
+
+/// Response times by message name.
+pub type Latencies = HashMap<&'static str, Vec<Duration>>;
+
+/// Sends commands as the bridge does; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Driver {
+    client: Client,
+    subjects: Subjects,
+    control: Target,
+    timeout: Duration,
+    latencies: Option<Arc<Mutex<Latencies>>>,
+}
+
+/// A channel as logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChannel {
+    pub target: String,
+    pub endpoint: String,
+    pub media: ChannelType,
+}
+
+/// An agent logged in through the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedIn {
+    pub agent_id: String,
+    pub session: String,
+    pub group: String,
+    pub channels: Vec<LoggedChannel>,
+}
+
+impl Driver {
+    pub fn new(client: Client, subjects: Subjects, control: Target, timeout: Duration) -> Self {
+        Self {
+            client,
+            subjects,
+            control,
+            timeout,
+            latencies: None,
+        }
+    }
+
+    /// Record every response time, by message name.
+    pub fn recording(mut self) -> Self {
+        self.latencies = Some(Arc::default());
+        self
+    }
+
+    /// The response times recorded so far.
+    pub fn latencies(&self) -> Latencies {
+        self.latencies
+            .as_ref()
+            .map(|l| l.lock().expect("latencies lock").clone())
+            .unwrap_or_default()
+    }
+
+    pub fn control(&self) -> &str {
+        self.control.as_str()
+    }
+
+    /// Send `name` to `target` with `body` and a fresh requestId; the response as it came.
+    pub async fn send(
+        &self,
+        name: &'static str,
+        target: &str,
+        body: Value,
+    ) -> Result<Response, FlowError> {
+        self.send_with_id(name, target, body, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// Send with a given requestId (to retry).
+    pub async fn send_with_id(
+        &self,
+        name: &'static str,
+        target: &str,
+        body: Value,
+        request_id: &str,
+    ) -> Result<Response, FlowError> {
+        let transport = |message: String| FlowError::Transport {
+            name: name.to_owned(),
+            target: target.to_owned(),
+            message,
+        };
+        let kind =
+            Kind::of_name(name).ok_or_else(|| transport("names no destination kind".into()))?;
+        let parsed = Target::new(target).map_err(|e| transport(e.to_string()))?;
+        let subject = self.subjects.command(kind, &parsed);
+        let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
+        let started = Instant::now();
+        let reply =
+            tokio::time::timeout(self.timeout, self.client.request(subject, payload.into()))
+                .await
+                .map_err(|_| FlowError::Timeout {
+                    name: name.to_owned(),
+                    target: target.to_owned(),
+                    timeout: self.timeout,
+                })?
+                .map_err(|e| transport(e.to_string()))?;
+        if let Some(latencies) = &self.latencies {
+            latencies
+                .lock()
+                .expect("latencies lock")
+                .entry(name)
+                .or_default()
+                .push(started.elapsed());
+        }
+        Response::decode(&reply.payload).map_err(|e| transport(e.to_string()))
+    }
+
+    /// Send and require SUCCESS; its body.
+    pub async fn ok(
+        &self,
+        name: &'static str,
+        target: &str,
+        body: Value,
+    ) -> Result<Body, FlowError> {
+        match self.send(name, target, body).await?.outcome {
+            Outcome::Success(body) => Ok(body),
+            Outcome::Failure(message) => Err(FlowError::Failure {
+                name: name.to_owned(),
+                target: target.to_owned(),
+                message,
+            }),
+        }
+    }
+
+    /// Log `agent_id` in through the whole chain at session target `session`: session,
+    /// its channel group, and every channel created, initialised, activated and made ready.
+    pub async fn login(
+        &self,
+        agent_id: &str,
+        password: &str,
+        session: &str,
+    ) -> Result<LoggedIn, FlowError> {
+        let control = self.control.as_str().to_owned();
+        self.ok(
+            "cti.request.createsession",
+            &control,
+            json!({"agentId": agent_id, "agentPassword": password, "sessionId": session, "destination": session}),
+        )
+        .await?;
+        let init: SessionInit = read(
+            self.ok("session.query.init", session, json!({})).await?,
+            session,
+        )?;
+        let group_name = init
+            .channel_groups
+            .first()
+            .map(|g| g.name.clone())
+            .unwrap_or_default();
+        self.ok(
+            "session.request.createchannelgroup",
+            session,
+            json!({"id": "g1", "name": group_name}),
+        )
+        .await?;
+        let group = format!("{session}.g1");
+        let init: ChannelGroupInit = read(
+            self.ok("channelgroup.query.init", &group, json!({}))
+                .await?,
+            &group,
+        )?;
+        let mut channels = Vec::new();
+        for (i, channel) in init.channels.iter().enumerate() {
+            let id = format!("c{}", i + 1);
+            self.ok(
+                "channelgroup.request.createchannel",
+                &group,
+                json!({"id": id, "name": channel.end_point, "type": channel.channel_type}),
+            )
+            .await?;
+            let target = format!("{group}.{id}");
+            self.ok("channel.query.init", &target, json!({})).await?;
+            self.ok("channel.request.activate", &target, json!({}))
+                .await?;
+            self.ok("channel.request.ready", &target, json!({})).await?;
+            channels.push(LoggedChannel {
+                target,
+                endpoint: channel.end_point.clone(),
+                media: channel.channel_type,
+            });
+        }
+        Ok(LoggedIn {
+            agent_id: agent_id.to_owned(),
+            session: session.to_owned(),
+            group,
+            channels,
+        })
+    }
+
+    /// Log out at the CTI, then dispose every channel, the group and the session.
+    pub async fn logout(&self, logged: &LoggedIn) -> Result<(), FlowError> {
+        self.ok("session.request.logout", &logged.session, json!({}))
+            .await?;
+        for channel in &logged.channels {
+            self.ok("channel.request.dispose", &channel.target, json!({}))
+                .await?;
+        }
+        self.ok("channelgroup.request.dispose", &logged.group, json!({}))
+            .await?;
+        self.ok("session.request.dispose", &logged.session, json!({}))
+            .await?;
+        Ok(())
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(body: Body, target: &str) -> Result<T, FlowError> {
+    pb_protocol::from_body(body).map_err(|message| FlowError::Transport {
+        name: "init".into(),
+        target: target.to_owned(),
+        message: format!("unreadable init answer: {message}"),
+    })
+}

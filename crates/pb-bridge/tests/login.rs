@@ -1,0 +1,643 @@
+//! An agent's whole life through every service, each with two replicas, against a real
+//! nats-server and the simulated CTI (contract §4, §5, §7; issue 3).
+
+use std::time::Duration;
+
+use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::{Outcome, Response, Subjects, Target};
+use pb_testkit::{Bridge, Seen, Stack};
+use serde_json::{Value, json};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+struct World {
+    stack: Stack,
+    driver: Driver,
+    bridge: Bridge,
+}
+
+async fn world() -> World {
+    let stack = Stack::start(2, &[]).await;
+    let client = stack.nats.client().await;
+    let driver = Driver::new(
+        client.clone(),
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(10),
+    );
+    let bridge = Bridge::new(client);
+    driver
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    World {
+        stack,
+        driver,
+        bridge,
+    }
+}
+
+impl World {
+    async fn cti(&self, op: &str, body: Value) -> Value {
+        let reply = self
+            .bridge
+            .client
+            .request(format!("pb.cti.req.{op}"), body.to_string().into())
+            .await
+            .unwrap();
+        serde_json::from_slice(&reply.payload).unwrap()
+    }
+
+    async fn admin(&self, op: &str, body: Value) -> Value {
+        let reply = self
+            .bridge
+            .client
+            .request(format!("pb.sim.{op}"), body.to_string().into())
+            .await
+            .unwrap();
+        serde_json::from_slice(&reply.payload).unwrap()
+    }
+}
+
+fn failure(r: &Response) -> String {
+    match &r.outcome {
+        Outcome::Failure(why) => why.clone(),
+        Outcome::Success(b) => panic!(
+            "expected FAILURE for {} on {}, got SUCCESS {b:?}",
+            r.name, r.target
+        ),
+    }
+}
+
+/// A destination that does not exist (or no longer) has no responder (contract §5.6).
+async fn assert_gone(driver: &Driver, name: &'static str, target: &str) {
+    match driver.send(name, target, json!({})).await {
+        Err(pb_bridge::flow::FlowError::Transport { message, .. }) => {
+            assert!(
+                message.contains("no responders"),
+                "{name} on {target}: {message}"
+            )
+        }
+        other => panic!("{name} on {target} should have no responder: {other:?}"),
+    }
+}
+
+/// The events seen, as (name, target) pairs, skipping control events.
+fn events(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|s| s.kind() == "cti.event" && !s.name().starts_with("cti."))
+        .map(|s| {
+            (
+                s.name().to_owned(),
+                s.json["header"]["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_logs_in_changes_state_and_logs_out_through_every_service() {
+    let w = world().await;
+    let mut tap = w.bridge.tap().await;
+    let logged = w.driver.login("1001", "pw-1001", "s-1001").await.unwrap();
+    assert_eq!(logged.channels.len(), 3);
+    assert_eq!(logged.channels[0].endpoint, "ext-1001");
+    let seen = tap.collect(SECOND).await;
+    let mut want = Vec::new();
+    for c in &logged.channels {
+        want.push(("channel.activated".to_owned(), c.target.clone()));
+        want.push(("channel.ready".to_owned(), c.target.clone()));
+    }
+    assert_eq!(events(&seen), want);
+
+    // Each response comes before the event it causes.
+    let ext = &logged.channels[0].target;
+    w.bridge
+        .send_tapped(
+            &tap,
+            "channel.request.notready",
+            ext,
+            json!({"reasonCode": "lunch"}),
+            "nr-1",
+        )
+        .await;
+    let seen = tap.collect(SECOND).await;
+    let order: Vec<(&str, &str)> = seen.iter().map(|s| (s.kind(), s.name())).collect();
+    assert_eq!(
+        order,
+        [
+            ("cti.response", "channel.request.notready"),
+            ("cti.event", "channel.notready")
+        ]
+    );
+    assert_eq!(seen[1].json["body"]["reasonCode"], "lunch");
+
+    let init = w
+        .driver
+        .ok("channel.query.init", ext, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(init["state"], "ACTIVE");
+    assert_eq!(init["agent-state"], "NOT_READY");
+    assert_eq!(init["reasonCode"], "lunch");
+    assert_eq!(init["interactions"], json!([]));
+
+    w.driver
+        .ok(
+            "session.request.logout",
+            &logged.session,
+            json!({"reasonCode": "eod"}),
+        )
+        .await
+        .unwrap();
+    let seen = tap.collect(SECOND).await;
+    let names: Vec<String> = events(&seen).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names, ["channel.deactivated"; 3],
+        "the desktop's own logout is no session.loggedout"
+    );
+
+    for c in &logged.channels {
+        w.driver
+            .ok("channel.request.dispose", &c.target, json!({}))
+            .await
+            .unwrap();
+    }
+    w.driver
+        .ok("channelgroup.request.dispose", &logged.group, json!({}))
+        .await
+        .unwrap();
+    w.driver
+        .ok("session.request.dispose", &logged.session, json!({}))
+        .await
+        .unwrap();
+    let seen = tap.collect(SECOND).await;
+    assert_eq!(
+        events(&seen)
+            .iter()
+            .filter(|(n, _)| n == "channel.disposed")
+            .count(),
+        3
+    );
+    drop(tap); // it listens on `>`: with it gone, nobody answers a disposed destination
+    w.bridge.client.flush().await.unwrap();
+    for (name, target) in [
+        ("session.query.init", logged.session.as_str()),
+        ("channelgroup.query.init", logged.group.as_str()),
+        ("channel.query.init", ext.as_str()),
+    ] {
+        assert_gone(&w.driver, name, target).await;
+    }
+}
+
+#[tokio::test]
+async fn no_event_before_init_and_init_shows_what_changed_in_between() {
+    let w = world().await;
+    let d = &w.driver;
+    d.ok(
+        "cti.request.createsession",
+        "PB1.CONTROL",
+        json!({"agentId": "1002", "agentPassword": "pw-1002", "sessionId": "s2", "destination": "s2"}),
+    )
+    .await
+    .unwrap();
+    let init = d.ok("session.query.init", "s2", json!({})).await.unwrap();
+    assert_eq!(init["channel-groups"], json!([{"name": "place-1002"}]));
+    d.ok(
+        "session.request.createchannelgroup",
+        "s2",
+        json!({"id": "g", "name": "place-1002"}),
+    )
+    .await
+    .unwrap();
+    d.ok("channelgroup.query.init", "s2.g", json!({}))
+        .await
+        .unwrap();
+    d.ok(
+        "channelgroup.request.createchannel",
+        "s2.g",
+        json!({"id": "t", "name": "ext-1002", "type": "TELEPHONY"}),
+    )
+    .await
+    .unwrap();
+    let mut tap = w.bridge.tap().await;
+    // The CTI changes the channel between its creation and its init.
+    w.cti(
+        "activate",
+        json!({"agent_id": "1002", "endpoint": "ext-1002"}),
+    )
+    .await;
+    w.cti(
+        "setstate",
+        json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "READY"}),
+    )
+    .await;
+    assert!(
+        events(&tap.collect(SECOND).await).is_empty(),
+        "no event before init"
+    );
+    let init = d
+        .ok("channel.query.init", "s2.g.t", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (init["state"].as_str(), init["agent-state"].as_str()),
+        (Some("ACTIVE"), Some("READY"))
+    );
+    // From now on, changes at the CTI are events.
+    w.admin("setstate", json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "NOT_READY", "reason_code": "supervisor"}))
+        .await;
+    let seen = tap.collect(SECOND).await;
+    assert_eq!(
+        events(&seen),
+        [("channel.notready".to_owned(), "s2.g.t".to_owned())]
+    );
+    assert_eq!(
+        seen.last().unwrap().json["body"]["reasonCode"],
+        "supervisor"
+    );
+}
+
+#[tokio::test]
+async fn a_reconnecting_desktop_finds_its_live_channels() {
+    let w = world().await;
+    w.cti("login", json!({"agent_id": "1003", "password": "pw-1003"}))
+        .await;
+    w.cti(
+        "activate",
+        json!({"agent_id": "1003", "endpoint": "ext-1003"}),
+    )
+    .await;
+    w.cti(
+        "setstate",
+        json!({"agent_id": "1003", "endpoint": "ext-1003", "state": "READY"}),
+    )
+    .await;
+    w.cti(
+        "activate",
+        json!({"agent_id": "1003", "endpoint": "chat-1003"}),
+    )
+    .await;
+    let d = &w.driver;
+    d.ok(
+        "cti.request.createsession",
+        "PB1.CONTROL",
+        json!({"agentId": "1003", "agentPassword": "pw-1003", "sessionId": "s3", "destination": "desk.s3"}),
+    )
+    .await
+    .unwrap();
+    d.ok("session.query.init", "desk.s3", json!({}))
+        .await
+        .unwrap();
+    d.ok(
+        "session.request.createchannelgroup",
+        "desk.s3",
+        json!({"id": "g", "name": "place-1003"}),
+    )
+    .await
+    .unwrap();
+    let group = d
+        .ok("channelgroup.query.init", "desk.s3.g", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(group["channels"].as_array().unwrap().len(), 3);
+    let mut states = Vec::new();
+    for (id, ch) in group["channels"].as_array().unwrap().iter().enumerate() {
+        let target = format!("desk.s3.g.{id}");
+        d.ok(
+            "channelgroup.request.createchannel",
+            "desk.s3.g",
+            json!({"id": id.to_string(), "name": ch["end-point"], "type": ch["type"]}),
+        )
+        .await
+        .unwrap();
+        let init = d
+            .ok("channel.query.init", &target, json!({}))
+            .await
+            .unwrap();
+        states.push((
+            ch["end-point"].as_str().unwrap().to_owned(),
+            init["state"].clone(),
+            init["agent-state"].clone(),
+        ));
+    }
+    assert_eq!(
+        states,
+        [
+            ("ext-1003".to_owned(), json!("ACTIVE"), json!("READY")),
+            (
+                "mail-1003".to_owned(),
+                json!("INACTIVE"),
+                json!("NOT_READY")
+            ),
+            ("chat-1003".to_owned(), json!("ACTIVE"), json!("NOT_READY")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn logged_out_from_outside_and_channels_taken_by_another_agent() {
+    let w = world().await;
+    let logged: LoggedIn = w.driver.login("1004", "pw-1004", "s4").await.unwrap();
+    let ext = logged.channels[0].target.clone();
+    let mut tap = w.bridge.tap().await;
+    w.driver
+        .ok("channel.request.deactivate", &ext, json!({}))
+        .await
+        .unwrap();
+    // Agent 1005 hot-desks onto place-1004's telephony channel.
+    w.cti(
+        "login",
+        json!({"agent_id": "1005", "password": "pw-1005", "place": "place-1004"}),
+    )
+    .await;
+    w.cti(
+        "activate",
+        json!({"agent_id": "1005", "endpoint": "ext-1004"}),
+    )
+    .await;
+    w.cti(
+        "deactivate",
+        json!({"agent_id": "1005", "endpoint": "ext-1004"}),
+    )
+    .await;
+    let seen = tap.collect(SECOND).await;
+    let names: Vec<String> = events(&seen)
+        .into_iter()
+        .filter(|(_, t)| *t == ext)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "channel.deactivated",
+            "channel.unavailable",
+            "channel.available"
+        ]
+    );
+
+    w.admin(
+        "logout",
+        json!({"agent_id": "1004", "reason_code": "forced"}),
+    )
+    .await;
+    let seen = tap.collect(SECOND).await;
+    let all = events(&seen);
+    assert!(
+        all.contains(&("session.loggedout".to_owned(), "s4".to_owned())),
+        "{all:?}"
+    );
+    let loggedout = seen
+        .iter()
+        .find(|s| s.name() == "session.loggedout")
+        .unwrap();
+    assert_eq!(loggedout.json["body"]["reasonCode"], "forced");
+    assert_eq!(
+        all.iter()
+            .filter(|(n, _)| n == "channel.deactivated")
+            .count(),
+        2,
+        "{all:?}"
+    );
+}
+
+#[tokio::test]
+async fn repeated_request_ids_and_concurrent_changes_on_one_channel() {
+    let w = world().await;
+    let logged = w.driver.login("1006", "pw-1006", "s6").await.unwrap();
+    let ext = logged.channels[0].target.clone();
+    let mut tap = w.bridge.tap().await;
+    for _ in 0..3 {
+        w.bridge
+            .send_tapped(
+                &tap,
+                "channel.request.notready",
+                &ext,
+                json!({"reasonCode": "x"}),
+                "same-id",
+            )
+            .await;
+    }
+    let seen = tap.collect(SECOND).await;
+    assert_eq!(
+        seen.iter().filter(|s| s.kind() == "cti.response").count(),
+        3
+    );
+    assert_eq!(events(&seen).len(), 1, "acted on once");
+
+    // Twenty alternating changes at once, through both replicas.
+    for i in 0..20 {
+        let (name, body) = if i % 2 == 0 {
+            ("channel.request.ready", json!({}))
+        } else {
+            (
+                "channel.request.notready",
+                json!({"reasonCode": format!("r{i}")}),
+            )
+        };
+        w.bridge
+            .send_tapped(&tap, name, &ext, body, &format!("c-{i}"))
+            .await;
+    }
+    let seen = tap.collect(SECOND * 2).await;
+    let responses: Vec<&Seen> = seen.iter().filter(|s| s.kind() == "cti.response").collect();
+    assert_eq!(responses.len(), 20);
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.json["header"]["result"] == "SUCCESS")
+    );
+    // Every response is followed by its event before the next response: serialised.
+    let kinds: Vec<&str> = seen.iter().map(|s| s.kind()).collect();
+    let pairs: Vec<[&str; 2]> = kinds
+        .chunks(2)
+        .map(|c| [c[0], c.get(1).copied().unwrap_or("")])
+        .collect();
+    assert!(
+        pairs.iter().all(|p| *p == ["cti.response", "cti.event"]),
+        "{kinds:?}"
+    );
+    let last = seen.last().unwrap();
+    let init = w
+        .driver
+        .ok("channel.query.init", &ext, json!({}))
+        .await
+        .unwrap();
+    let expected = if last.name() == "channel.ready" {
+        "READY"
+    } else {
+        "NOT_READY"
+    };
+    assert_eq!(init["agent-state"], expected, "the last event is the state");
+}
+
+#[tokio::test]
+async fn bad_input_on_every_destination_kind_is_answered_failure() {
+    let w = world().await;
+    let logged = w.driver.login("1007", "pw-1007", "s7").await.unwrap();
+    let ext = &logged.channels[0].target;
+    let cases = [
+        (
+            "session.request.createchannelgroup",
+            "s7",
+            json!({"id": "g2"}),
+            "missing field `name`",
+        ),
+        (
+            "session.request.createchannelgroup",
+            "s7",
+            json!({"id": "g2", "name": "place-1007"}),
+            "already has its channel group",
+        ),
+        (
+            "session.request.createchannelgroup",
+            "s7",
+            json!({"id": "g2", "name": "place-9"}),
+            "is not this agent's",
+        ),
+        (
+            "channelgroup.request.createchannel",
+            "s7.g1",
+            json!({"id": "x", "name": "ext-1007", "type": "FAX"}),
+            "unknown variant `FAX`",
+        ),
+        (
+            "channelgroup.request.createchannel",
+            "s7.g1",
+            json!({"id": "x", "name": "ext-1007", "type": "EMAIL"}),
+            "is TELEPHONY, not EMAIL",
+        ),
+        (
+            "channelgroup.request.createchannel",
+            "s7.g1",
+            json!({"id": "x", "name": "ext-9"}),
+            "missing field `type`",
+        ),
+        (
+            "channelgroup.request.createchannel",
+            "s7.g1",
+            json!({"id": "x", "name": "ext-9", "type": "TELEPHONY"}),
+            "has no channel `ext-9`",
+        ),
+        (
+            "channel.request.notready",
+            ext,
+            json!({"reasonCode": 5}),
+            "invalid type",
+        ),
+        (
+            "channel.request.dial",
+            &logged.channels[1].target,
+            json!({"destination": "+1"}),
+            "only TELEPHONY channels dial",
+        ),
+        (
+            "channel.query.weather",
+            ext,
+            json!({}),
+            "is not a message a channel destination accepts",
+        ),
+        ("channel.query.init", ext, json!({"x": 1}), ""),
+    ];
+    for (name, target, body, want) in cases {
+        let r = w.bridge.send(name, target, body).await;
+        if want.is_empty() {
+            assert!(
+                r.outcome.is_success(),
+                "unknown body keys are ignored: {r:?}"
+            );
+            continue;
+        }
+        let why = failure(&r);
+        assert!(
+            why.contains(want),
+            "{name} on {target}: {why:?} lacks {want:?}"
+        );
+    }
+    for (name, target) in [
+        ("interaction.query.init", "s7.g1.c1.i1"),
+        ("conversation.query.init", "s7.g1.c1.i1.v1"),
+        ("session.query.init", "s-nobody"),
+        ("interaction.query.init", ext.as_str()),
+    ] {
+        assert_gone(&w.driver, name, target).await;
+    }
+    let subjects = [
+        "pb.session.s7",
+        "pb.channelgroup.s7.g1",
+        &format!("pb.channel.{ext}"),
+    ];
+    for subject in subjects {
+        let r = w.bridge.send_raw(subject, b"{oops".to_vec()).await;
+        assert!(failure(&r).starts_with("payload is not JSON"), "{subject}");
+        let r = w.bridge.send_raw(subject, json!({"header": {"type": "cti.query", "name": "session.query.init", "target": "elsewhere", "requestId": "r"}, "body": {}}).to_string().into_bytes()).await;
+        assert!(!failure(&r).is_empty());
+    }
+    // Still serving.
+    w.driver
+        .ok("channel.request.ready", ext, json!({}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_channels_answer_only_init_and_dispose() {
+    let w = world().await;
+    let d = &w.driver;
+    d.ok("cti.request.createsession", "PB1.CONTROL", json!({"agentId": "1008", "agentPassword": "pw-1008", "sessionId": "s8", "destination": "s8"})).await.unwrap();
+    d.ok("session.query.init", "s8", json!({})).await.unwrap();
+    d.ok(
+        "session.request.createchannelgroup",
+        "s8",
+        json!({"id": "g", "name": "place-1008"}),
+    )
+    .await
+    .unwrap();
+    d.ok("channelgroup.query.init", "s8.g", json!({}))
+        .await
+        .unwrap();
+    d.ok(
+        "channelgroup.request.createchannel",
+        "s8.g",
+        json!({"id": "u", "name": "mail-1008", "type": "UNSUPPORTED"}),
+    )
+    .await
+    .unwrap();
+    let init = d
+        .ok("channel.query.init", "s8.g.u", json!({}))
+        .await
+        .unwrap();
+    assert!(init.get("interactions").is_none(), "{init:?}");
+    for name in [
+        "channel.request.activate",
+        "channel.request.ready",
+        "channel.request.deactivate",
+    ] {
+        let r = d.send(name, "s8.g.u", json!({})).await.unwrap();
+        assert!(failure(&r).contains("created UNSUPPORTED"), "{name}");
+    }
+    d.ok("channel.request.dispose", "s8.g.u", json!({}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn control_dispose_releases_every_session() {
+    let w = world().await;
+    let a = w.driver.login("1009", "pw-1009", "s9").await.unwrap();
+    let b = w.driver.login("1010", "pw-1010", "s10").await.unwrap();
+    w.driver
+        .ok("cti.request.dispose", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    tokio::time::sleep(SECOND).await;
+    for target in [&a.session, &b.session] {
+        assert_gone(&w.driver, "session.query.init", target).await;
+    }
+    assert_gone(&w.driver, "channel.query.init", &a.channels[0].target).await;
+    assert_gone(&w.driver, "channelgroup.query.init", &b.group).await;
+    assert!(
+        !w.stack.logs().contains("pw-1009"),
+        "a password reached a log"
+    );
+}

@@ -1,0 +1,172 @@
+//! `channelgroup.query.init`, `channelgroup.request.createchannel`,
+//! `channelgroup.request.dispose`.
+
+use pb_cti::GetSnapshot;
+use pb_protocol::channel::ChannelType;
+use pb_protocol::channel_group::{
+    ChannelGroupCommand, ChannelGroupInit, ChannelInGroup, CreateChannel,
+};
+use pb_protocol::{Kind, Target};
+use pb_runtime::Reply;
+use pb_runtime::owned::Unit;
+use pb_runtime::state::Loaded;
+
+use crate::state::{AgentTree, Channel};
+use crate::{Groups, remaining};
+
+pub async fn handle(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    message: ChannelGroupCommand,
+) -> Reply {
+    let unit = ctx.name().to_owned();
+    match message {
+        ChannelGroupCommand::Init => init(groups, &unit, target, loaded).await,
+        ChannelGroupCommand::CreateChannel(create) => {
+            create_channel(groups, ctx, target, loaded, create).await
+        }
+        ChannelGroupCommand::Dispose => {
+            ctx.forget(Kind::ChannelGroup, target).await;
+            dispose(groups, &unit, target)
+        }
+    }
+}
+
+/// The place's channels as the CTI has them now.
+async fn init(
+    groups: &Groups,
+    unit: &str,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+) -> Reply {
+    let until = groups.budget();
+    let snapshot = match groups
+        .cti
+        .call(
+            &GetSnapshot {
+                agent_id: unit.to_owned(),
+            },
+            remaining(until),
+        )
+        .await
+    {
+        Ok(snapshot) => snapshot,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    let Some(group) = loaded.value.groups.get_mut(target) else {
+        return Reply::failure("the channel group vanished");
+    };
+    if snapshot.place != group.place {
+        return Reply::failure(format!(
+            "agent `{unit}` is logged in at `{}`, not at this group's `{}`",
+            snapshot.place, group.place
+        ));
+    }
+    group.channels = snapshot
+        .channels
+        .iter()
+        .map(|c| ChannelInGroup {
+            end_point: c.endpoint.clone(),
+            channel_type: c.media,
+        })
+        .collect();
+    group.initialised = true;
+    let body = pb_protocol::to_body(&ChannelGroupInit {
+        channels: group.channels.clone(),
+    });
+    match groups.store.save(unit, loaded).await {
+        Ok(()) => Reply::body(body),
+        Err(e) => Reply::failure(e.to_string()),
+    }
+}
+
+/// A channel of the group's place; its type must be the CTI's media, or UNSUPPORTED.
+async fn create_channel(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    create: CreateChannel,
+) -> Reply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let Some(group) = loaded.value.groups.get(target) else {
+        return Reply::failure("the channel group vanished");
+    };
+    if !group.initialised {
+        return Reply::failure(
+            "channelgroup.query.init has not been answered yet: channels come after it",
+        );
+    }
+    let Some(known) = group.channels.iter().find(|c| c.end_point == create.name) else {
+        return Reply::failure(format!(
+            "channel group `{}` has no channel `{}`",
+            group.place, create.name
+        ));
+    };
+    let unsupported = create.channel_type == ChannelType::Unsupported;
+    if !unsupported && create.channel_type != known.channel_type {
+        return Reply::failure(format!(
+            "channel `{}` is {}, not {}",
+            create.name,
+            known.channel_type.as_str(),
+            create.channel_type.as_str()
+        ));
+    }
+    let channel_target = match target.child(&create.id) {
+        Ok(t) => t,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    if let Some(existing) = loaded.value.channels.get(&channel_target) {
+        return if existing.endpoint == create.name {
+            Reply::success()
+        } else {
+            Reply::failure(format!(
+                "destination `{channel_target}` is already channel `{}`",
+                existing.endpoint
+            ))
+        };
+    }
+    let media = known.channel_type;
+    loaded.value.channels.insert(
+        channel_target.clone(),
+        Channel {
+            endpoint: create.name,
+            media,
+            unsupported,
+            reported: None,
+            revision: 0,
+        },
+    );
+    if let Err(e) = groups.store.save(unit, loaded).await {
+        return Reply::failure(e.to_string());
+    }
+    if let Err(e) = groups.targets.put(&channel_target, unit).await {
+        return Reply::failure(e.to_string());
+    }
+    match ctx.listen(Kind::Channel, &channel_target).await {
+        Ok(()) => Reply::success(),
+        Err(why) => Reply::failure(why),
+    }
+}
+
+/// Answered, then released. The group's channels are disposed by their own requests.
+fn dispose(groups: &Groups, unit: &str, target: &Target) -> Reply {
+    let store = groups.store.clone();
+    let targets = groups.targets.clone();
+    let unit = unit.to_owned();
+    let target = target.clone();
+    Reply::success().then(async move {
+        let released = async {
+            let mut loaded = store.load(&unit).await?;
+            loaded.value.groups.remove(&target);
+            store.save(&unit, &mut loaded).await?;
+            targets.delete(&target).await
+        };
+        if let Err(e) = released.await {
+            tracing::error!(%target, error = %e, "could not release the channel group");
+        }
+    })
+}

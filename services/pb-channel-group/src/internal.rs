@@ -1,0 +1,105 @@
+//! Internal requests: the session service's creation of a channel group, and releasing
+//! every destination of an agent (control disposed).
+
+use bytes::Bytes;
+use pb_protocol::internal::{CREATE, GroupCreate, InternalReply, RELEASE, ReleaseUnit};
+use pb_protocol::{Event, Kind};
+use pb_runtime::owned::Unit;
+
+use crate::Groups;
+use crate::state::Group;
+
+/// The agent an internal request is for.
+pub fn unit(op: &str, payload: &[u8]) -> Result<String, String> {
+    let read = |e: serde_json::Error| format!("malformed {op} request: {e}");
+    match op {
+        CREATE => serde_json::from_slice::<GroupCreate>(payload)
+            .map(|c| c.agent_id)
+            .map_err(read),
+        RELEASE => serde_json::from_slice::<ReleaseUnit>(payload)
+            .map(|r| r.agent_id)
+            .map_err(read),
+        other => Err(format!(
+            "the channel-group service has no internal request `{other}`"
+        )),
+    }
+}
+
+pub async fn handle(
+    groups: &Groups,
+    ctx: &mut Unit,
+    op: &str,
+    payload: Bytes,
+) -> (InternalReply, Vec<Event>) {
+    let reply = match op {
+        CREATE => match serde_json::from_slice::<GroupCreate>(&payload) {
+            Ok(create) => self::create(groups, ctx, create).await,
+            Err(e) => InternalReply::Error(format!("malformed create request: {e}")),
+        },
+        RELEASE => release(groups, ctx).await,
+        other => InternalReply::Error(format!(
+            "the channel-group service has no internal request `{other}`"
+        )),
+    };
+    (reply, Vec::new())
+}
+
+/// Record the group before answering, so it answers on its subject (contract §5.5).
+async fn create(groups: &Groups, ctx: &mut Unit, create: GroupCreate) -> InternalReply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let mut loaded = match groups.store.load(unit).await {
+        Ok(loaded) => loaded,
+        Err(e) => return InternalReply::Error(e.to_string()),
+    };
+    if let Some(existing) = loaded.value.groups.get(&create.target) {
+        return if existing.place == create.place {
+            InternalReply::Ok
+        } else {
+            InternalReply::Error(format!(
+                "destination `{}` is already another channel group",
+                create.target
+            ))
+        };
+    }
+    loaded.value.groups.insert(
+        create.target.clone(),
+        Group {
+            place: create.place,
+            initialised: false,
+            channels: Vec::new(),
+        },
+    );
+    if let Err(e) = groups.store.save(unit, &mut loaded).await {
+        return InternalReply::Error(e.to_string());
+    }
+    if let Err(e) = groups.targets.put(&create.target, unit).await {
+        return InternalReply::Error(e.to_string());
+    }
+    match ctx.listen(Kind::ChannelGroup, &create.target).await {
+        Ok(()) => InternalReply::Ok,
+        Err(why) => InternalReply::Error(why),
+    }
+}
+
+async fn release(groups: &Groups, ctx: &mut Unit) -> InternalReply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let mut loaded = match groups.store.load(unit).await {
+        Ok(loaded) => loaded,
+        Err(e) => return InternalReply::Error(e.to_string()),
+    };
+    let tree = std::mem::take(&mut loaded.value);
+    if let Err(e) = groups.store.save(unit, &mut loaded).await {
+        return InternalReply::Error(e.to_string());
+    }
+    let groups_gone = tree.groups.into_keys().map(|t| (Kind::ChannelGroup, t));
+    let channels_gone = tree.channels.into_keys().map(|t| (Kind::Channel, t));
+    for (kind, target) in groups_gone.chain(channels_gone) {
+        ctx.forget(kind, &target).await;
+        if let Err(e) = groups.targets.delete(&target).await {
+            tracing::error!(%target, error = %e, "could not forget a released destination");
+        }
+    }
+    InternalReply::Ok
+}

@@ -1,0 +1,148 @@
+//! The channel-group service: serves channel group and channel destinations
+//! (`P.channelgroup.<target>`, `P.channel.<target>`); interaction and conversation
+//! destinations will live here too.
+//! Groups are created by the session service's hand-off (`P.int.channelgroup.create`).
+//! Each agent's destinations are handled by one owner replica at a time
+//! ([`pb_runtime::owned`]); state is one record per agent in the `<prefix>_channels` bucket.
+//! CTI changes (`P.cti.evt.agent.<agentId>`) become channel events on the right targets.
+//!
+//! * [`cmd`]: the channel group and channel commands;
+//! * [`internal`]: creating a group, releasing an agent's destinations;
+//! * [`state`]: the record, and the rules from CTI states to reported states and events.
+
+pub mod cmd;
+pub mod internal;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pb_cti::AgentEvent;
+use pb_protocol::internal::InternalReply;
+use pb_protocol::{Command, Event, Kind, Target};
+use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
+use pb_runtime::state::{Targets, UnitStore};
+use pb_runtime::{Config, CtiClient, Reply, Shutdown};
+
+use crate::state::AgentTree;
+
+/// The channel-group service's state and clients; one per replica.
+#[derive(Debug)]
+pub struct Groups {
+    cti: CtiClient,
+    store: UnitStore<AgentTree>,
+    targets: Targets,
+    deadline: Duration,
+}
+
+impl Groups {
+    /// When work started now must be done: the deadline less a margin, as in control.
+    fn budget(&self) -> Instant {
+        let margin = (self.deadline / 10).max(Duration::from_millis(20));
+        Instant::now() + self.deadline.saturating_sub(margin)
+    }
+}
+
+fn remaining(until: Instant) -> Duration {
+    until
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+/// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
+pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
+    Ok(OwnedConfig {
+        service: "channelgroup",
+        check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
+    })
+}
+
+/// Serve channel group and channel destinations until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    config: Config,
+    owned: OwnedConfig,
+    shutdown: Shutdown,
+) -> Result<(), OwnedError> {
+    let js = async_nats::jetstream::new(client.clone());
+    let groups = Arc::new(Groups {
+        cti: CtiClient::new(client.clone(), config.subjects.clone()),
+        store: UnitStore::open(&js, &config.subjects, "channels").await?,
+        targets: Targets::open(&js, &config.subjects).await?,
+        deadline: config.deadline,
+    });
+    owned::run(client, &config, owned, groups, shutdown).await
+}
+
+impl Owner for Groups {
+    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
+        let tree = self
+            .store
+            .load(unit)
+            .await
+            .map_err(|e| e.to_string())?
+            .value;
+        let groups = tree.groups.into_keys().map(|t| (Kind::ChannelGroup, t));
+        let channels = tree.channels.into_keys().map(|t| (Kind::Channel, t));
+        Ok(groups.chain(channels).collect())
+    }
+
+    async fn command(&self, unit: &mut Unit, command: Command) -> Reply {
+        cmd::handle(self, unit, command).await
+    }
+
+    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String> {
+        internal::unit(op, payload)
+    }
+
+    async fn internal(
+        &self,
+        unit: &mut Unit,
+        op: &str,
+        payload: Bytes,
+    ) -> (InternalReply, Vec<Event>) {
+        internal::handle(self, unit, op, payload).await
+    }
+
+    /// A channel changed at the CTI: every initialised channel destination of the agent on
+    /// that endpoint reports the change. One not yet initialised stays silent: its init
+    /// answer will show the new state (contract §5.4).
+    async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
+        let unit = unit.name();
+        let Ok(AgentEvent::ChannelChanged { channel, .. }) = serde_json::from_slice(&payload)
+        else {
+            return Vec::new(); // logouts are the session service's
+        };
+        let mut loaded = match self.store.load(unit).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(%unit, error = %e, "cannot read the agent's channels; change not reported");
+                return Vec::new();
+            }
+        };
+        let mut events = Vec::new();
+        let mut applied = false;
+        for (target, destination) in loaded.value.channels.iter_mut() {
+            if destination.endpoint == channel.endpoint
+                && let Some(raised) = destination.apply(unit, &channel)
+            {
+                applied = true;
+                events.extend(raised.into_iter().map(|e| Event::new(target.clone(), e)));
+            }
+        }
+        if !applied {
+            return Vec::new();
+        }
+        if let Err(e) = self.store.save(unit, &mut loaded).await {
+            tracing::error!(%unit, error = %e, "cannot record the channel change; not reported");
+            return Vec::new();
+        }
+        events
+    }
+
+    async fn units(&self) -> Result<Vec<String>, String> {
+        self.store.units().await.map_err(|e| e.to_string())
+    }
+}

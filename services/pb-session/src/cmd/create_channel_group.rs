@@ -1,0 +1,79 @@
+//! `session.request.createchannelgroup`: the session's one channel group, which must be the
+//! agent's place; created by the channel-group service (`P.int.channelgroup.create`) before
+//! the SUCCESS, so the group answers on its subject by then (contract §5.5).
+
+use async_nats::RequestErrorKind;
+use pb_protocol::Target;
+use pb_protocol::internal::{CHANNEL_GROUP_CREATE, GroupCreate, InternalReply};
+use pb_protocol::session::CreateChild;
+use pb_runtime::Reply;
+use pb_runtime::state::Loaded;
+
+use crate::state::AgentSessions;
+use crate::{Sessions, remaining};
+
+pub async fn handle(
+    sessions: &Sessions,
+    unit: &str,
+    target: &Target,
+    loaded: &mut Loaded<AgentSessions>,
+    child: CreateChild,
+) -> Reply {
+    let until = sessions.budget();
+    let Some(session) = loaded.value.sessions.get(target) else {
+        return Reply::failure("the session vanished");
+    };
+    if !session.initialised {
+        return Reply::failure(
+            "session.query.init has not been answered yet: a channel group comes after it",
+        );
+    }
+    if child.name != session.place {
+        return Reply::failure(format!(
+            "channel group `{}` is not this agent's: its channel group is `{}`",
+            child.name, session.place
+        ));
+    }
+    let group = match target.child(&child.id) {
+        Ok(group) => group,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    if let Some(existing) = &session.group {
+        return Reply::failure(format!(
+            "the session already has its channel group `{existing}`; a session has exactly one"
+        ));
+    }
+    let create = GroupCreate {
+        target: group.clone(),
+        agent_id: unit.to_owned(),
+        place: session.place.clone(),
+    };
+    let subject = sessions.subjects.internal(CHANNEL_GROUP_CREATE);
+    let payload = serde_json::to_vec(&create).unwrap_or_default();
+    let request = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(remaining(until)));
+    let answer = match sessions.client.send_request(subject.clone(), request).await {
+        Ok(reply) => serde_json::from_slice::<InternalReply>(&reply.payload).unwrap_or_else(|e| {
+            InternalReply::Error(format!(
+                "unreadable reply from the channel-group service: {e}"
+            ))
+        }),
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => InternalReply::Error(format!(
+            "no channel-group service is running (nobody answers {subject})"
+        )),
+        Err(e) => InternalReply::Error(format!(
+            "the channel-group service did not create the group: {e}"
+        )),
+    };
+    if let InternalReply::Error(why) = answer {
+        return Reply::failure(why);
+    }
+    if let Some(session) = loaded.value.sessions.get_mut(target) {
+        session.group = Some(group);
+    }
+    match sessions.store.save(unit, loaded).await {
+        Ok(()) => Reply::success(),
+        Err(e) => crate::state_failure(e),
+    }
+}

@@ -1,0 +1,36 @@
+//! `session.request.logout`: log the agent out of the CTI on every channel. The channels
+//! report `channel.deactivated`; the session raises no `session.loggedout`, since the desktop
+//! asked for it.
+
+use pb_cti::Logout;
+use pb_protocol::Target;
+use pb_protocol::session::ReasonCode;
+use pb_runtime::Reply;
+use pb_runtime::state::Loaded;
+
+use crate::state::AgentSessions;
+use crate::{Sessions, remaining};
+
+pub async fn handle(
+    sessions: &Sessions,
+    unit: &str,
+    target: &Target,
+    loaded: &mut Loaded<AgentSessions>,
+    reason: ReasonCode,
+) -> Reply {
+    let until = sessions.budget();
+    if let Some(session) = loaded.value.sessions.get_mut(target) {
+        session.logging_out = true;
+    }
+    if let Err(e) = sessions.store.save(unit, loaded).await {
+        return crate::state_failure(e);
+    }
+    let logout = Logout {
+        agent_id: unit.to_owned(),
+        reason_code: reason.reason_code,
+    };
+    match sessions.cti.call(&logout, remaining(until)).await {
+        Ok(_) => Reply::success(),
+        Err(e) => Reply::failure(e.to_string()),
+    }
+}

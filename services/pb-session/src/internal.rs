@@ -1,0 +1,129 @@
+//! Internal requests: the control's hand-off of a new session, and releasing every session
+//! of an agent (control disposed).
+
+use bytes::Bytes;
+use pb_cti::Login;
+use pb_protocol::internal::{CREATE, InternalReply, RELEASE, ReleaseUnit, SessionCreate};
+use pb_protocol::{Event, Kind};
+use pb_runtime::owned::Unit;
+
+use crate::state::Session;
+use crate::{Sessions, remaining};
+
+/// The agent an internal request is for.
+pub fn unit(op: &str, payload: &[u8]) -> Result<String, String> {
+    let read = |e: serde_json::Error| format!("malformed {op} request: {e}");
+    match op {
+        CREATE => serde_json::from_slice::<SessionCreate>(payload)
+            .map(|c| c.agent_id)
+            .map_err(read),
+        RELEASE => serde_json::from_slice::<ReleaseUnit>(payload)
+            .map(|r| r.agent_id)
+            .map_err(read),
+        other => Err(format!(
+            "the session service has no internal request `{other}`"
+        )),
+    }
+}
+
+pub async fn handle(
+    sessions: &Sessions,
+    ctx: &mut Unit,
+    op: &str,
+    payload: Bytes,
+) -> (InternalReply, Vec<Event>) {
+    let reply = match op {
+        CREATE => match serde_json::from_slice::<SessionCreate>(&payload) {
+            Ok(create) => self::create(sessions, ctx, create).await,
+            Err(e) => InternalReply::Error(format!("malformed create request: {e}")),
+        },
+        RELEASE => release(sessions, ctx).await,
+        other => InternalReply::Error(format!(
+            "the session service has no internal request `{other}`"
+        )),
+    };
+    (reply, Vec::new())
+}
+
+/// Log the agent in at the CTI (checking its password; a reconnecting agent is already
+/// logged in and stays so) and record the session before answering.
+async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> InternalReply {
+    let until = sessions.budget();
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let mut loaded = match sessions.store.load(unit).await {
+        Ok(loaded) => loaded,
+        Err(e) => return InternalReply::Error(e.to_string()),
+    };
+    if let Some(existing) = loaded.value.sessions.get(&create.target) {
+        return if existing.session_id == create.session_id {
+            InternalReply::Ok
+        } else {
+            InternalReply::Error(format!(
+                "destination `{}` is already another session",
+                create.target
+            ))
+        };
+    }
+    match sessions.targets.unit(&create.target).await {
+        Ok(Some(other)) if other != unit => {
+            return InternalReply::Error(format!(
+                "destination `{}` is already in use",
+                create.target
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return InternalReply::Error(e.to_string()),
+    }
+    let login = Login {
+        agent_id: create.agent_id.clone(),
+        password: create.agent_password,
+        place: None,
+    };
+    let snapshot = match sessions.cti.call(&login, remaining(until)).await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return InternalReply::Error(e.to_string()),
+    };
+    loaded.value.sessions.insert(
+        create.target.clone(),
+        Session {
+            session_id: create.session_id,
+            place: snapshot.place,
+            initialised: false,
+            group: None,
+            logging_out: false,
+        },
+    );
+    if let Err(e) = sessions.store.save(unit, &mut loaded).await {
+        return InternalReply::Error(e.to_string());
+    }
+    if let Err(e) = sessions.targets.put(&create.target, unit).await {
+        return InternalReply::Error(e.to_string());
+    }
+    match ctx.listen(Kind::Session, &create.target).await {
+        Ok(()) => InternalReply::Ok,
+        Err(why) => InternalReply::Error(why),
+    }
+}
+
+async fn release(sessions: &Sessions, ctx: &mut Unit) -> InternalReply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let mut loaded = match sessions.store.load(unit).await {
+        Ok(loaded) => loaded,
+        Err(e) => return InternalReply::Error(e.to_string()),
+    };
+    let targets: Vec<_> = std::mem::take(&mut loaded.value.sessions)
+        .into_keys()
+        .collect();
+    if let Err(e) = sessions.store.save(unit, &mut loaded).await {
+        return InternalReply::Error(e.to_string());
+    }
+    for target in targets {
+        ctx.forget(Kind::Session, &target).await;
+        if let Err(e) = sessions.targets.delete(&target).await {
+            tracing::error!(%target, error = %e, "could not forget a released session");
+        }
+    }
+    InternalReply::Ok
+}

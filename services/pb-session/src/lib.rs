@@ -1,0 +1,143 @@
+//! The session service: serves session destinations (`P.session.<target>`), created by the
+//! control service's hand-off (`P.int.session.create`). Each agent's sessions are handled by
+//! one owner replica at a time ([`pb_runtime::owned`]); state is one record per agent in the
+//! `<prefix>_sessions` bucket.
+//!
+//! * [`cmd`]: one module per session command;
+//! * [`internal`]: the hand-off from control, and releasing an agent's sessions;
+//! * [`state`]: the record.
+
+pub mod cmd;
+pub mod internal;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pb_cti::AgentEvent;
+use pb_protocol::internal::InternalReply;
+use pb_protocol::session::{ReasonCode, SessionEvent};
+use pb_protocol::{Command, Event, Kind, Subjects, Target};
+use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
+use pb_runtime::state::{StateError, Targets, UnitStore};
+use pb_runtime::{Config, CtiClient, Reply, Shutdown};
+
+use crate::state::AgentSessions;
+
+/// The session service's state and clients; one per replica.
+#[derive(Debug)]
+pub struct Sessions {
+    client: async_nats::Client,
+    subjects: Subjects,
+    cti: CtiClient,
+    store: UnitStore<AgentSessions>,
+    targets: Targets,
+    deadline: Duration,
+}
+
+impl Sessions {
+    /// When work started now must be done: the deadline less a margin, as in control.
+    fn budget(&self) -> Instant {
+        let margin = (self.deadline / 10).max(Duration::from_millis(20));
+        Instant::now() + self.deadline.saturating_sub(margin)
+    }
+}
+
+fn remaining(until: Instant) -> Duration {
+    until
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+fn state_failure(e: StateError) -> Reply {
+    Reply::failure(e.to_string())
+}
+
+/// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
+pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
+    Ok(OwnedConfig {
+        service: "session",
+        check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
+    })
+}
+
+/// Serve session destinations until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    config: Config,
+    owned: OwnedConfig,
+    shutdown: Shutdown,
+) -> Result<(), OwnedError> {
+    let js = async_nats::jetstream::new(client.clone());
+    let sessions = Arc::new(Sessions {
+        client: client.clone(),
+        subjects: config.subjects.clone(),
+        cti: CtiClient::new(client.clone(), config.subjects.clone()),
+        store: UnitStore::open(&js, &config.subjects, "sessions").await?,
+        targets: Targets::open(&js, &config.subjects).await?,
+        deadline: config.deadline,
+    });
+    owned::run(client, &config, owned, sessions, shutdown).await
+}
+
+impl Owner for Sessions {
+    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
+        let loaded = self.store.load(unit).await.map_err(|e| e.to_string())?;
+        Ok(loaded
+            .value
+            .sessions
+            .into_keys()
+            .map(|t| (Kind::Session, t))
+            .collect())
+    }
+
+    async fn command(&self, unit: &mut Unit, command: Command) -> Reply {
+        cmd::handle(self, unit, command).await
+    }
+
+    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String> {
+        internal::unit(op, payload)
+    }
+
+    async fn internal(
+        &self,
+        unit: &mut Unit,
+        op: &str,
+        payload: Bytes,
+    ) -> (InternalReply, Vec<Event>) {
+        internal::handle(self, unit, op, payload).await
+    }
+
+    async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
+        let unit = unit.name();
+        let Ok(AgentEvent::LoggedOut { reason_code, .. }) = serde_json::from_slice(&payload) else {
+            return Vec::new(); // channel changes are the channel-group service's
+        };
+        let Ok(mut loaded) = self.store.load(unit).await else {
+            tracing::error!(%unit, "cannot read the agent's sessions; logged-out event not raised");
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        for (target, session) in loaded.value.sessions.iter_mut() {
+            if session.initialised && !session.logging_out {
+                events.push(Event::new(
+                    target.clone(),
+                    SessionEvent::LoggedOut(ReasonCode {
+                        reason_code: reason_code.clone(),
+                    }),
+                ));
+            }
+            session.logging_out = false;
+        }
+        if let Err(e) = self.store.save(unit, &mut loaded).await {
+            tracing::error!(%unit, error = %e, "cannot record the logout");
+        }
+        events
+    }
+
+    async fn units(&self) -> Result<Vec<String>, String> {
+        self.store.units().await.map_err(|e| e.to_string())
+    }
+}
