@@ -47,6 +47,7 @@ pub struct Driver {
     control: Target,
     timeout: Duration,
     latencies: Option<Arc<Mutex<Latencies>>>,
+    retry_for: Option<Duration>,
 }
 
 /// A channel as logged in.
@@ -74,7 +75,16 @@ impl Driver {
             control,
             timeout,
             latencies: None,
+            retry_for: None,
         }
+    }
+
+    /// Behave as a bridge that retries during a failover, for up to `budget` per step: an
+    /// unanswered command (timeout, no responders) is sent again with the same requestId;
+    /// a FAILURE is retried with a new one.
+    pub fn retrying(mut self, budget: Duration) -> Self {
+        self.retry_for = Some(budget);
+        self
     }
 
     /// Record every response time, by message name.
@@ -145,20 +155,43 @@ impl Driver {
         Response::decode(&reply.payload).map_err(|e| transport(e.to_string()))
     }
 
-    /// Send and require SUCCESS; its body.
+    /// Send and require SUCCESS; its body. With [`Driver::retrying`], retry as a bridge does.
     pub async fn ok(
         &self,
         name: &'static str,
         target: &str,
         body: Value,
     ) -> Result<Body, FlowError> {
-        match self.send(name, target, body).await?.outcome {
-            Outcome::Success(body) => Ok(body),
-            Outcome::Failure(message) => Err(FlowError::Failure {
-                name: name.to_owned(),
-                target: target.to_owned(),
-                message,
-            }),
+        let give_up = self.retry_for.map(|budget| Instant::now() + budget);
+        let mut request_id = uuid::Uuid::new_v4().to_string();
+        loop {
+            let result = self
+                .send_with_id(name, target, body.clone(), &request_id)
+                .await;
+            let error = match result {
+                Ok(Response {
+                    outcome: Outcome::Success(body),
+                    ..
+                }) => return Ok(body),
+                Ok(Response {
+                    outcome: Outcome::Failure(message),
+                    ..
+                }) => {
+                    request_id = uuid::Uuid::new_v4().to_string();
+                    FlowError::Failure {
+                        name: name.to_owned(),
+                        target: target.to_owned(),
+                        message,
+                    }
+                }
+                Err(unanswered) => unanswered,
+            };
+            match give_up {
+                Some(deadline) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => return Err(error),
+            }
         }
     }
 
