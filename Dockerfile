@@ -7,7 +7,8 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir /out \
- && cp target/release/pb-control target/release/pb-cti-sim target/release/pb-bridge /out/
+ && cp target/release/pb-control target/release/pb-session target/release/pb-channel-group \
+       target/release/pb-cti-sim target/release/pb-bridge /out/
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin pb

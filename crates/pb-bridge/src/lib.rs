@@ -3,6 +3,7 @@
 //! initialisation, and drives the simulated CTI's fault injection.
 
 pub mod flow;
+pub mod storm;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -78,9 +79,58 @@ pub enum Command {
     },
     /// Run the control initialisation: server status (and its event), then capabilities.
     Init,
+    /// Log an agent in through the whole chain: session, channel group, every channel
+    /// initialised, activated and ready.
+    Login {
+        /// The agent id (the simulator's agents are 1001 upward).
+        agent_id: String,
+        /// Its password (the simulator's is `pw-<id>`).
+        #[arg(long)]
+        password: Option<String>,
+        /// The session target (default `s-<agent>`).
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Set an agent's state on a channel: `ready`, or `notready` with an optional reason.
+    State {
+        /// The channel target, for example `s-1001.g1.c1`.
+        target: String,
+        /// `ready` or `notready`.
+        state: AgentStateArg,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Log a session's agent out at the CTI, then dispose its channels, group and session
+    /// (those created by `login`: `<session>.g1.c1` upward).
+    Logout {
+        /// The session target, for example `s-1001`.
+        session: String,
+    },
+    /// Log many agents in at once and report logins per second and latencies.
+    Storm {
+        /// How many agents.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// How many logins in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// The first agent id.
+        #[arg(long, default_value_t = 1001)]
+        first: u64,
+        /// Leave the agents logged in (by default they are logged out afterwards, untimed).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Drive the simulated CTI (fault injection and changes made at the CTI).
     #[command(subcommand)]
     Sim(SimCommand),
+}
+
+/// The states `pb-bridge state` sets.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AgentStateArg {
+    Ready,
+    Notready,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +195,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Init => bridge.init().await,
+        Command::Login {
+            agent_id,
+            password,
+            session,
+        } => {
+            let password = password.unwrap_or_else(|| format!("pw-{agent_id}"));
+            let session = session.unwrap_or_else(|| format!("s-{agent_id}"));
+            let logged = bridge.driver().login(&agent_id, &password, &session).await?;
+            say!("agent {} logged in: session {}, channel group {}", logged.agent_id, logged.session, logged.group)?;
+            for channel in &logged.channels {
+                say!(
+                    "  {:<24} {:<14} {:<11} ACTIVE READY",
+                    channel.target,
+                    channel.endpoint,
+                    channel.media.as_str()
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State { target, state, reason } => {
+            let (name, body) = match state {
+                AgentStateArg::Ready => ("channel.request.ready", json!({})),
+                AgentStateArg::Notready => ("channel.request.notready", json!({"reasonCode": reason})),
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            let started = Instant::now();
+            let response = bridge.send(name, &target, body, &id).await?;
+            print_exchange(name, &target, &id, &response, started.elapsed())?;
+            Ok(exit_code(&response))
+        }
+        Command::Logout { session } => {
+            let disposed = bridge.driver().logout_session(&session).await?;
+            say!("session {session} logged out; disposed: {}", disposed.join(", "))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Storm {
+            agents,
+            concurrency,
+            first,
+            keep,
+        } => bridge.storm(agents, concurrency, first, keep).await,
         Command::Sim(command) => {
             let reply = match command {
                 SimCommand::LinkDown { reason } => {
@@ -187,7 +278,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn request_error(e: async_nats::RequestError, subject: &str, who: &str) -> anyhow::Error {
     match e.kind() {
         async_nats::RequestErrorKind::NoResponders => {
-            anyhow::anyhow!("nobody answers {subject}: is {who} running?")
+            anyhow::anyhow!("nobody answers {subject}: {who}")
         }
         _ => anyhow::anyhow!("request on {subject} failed: {e}"),
     }
@@ -231,6 +322,41 @@ struct Emulator {
 }
 
 impl Emulator {
+    fn driver(&self) -> flow::Driver {
+        flow::Driver::new(self.client.clone(), self.subjects.clone(), self.control.clone(), self.timeout)
+    }
+
+    async fn storm(&self, agents: usize, concurrency: usize, first: u64, keep: bool) -> anyhow::Result<ExitCode> {
+        let status = self.admin(&admin::GetStatus {}).await?;
+        let available = status["agents"].as_u64().unwrap_or(0);
+        if first < 1001 || first - 1001 + agents as u64 > available {
+            bail!(
+                "the simulated CTI has agents 1001 to {}: start it with SIM_AGENTS={} or more",
+                1000 + available,
+                first - 1000 + agents as u64 - 1
+            );
+        }
+        let driver = self.driver();
+        driver.ok("cti.request.serverstatus", self.control.as_str(), json!({})).await?;
+        eprintln!("logging {agents} agents in, {concurrency} at a time...");
+        let (report, logged) = storm::storm(&driver, first, agents, concurrency, true).await;
+        say!("{}", report.table())?;
+        if !keep {
+            eprintln!("logging them out again (not timed)...");
+            futures::stream::iter(logged)
+                .for_each_concurrent(concurrency.max(1), |l| {
+                    let driver = driver.clone();
+                    async move {
+                        if let Err(e) = driver.logout(&l).await {
+                            eprintln!("logout of {} failed: {e}", l.agent_id);
+                        }
+                    }
+                })
+                .await;
+        }
+        Ok(if report.failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+
     fn target_for(&self, name: &str, target: Option<String>) -> anyhow::Result<String> {
         match (target, Kind::of_name(name)) {
             (Some(t), _) => Ok(t),
@@ -267,7 +393,10 @@ impl Emulator {
         .await
         .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?
         .map_err(|e| {
-            let who = format!("the service for {} destinations", kind.describe());
+            let who = format!(
+                "no such {} destination (never created, or disposed), or its service is not running",
+                kind.describe()
+            );
             request_error(e, &subject, &who)
         })?;
         Response::decode(&reply.payload).context("the response is not a valid envelope")
@@ -363,7 +492,7 @@ impl Emulator {
         )
         .await
         .with_context(|| format!("no answer on {subject} within {:?}", self.timeout))?
-        .map_err(|e| request_error(e, &subject, "pb-cti-sim"))?;
+        .map_err(|e| request_error(e, &subject, "is pb-cti-sim running?"))?;
         let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)?;
         match reply {
             pb_cti::CtiReply::Ok(value) => Ok(serde_json::to_value(value)?),
