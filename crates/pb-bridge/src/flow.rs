@@ -262,13 +262,19 @@ impl Driver {
     /// Log a session out, then dispose the destinations `login` creates under it
     /// (`<session>.g1`, `<session>.g1.c1` upward, as far as they answer). Returns them.
     pub async fn logout_session(&self, session: &str) -> Result<Vec<String>, FlowError> {
-        self.ok("session.request.logout", session, json!({})).await?;
+        self.ok("session.request.logout", session, json!({}))
+            .await?;
         let group = format!("{session}.g1");
         let mut disposed = Vec::new();
         for i in 1.. {
             let channel = format!("{group}.c{i}");
-            match self.send("channel.request.dispose", &channel, json!({})).await {
-                Err(FlowError::Transport { message, .. }) if message.contains("no responders") => break,
+            match self
+                .send("channel.request.dispose", &channel, json!({}))
+                .await
+            {
+                Err(FlowError::Transport { message, .. }) if message.contains("no responders") => {
+                    break;
+                }
                 Ok(Response {
                     outcome: Outcome::Success(_),
                     ..
@@ -286,8 +292,10 @@ impl Driver {
                 Err(e) => return Err(e),
             }
         }
-        self.ok("channelgroup.request.dispose", &group, json!({})).await?;
-        self.ok("session.request.dispose", session, json!({})).await?;
+        self.ok("channelgroup.request.dispose", &group, json!({}))
+            .await?;
+        self.ok("session.request.dispose", session, json!({}))
+            .await?;
         disposed.push(group);
         disposed.push(session.to_owned());
         Ok(disposed)

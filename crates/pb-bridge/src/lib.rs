@@ -202,8 +202,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let password = password.unwrap_or_else(|| format!("pw-{agent_id}"));
             let session = session.unwrap_or_else(|| format!("s-{agent_id}"));
-            let logged = bridge.driver().login(&agent_id, &password, &session).await?;
-            say!("agent {} logged in: session {}, channel group {}", logged.agent_id, logged.session, logged.group)?;
+            let logged = bridge
+                .driver()
+                .login(&agent_id, &password, &session)
+                .await?;
+            say!(
+                "agent {} logged in: session {}, channel group {}",
+                logged.agent_id,
+                logged.session,
+                logged.group
+            )?;
             for channel in &logged.channels {
                 say!(
                     "  {:<24} {:<14} {:<11} ACTIVE READY",
@@ -214,10 +222,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::State { target, state, reason } => {
+        Command::State {
+            target,
+            state,
+            reason,
+        } => {
             let (name, body) = match state {
                 AgentStateArg::Ready => ("channel.request.ready", json!({})),
-                AgentStateArg::Notready => ("channel.request.notready", json!({"reasonCode": reason})),
+                AgentStateArg::Notready => {
+                    ("channel.request.notready", json!({"reasonCode": reason}))
+                }
             };
             let id = uuid::Uuid::new_v4().to_string();
             let started = Instant::now();
@@ -227,7 +241,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Logout { session } => {
             let disposed = bridge.driver().logout_session(&session).await?;
-            say!("session {session} logged out; disposed: {}", disposed.join(", "))?;
+            say!(
+                "session {session} logged out; disposed: {}",
+                disposed.join(", ")
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Storm {
@@ -323,10 +340,21 @@ struct Emulator {
 
 impl Emulator {
     fn driver(&self) -> flow::Driver {
-        flow::Driver::new(self.client.clone(), self.subjects.clone(), self.control.clone(), self.timeout)
+        flow::Driver::new(
+            self.client.clone(),
+            self.subjects.clone(),
+            self.control.clone(),
+            self.timeout,
+        )
     }
 
-    async fn storm(&self, agents: usize, concurrency: usize, first: u64, keep: bool) -> anyhow::Result<ExitCode> {
+    async fn storm(
+        &self,
+        agents: usize,
+        concurrency: usize,
+        first: u64,
+        keep: bool,
+    ) -> anyhow::Result<ExitCode> {
         let status = self.admin(&admin::GetStatus {}).await?;
         let available = status["agents"].as_u64().unwrap_or(0);
         if first < 1001 || first - 1001 + agents as u64 > available {
@@ -337,7 +365,9 @@ impl Emulator {
             );
         }
         let driver = self.driver();
-        driver.ok("cti.request.serverstatus", self.control.as_str(), json!({})).await?;
+        driver
+            .ok("cti.request.serverstatus", self.control.as_str(), json!({}))
+            .await?;
         eprintln!("logging {agents} agents in, {concurrency} at a time...");
         let (report, logged) = storm::storm(&driver, first, agents, concurrency, true).await;
         say!("{}", report.table())?;
@@ -354,7 +384,11 @@ impl Emulator {
                 })
                 .await;
         }
-        Ok(if report.failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if report.failures == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 
     fn target_for(&self, name: &str, target: Option<String>) -> anyhow::Result<String> {

@@ -89,7 +89,13 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Log agents `first..first+agents` in (sessions `storm-<id>`), `concurrency` at a time;
 /// `progress` says whether to show progress on standard error.
-pub async fn storm(driver: &Driver, first: u64, agents: usize, concurrency: usize, progress: bool) -> (StormReport, Vec<LoggedIn>) {
+pub async fn storm(
+    driver: &Driver,
+    first: u64,
+    agents: usize,
+    concurrency: usize,
+    progress: bool,
+) -> (StormReport, Vec<LoggedIn>) {
     let driver = driver.clone().recording();
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -100,7 +106,9 @@ pub async fn storm(driver: &Driver, first: u64, agents: usize, concurrency: usiz
             let done = done.clone();
             async move {
                 let id = (first + i).to_string();
-                let result = driver.login(&id, &format!("pw-{id}"), &format!("storm-{id}")).await;
+                let result = driver
+                    .login(&id, &format!("pw-{id}"), &format!("storm-{id}"))
+                    .await;
                 done.fetch_add(1, Ordering::Relaxed);
                 result
             }
@@ -139,7 +147,11 @@ pub async fn storm(driver: &Driver, first: u64, agents: usize, concurrency: usiz
 
 async fn show_progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
     let terminal = std::io::stderr().is_terminal();
-    let every = if terminal { Duration::from_millis(200) } else { Duration::from_secs(1) };
+    let every = if terminal {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
     loop {
         tokio::time::sleep(every).await;
         let n = done.load(Ordering::Relaxed);

@@ -180,17 +180,50 @@ mod whole_chain {
         assert!(run(&stack, &["init"]).await.status.success());
         let out = run(&stack, &["login", "1001"]).await;
         let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("agent 1001 logged in: session s-1001, channel group s-1001.g1"), "{text}");
-        assert!(text.contains("s-1001.g1.c1             ext-1001       TELEPHONY   ACTIVE READY"), "{text}");
-        let out = run(&stack, &["state", "s-1001.g1.c1", "notready", "--reason", "lunch"]).await;
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("agent 1001 logged in: session s-1001, channel group s-1001.g1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s-1001.g1.c1             ext-1001       TELEPHONY   ACTIVE READY"),
+            "{text}"
+        );
+        let out = run(
+            &stack,
+            &["state", "s-1001.g1.c1", "notready", "--reason", "lunch"],
+        )
+        .await;
         assert!(out.status.success(), "{}", stdout(&out));
-        let out = run(&stack, &["send", "channel.query.init", "--target", "s-1001.g1.c1", "--json"]).await;
+        let out = run(
+            &stack,
+            &[
+                "send",
+                "channel.query.init",
+                "--target",
+                "s-1001.g1.c1",
+                "--json",
+            ],
+        )
+        .await;
         let init: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(init["body"]["reasonCode"], "lunch");
         let out = run(&stack, &["logout", "s-1001"]).await;
-        assert!(stdout(&out).contains("disposed: s-1001.g1.c1, s-1001.g1.c2, s-1001.g1.c3, s-1001.g1, s-1001"), "{}", stdout(&out));
-        let out = run(&stack, &["send", "session.query.init", "--target", "s-1001"]).await;
+        assert!(
+            stdout(&out)
+                .contains("disposed: s-1001.g1.c1, s-1001.g1.c2, s-1001.g1.c3, s-1001.g1, s-1001"),
+            "{}",
+            stdout(&out)
+        );
+        let out = run(
+            &stack,
+            &["send", "session.query.init", "--target", "s-1001"],
+        )
+        .await;
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no such session destination"));
     }
@@ -200,12 +233,24 @@ mod whole_chain {
         let stack = Stack::start(1, &[("SIM_AGENTS", "30")]).await;
         let out = run(&stack, &["storm", "--agents", "20", "--concurrency", "4"]).await;
         let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("logged in: 20 (failed 0)"), "{text}");
-        assert!(text.contains("cti.request.createsession                   20"), "{text}");
-        assert!(text.contains("channel.request.ready                       60"), "{text}");
+        assert!(
+            text.contains("cti.request.createsession                   20"),
+            "{text}"
+        );
+        assert!(
+            text.contains("channel.request.ready                       60"),
+            "{text}"
+        );
         let out = run(&stack, &["storm", "--agents", "40"]).await;
         assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("start it with SIM_AGENTS=40 or more"));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("start it with SIM_AGENTS=40 or more")
+        );
     }
 }

@@ -641,3 +641,66 @@ async fn control_dispose_releases_every_session() {
         "a password reached a log"
     );
 }
+
+#[tokio::test]
+async fn a_command_queued_behind_a_dispose_is_answered_and_emptied_agents_are_forgotten() {
+    let w = world().await;
+    let logged = w.driver.login("1011", "pw-1011", "s11").await.unwrap();
+    let ext = &logged.channels[0].target;
+    let mut tap = w.bridge.tap().await;
+    // Sent back to back, without waiting: the ready reaches the channel before it is gone.
+    w.bridge
+        .send_tapped(&tap, "channel.request.dispose", ext, json!({}), "d-1")
+        .await;
+    w.bridge
+        .send_tapped(&tap, "channel.request.ready", ext, json!({}), "r-1")
+        .await;
+    let seen = tap.collect(SECOND).await;
+    let responses: Vec<_> = seen.iter().filter(|s| s.kind() == "cti.response").collect();
+    assert_eq!(responses.len(), 2, "every command is answered: {seen:?}");
+    assert_eq!(responses[0].json["header"]["result"], "SUCCESS");
+    assert_eq!(responses[1].json["header"]["requestId"], "r-1");
+    assert_eq!(responses[1].json["header"]["result"], "FAILURE");
+    assert_eq!(
+        responses[1].json["header"]["errorMessage"],
+        format!("unknown channel destination `{ext}`: it has been disposed")
+    );
+    drop(tap);
+
+    // Dispose everything: the agent's records go away, not just empty.
+    for c in &logged.channels[1..] {
+        w.driver
+            .ok("channel.request.dispose", &c.target, json!({}))
+            .await
+            .unwrap();
+    }
+    w.driver
+        .ok("channelgroup.request.dispose", &logged.group, json!({}))
+        .await
+        .unwrap();
+    w.driver
+        .ok("session.request.dispose", &logged.session, json!({}))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(w.bridge.client.clone());
+    for bucket in ["pb_sessions", "pb_channels"] {
+        let store = js.get_key_value(bucket).await.unwrap();
+        assert_eq!(
+            store.get("1011").await.unwrap(),
+            None,
+            "{bucket} still holds the agent"
+        );
+    }
+    // A refused session has no destination.
+    let r = w
+        .driver
+        .send(
+            "cti.request.createsession",
+            "PB1.CONTROL",
+            json!({"agentId": "1012", "agentPassword": "wrong", "sessionId": "s12", "destination": "s12"}),
+        )
+        .await
+        .unwrap();
+    assert!(failure(&r).contains("wrong login or password"), "{r:?}");
+    assert_gone(&w.driver, "session.query.init", "s12").await;
+}

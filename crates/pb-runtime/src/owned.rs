@@ -28,7 +28,7 @@ use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pb_protocol::internal::{InternalReply, RELEASE, ReleaseUnit};
 use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
@@ -85,8 +85,8 @@ pub struct Unit {
     subjects: Subjects,
     /// The unit's subscriptions by subject: its destinations, and its CTI events.
     streams: StreamMap<String, Subscriber>,
-    /// Whether the unit has had a destination (an actor without any is just starting).
-    had_destinations: bool,
+    /// Commands that reached a destination just forgotten: answered FAILURE afterwards.
+    orphans: Vec<Message>,
 }
 
 impl Unit {
@@ -108,23 +108,32 @@ impl Unit {
             .await
             .map_err(|e| format!("cannot confirm the subscription to {subject}: {e}"))?;
         self.streams.insert(subject, subscriber);
-        self.had_destinations = true;
         Ok(())
     }
 
     /// Stop answering for `target`. The server learns it before anything this unit publishes
     /// next (one connection keeps its order), so once a dispose is answered the destination
-    /// has no responder (§5.6).
+    /// has no responder (§5.6). Commands the server delivered before it learnt it are
+    /// answered FAILURE once the current message is done: none is left unanswered.
     pub async fn forget(&mut self, kind: Kind, target: &Target) {
         let subject = self.subjects.command(kind, target);
-        if let Some(mut subscriber) = self.streams.remove(&subject) {
-            let _ = subscriber.unsubscribe().await;
+        let Some(mut subscriber) = self.streams.remove(&subject) else {
+            return;
+        };
+        let _ = subscriber.unsubscribe().await;
+        // After this round trip, everything sent to us before the UNSUB has arrived.
+        let _ = tokio::time::timeout(NATS_STEP, self.client.flush()).await;
+        while let Some(Some(message)) = subscriber.next().now_or_never() {
+            self.orphans.push(message);
         }
     }
 
-    /// Only the CTI events are left: the unit has no destination any more.
-    fn done(&self) -> bool {
-        self.had_destinations && self.streams.len() <= 1
+    /// How many destinations the unit answers for.
+    fn destinations(&self) -> usize {
+        self.streams
+            .keys()
+            .filter(|k| k.as_str() != AGENT_STREAM)
+            .count()
     }
 }
 
@@ -330,20 +339,27 @@ impl<H: Owner> Shared<H> {
             return false;
         }
         tracing::warn!(%unit, %dead, "owner gone: unit taken over");
-        self.actor(unit);
+        let _ = self.to_actor(unit, None);
         true
     }
 
-    /// The unit's actor on this replica, started if need be.
-    fn actor(self: &Arc<Self>, unit: &str) -> mpsc::UnboundedSender<Inbox> {
+    /// Hand `work` to the unit's actor on this replica, starting it if need be (the work is
+    /// queued before the actor starts, so a new actor never finds its inbox empty).
+    fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Inbox> {
         let mut actors = self.actors.lock().expect("actors lock");
         if let Some(actor) = actors.get(unit).filter(|a| !a.is_closed()) {
-            return actor.clone();
+            return match work {
+                Some(work) => actor.send(work).map_err(|e| e.0),
+                None => Ok(()),
+            };
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        actors.insert(unit.to_owned(), tx.clone());
+        if let Some(work) = work {
+            tx.send(work).map_err(|e| e.0)?;
+        }
+        actors.insert(unit.to_owned(), tx);
         tokio::spawn(self.clone().run_actor(unit.to_owned(), rx));
-        tx
+        Ok(())
     }
 
     /// An internal request, from the queue group or forwarded by a peer.
@@ -373,9 +389,7 @@ impl<H: Owner> Shared<H> {
             match self.route(&unit).await {
                 Ok(Route::Mine) => {
                     let inbox = Inbox::Internal { op, payload, reply };
-                    if let Err(mpsc::error::SendError(Inbox::Internal { reply, .. })) =
-                        self.actor(&unit).send(inbox)
-                    {
+                    if let Err(Inbox::Internal { reply, .. }) = self.to_actor(&unit, Some(inbox)) {
                         self.internal_reply(
                             reply.as_ref(),
                             InternalReply::Error("the unit is stopping; retry".into()),
@@ -566,7 +580,7 @@ impl<H: Owner> Shared<H> {
             client: client.clone(),
             subjects: self.context.subjects.clone(),
             streams: StreamMap::new(),
-            had_destinations: false,
+            orphans: Vec::new(),
         };
         match client
             .subscribe(pb_cti::agent_events(&ctx.subjects, &unit))
@@ -587,7 +601,8 @@ impl<H: Owner> Shared<H> {
             }
             Err(e) => tracing::error!(%unit, error = %e, "cannot read the unit's destinations"),
         }
-        while !ctx.done() {
+        // Stop when the unit has no destination left and nothing waits in the inbox.
+        while ctx.destinations() > 0 || !inbox.is_empty() {
             tokio::select! {
                 Some((stream, message)) = ctx.streams.next() => {
                     if stream == AGENT_STREAM {
@@ -610,6 +625,9 @@ impl<H: Owner> Shared<H> {
                     None => return,
                 },
             }
+            for orphan in std::mem::take(&mut ctx.orphans) {
+                self.orphan(orphan).await;
+            }
         }
         // No destinations left: let the unit go.
         self.actors.lock().expect("actors lock").remove(&unit);
@@ -627,6 +645,31 @@ impl<H: Owner> Shared<H> {
                 .owners
                 .delete_expect_revision(&key, Some(entry.revision))
                 .await;
+        }
+    }
+
+    /// A command for a destination that was disposed while it waited.
+    async fn orphan(&self, message: Message) {
+        if let Some((command, reply_to)) = decode(
+            &self.context,
+            &message.subject,
+            message.reply.as_ref(),
+            &message.payload,
+        )
+        .await
+        {
+            let why = format!(
+                "unknown {} destination `{}`: it has been disposed",
+                command.kind().describe(),
+                command.target
+            );
+            let response = command.respond(pb_protocol::Outcome::failure(why));
+            publish(
+                &self.context.client,
+                reply_to.to_string(),
+                response.encode().into(),
+            )
+            .await;
         }
     }
 

@@ -48,7 +48,7 @@ pub struct UnitStore<T> {
     kind: PhantomData<fn() -> T>,
 }
 
-impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
+impl<T: Serialize + DeserializeOwned + Default + PartialEq> UnitStore<T> {
     pub async fn open(
         js: &jetstream::Context,
         subjects: &Subjects,
@@ -85,9 +85,36 @@ impl<T: Serialize + DeserializeOwned + Default> UnitStore<T> {
     }
 
     /// Write a loaded record back; fails with [`StateError::Conflict`] if it changed since.
+    /// An empty record (the default) is deleted, so [`UnitStore::units`] lists live units only.
     pub async fn save(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
-        let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
         let key = key(&[unit]);
+        if loaded.value == T::default() {
+            let Some(revision) = loaded.revision else {
+                return Ok(()); // never written: nothing to delete
+            };
+            return match self
+                .store
+                .delete_expect_revision(&key, Some(revision))
+                .await
+            {
+                Ok(()) => {
+                    // The delete marker is the record's new revision.
+                    loaded.revision = self
+                        .store
+                        .entry(&key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|e| e.revision);
+                    Ok(())
+                }
+                Err(e) if e.to_string().contains("wrong last sequence") => {
+                    Err(StateError::Conflict(unit.to_owned()))
+                }
+                Err(e) => Err(StateError::Unavailable(e.to_string())),
+            };
+        }
+        let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
         let written = match loaded.revision {
             Some(revision) => self
                 .store
