@@ -6,7 +6,7 @@ use std::time::Duration;
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::{Outcome, Response, Subjects, Target};
 use pb_testkit::{Bridge, Seen, Stack};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -34,28 +34,6 @@ async fn world() -> World {
         stack,
         driver,
         bridge,
-    }
-}
-
-impl World {
-    async fn cti(&self, op: &str, body: Value) -> Value {
-        let reply = self
-            .bridge
-            .client
-            .request(format!("pb.cti.req.{op}"), body.to_string().into())
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    async fn admin(&self, op: &str, body: Value) -> Value {
-        let reply = self
-            .bridge
-            .client
-            .request(format!("pb.sim.{op}"), body.to_string().into())
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
     }
 }
 
@@ -222,16 +200,18 @@ async fn no_event_before_init_and_init_shows_what_changed_in_between() {
     .unwrap();
     let mut tap = w.bridge.tap().await;
     // The CTI changes the channel between its creation and its init.
-    w.cti(
-        "activate",
-        json!({"agent_id": "1002", "endpoint": "ext-1002"}),
-    )
-    .await;
-    w.cti(
-        "setstate",
-        json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "READY"}),
-    )
-    .await;
+    w.bridge
+        .cti(
+            "activate",
+            json!({"agent_id": "1002", "endpoint": "ext-1002"}),
+        )
+        .await;
+    w.bridge
+        .cti(
+            "setstate",
+            json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "READY"}),
+        )
+        .await;
     assert!(
         events(&tap.collect(SECOND).await).is_empty(),
         "no event before init"
@@ -245,7 +225,7 @@ async fn no_event_before_init_and_init_shows_what_changed_in_between() {
         (Some("ACTIVE"), Some("READY"))
     );
     // From now on, changes at the CTI are events.
-    w.admin("setstate", json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "NOT_READY", "reason_code": "supervisor"}))
+    w.bridge.sim("setstate", json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "NOT_READY", "reason_code": "supervisor"}))
         .await;
     let seen = tap.collect(SECOND).await;
     assert_eq!(
@@ -261,23 +241,27 @@ async fn no_event_before_init_and_init_shows_what_changed_in_between() {
 #[tokio::test]
 async fn a_reconnecting_desktop_finds_its_live_channels() {
     let w = world().await;
-    w.cti("login", json!({"agent_id": "1003", "password": "pw-1003"}))
+    w.bridge
+        .cti("login", json!({"agent_id": "1003", "password": "pw-1003"}))
         .await;
-    w.cti(
-        "activate",
-        json!({"agent_id": "1003", "endpoint": "ext-1003"}),
-    )
-    .await;
-    w.cti(
-        "setstate",
-        json!({"agent_id": "1003", "endpoint": "ext-1003", "state": "READY"}),
-    )
-    .await;
-    w.cti(
-        "activate",
-        json!({"agent_id": "1003", "endpoint": "chat-1003"}),
-    )
-    .await;
+    w.bridge
+        .cti(
+            "activate",
+            json!({"agent_id": "1003", "endpoint": "ext-1003"}),
+        )
+        .await;
+    w.bridge
+        .cti(
+            "setstate",
+            json!({"agent_id": "1003", "endpoint": "ext-1003", "state": "READY"}),
+        )
+        .await;
+    w.bridge
+        .cti(
+            "activate",
+            json!({"agent_id": "1003", "endpoint": "chat-1003"}),
+        )
+        .await;
     let d = &w.driver;
     d.ok(
         "cti.request.createsession",
@@ -346,21 +330,24 @@ async fn logged_out_from_outside_and_channels_taken_by_another_agent() {
         .await
         .unwrap();
     // Agent 1005 hot-desks onto place-1004's telephony channel.
-    w.cti(
-        "login",
-        json!({"agent_id": "1005", "password": "pw-1005", "place": "place-1004"}),
-    )
-    .await;
-    w.cti(
-        "activate",
-        json!({"agent_id": "1005", "endpoint": "ext-1004"}),
-    )
-    .await;
-    w.cti(
-        "deactivate",
-        json!({"agent_id": "1005", "endpoint": "ext-1004"}),
-    )
-    .await;
+    w.bridge
+        .cti(
+            "login",
+            json!({"agent_id": "1005", "password": "pw-1005", "place": "place-1004"}),
+        )
+        .await;
+    w.bridge
+        .cti(
+            "activate",
+            json!({"agent_id": "1005", "endpoint": "ext-1004"}),
+        )
+        .await;
+    w.bridge
+        .cti(
+            "deactivate",
+            json!({"agent_id": "1005", "endpoint": "ext-1004"}),
+        )
+        .await;
     let seen = tap.collect(SECOND).await;
     let names: Vec<String> = events(&seen)
         .into_iter()
@@ -376,11 +363,12 @@ async fn logged_out_from_outside_and_channels_taken_by_another_agent() {
         ]
     );
 
-    w.admin(
-        "logout",
-        json!({"agent_id": "1004", "reason_code": "forced"}),
-    )
-    .await;
+    w.bridge
+        .sim(
+            "logout",
+            json!({"agent_id": "1004", "reason_code": "forced"}),
+        )
+        .await;
     let seen = tap.collect(SECOND).await;
     let all = events(&seen);
     assert!(

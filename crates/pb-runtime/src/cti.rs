@@ -60,3 +60,27 @@ impl CtiClient {
         }
     }
 }
+
+/// The time the calls of one command may take in all: the command's deadline less a margin
+/// (10%, at least 20 ms), so that a late call is still answered FAILURE within the deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    until: std::time::Instant,
+}
+
+impl Budget {
+    /// Start the budget of a command whose deadline is `deadline`.
+    pub fn start(deadline: Duration) -> Self {
+        let margin = (deadline / 10).max(Duration::from_millis(20));
+        Self {
+            until: std::time::Instant::now() + deadline.saturating_sub(margin),
+        }
+    }
+
+    /// What is left of it (at least a millisecond, so a call still gets a chance to fail).
+    pub fn left(&self) -> Duration {
+        self.until
+            .saturating_duration_since(std::time::Instant::now())
+            .max(Duration::from_millis(1))
+    }
+}

@@ -38,7 +38,7 @@ use tokio_stream::StreamMap;
 use crate::Shutdown;
 use crate::connect::is_connected;
 use crate::kv::{BucketError, bucket_name, key, open_bucket};
-use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, respond};
+use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, refuse, respond};
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
@@ -58,8 +58,17 @@ pub trait Owner: Send + Sync + 'static {
     /// Answer a command to one of the unit's destinations.
     fn command(&self, unit: &mut Unit, command: Command) -> impl Future<Output = Reply> + Send;
 
-    /// The unit an internal request (`P.int.<service>.<op>`) is for.
-    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String>;
+    /// The unit an internal request (`P.int.<service>.<op>`) is for: by default its
+    /// payload's `agent_id`, which every internal request of this project carries.
+    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct ForAgent {
+            agent_id: String,
+        }
+        serde_json::from_slice::<ForAgent>(payload)
+            .map(|r| r.agent_id)
+            .map_err(|e| format!("malformed {op} request: {e}"))
+    }
 
     /// Answer an internal request; the events are published after the reply.
     fn internal(
@@ -663,13 +672,7 @@ impl<H: Owner> Shared<H> {
                 command.kind().describe(),
                 command.target
             );
-            let response = command.respond(pb_protocol::Outcome::failure(why));
-            publish(
-                &self.context.client,
-                reply_to.to_string(),
-                response.encode().into(),
-            )
-            .await;
+            refuse(&self.context, &command, reply_to, why).await;
         }
     }
 

@@ -245,13 +245,7 @@ where
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reply cache unavailable");
-                    let response = command.respond(Outcome::failure(e.to_string()));
-                    publish(
-                        &context.client,
-                        reply_to.to_string(),
-                        response.encode().into(),
-                    )
-                    .await;
+                    refuse(context, &command, reply_to, e.to_string()).await;
                     return;
                 }
             }
@@ -287,6 +281,17 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Answer a command FAILURE without running it.
+pub async fn refuse(context: &Context, command: &Command, reply_to: Subject, why: String) {
+    let response = command.respond(Outcome::failure(why));
+    publish(
+        &context.client,
+        reply_to.to_string(),
+        response.encode().into(),
+    )
+    .await;
 }
 
 /// Publish an event on its subject.

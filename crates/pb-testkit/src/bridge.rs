@@ -68,6 +68,28 @@ impl Bridge {
         Response::decode(&reply.payload).expect("a decodable response")
     }
 
+    /// Call the simulator's control panel, `P.sim.<op>` (fault injection, changes made at
+    /// the CTI); its JSON reply.
+    pub async fn sim(&self, op: &str, body: Value) -> Value {
+        self.internal(&format!("sim.{op}"), body).await
+    }
+
+    /// Call the CTI adapter directly, `P.cti.req.<op>`, as another desktop or the phone
+    /// would act at the CTI; its JSON reply.
+    pub async fn cti(&self, op: &str, body: Value) -> Value {
+        self.internal(&format!("cti.req.{op}"), body).await
+    }
+
+    async fn internal(&self, rest: &str, body: Value) -> Value {
+        let subject = self.subjects.internal(rest);
+        let reply = self
+            .client
+            .request(subject.clone(), body.to_string().into())
+            .await
+            .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
+        serde_json::from_slice(&reply.payload).expect("a JSON reply")
+    }
+
     /// Start watching every event (`P.evt.>`).
     pub async fn events(&self) -> EventStream {
         let subscriber = self

@@ -2,28 +2,12 @@
 //! every destination of an agent (control disposed).
 
 use bytes::Bytes;
-use pb_protocol::internal::{CREATE, GroupCreate, InternalReply, RELEASE, ReleaseUnit};
+use pb_protocol::internal::{CREATE, GroupCreate, InternalReply, RELEASE};
 use pb_protocol::{Event, Kind};
 use pb_runtime::owned::Unit;
 
 use crate::Groups;
 use crate::state::Group;
-
-/// The agent an internal request is for.
-pub fn unit(op: &str, payload: &[u8]) -> Result<String, String> {
-    let read = |e: serde_json::Error| format!("malformed {op} request: {e}");
-    match op {
-        CREATE => serde_json::from_slice::<GroupCreate>(payload)
-            .map(|c| c.agent_id)
-            .map_err(read),
-        RELEASE => serde_json::from_slice::<ReleaseUnit>(payload)
-            .map(|r| r.agent_id)
-            .map_err(read),
-        other => Err(format!(
-            "the channel-group service has no internal request `{other}`"
-        )),
-    }
-}
 
 pub async fn handle(
     groups: &Groups,

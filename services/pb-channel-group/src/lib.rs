@@ -15,13 +15,14 @@ pub mod internal;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pb_cti::AgentEvent;
 use pb_protocol::internal::InternalReply;
 use pb_protocol::{Command, Event, Kind, Target};
 use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{Targets, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
@@ -38,17 +39,21 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// When work started now must be done: the deadline less a margin, as in control.
-    fn budget(&self) -> Instant {
-        let margin = (self.deadline / 10).max(Duration::from_millis(20));
-        Instant::now() + self.deadline.saturating_sub(margin)
+    /// The time left for the calls of a command starting now.
+    fn budget(&self) -> Budget {
+        Budget::start(self.deadline)
     }
-}
 
-fn remaining(until: Instant) -> Duration {
-    until
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
+    /// The agent's place and channels as the CTI has them now, for an init answer.
+    async fn snapshot(&self, agent_id: &str) -> Result<pb_cti::AgentSnapshot, Reply> {
+        let call = pb_cti::GetSnapshot {
+            agent_id: agent_id.to_owned(),
+        };
+        self.cti
+            .call(&call, self.budget().left())
+            .await
+            .map_err(|e| Reply::failure(e.to_string()))
+    }
 }
 
 /// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
@@ -91,10 +96,6 @@ impl Owner for Groups {
 
     async fn command(&self, unit: &mut Unit, command: Command) -> Reply {
         cmd::handle(self, unit, command).await
-    }
-
-    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String> {
-        internal::unit(op, payload)
     }
 
     async fn internal(

@@ -13,7 +13,7 @@ pub mod link;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::Client;
 use futures::StreamExt;
@@ -21,6 +21,7 @@ use pb_protocol::control::{Capabilities, ControlEvent, ServerStatusChanged};
 use pb_protocol::{Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::connect::is_connected;
+use pb_runtime::cti::Budget;
 use pb_runtime::kv::BucketError;
 use pb_runtime::reply_cache::ReplyCache;
 use pb_runtime::serve::{Context, NATS_STEP, ServeError, publish_event, serve};
@@ -83,11 +84,9 @@ pub struct Control {
 }
 
 impl Control {
-    /// How long CTI and hand-off calls of one command may take in all: the deadline less a
-    /// margin, so that a late call is still answered FAILURE within the deadline.
-    fn budget(&self) -> Instant {
-        let margin = (self.deadline / 10).max(Duration::from_millis(20));
-        Instant::now() + self.deadline.saturating_sub(margin)
+    /// The time left for the calls of a command starting now.
+    fn budget(&self) -> Budget {
+        Budget::start(self.deadline)
     }
 
     fn event(&self, message: ControlEvent) -> Event {
@@ -138,12 +137,6 @@ impl Control {
             Err(e) => tracing::error!(error = %e, "could not record stopping-service"),
         }
     }
-}
-
-fn remaining(until: Instant) -> Duration {
-    until
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
 }
 
 /// Serve the control destination until `shutdown`, then stop gracefully.

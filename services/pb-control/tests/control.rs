@@ -61,16 +61,6 @@ impl System {
         self.bridge.send(name, TARGET, body).await
     }
 
-    async fn admin(&self, op: &str, body: Value) -> Value {
-        let reply = self
-            .bridge
-            .client
-            .request(format!("pb.sim.{op}"), body.to_string().into())
-            .await
-            .expect("sim admin");
-        serde_json::from_slice(&reply.payload).expect("admin reply")
-    }
-
     async fn report_status(&self) {
         let r = self.send("cti.request.serverstatus", json!({})).await;
         assert!(r.outcome.is_success(), "{r:?}");
@@ -195,7 +185,8 @@ async fn agent_info_and_credential_validation() {
         .await;
     assert_eq!(failure(&unknown), "the CTI knows no agent `9999`");
     // Rejected by the CTI (fault injection).
-    sys.admin("reject", json!({"agent_id": "1003", "rejected": true}))
+    sys.bridge
+        .sim("reject", json!({"agent_id": "1003", "rejected": true}))
         .await;
     let rejected = sys
         .send(
@@ -243,7 +234,8 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
         "no session service is running (nobody answers pb.int.session.create)"
     );
 
-    sys.admin("link", json!({"up": false, "reason": "switch maintenance"}))
+    sys.bridge
+        .sim("link", json!({"up": false, "reason": "switch maintenance"}))
         .await;
     let lost = events.expect("cti.communicationlost", SECOND * 3).await;
     assert_eq!(lost.body["reason"], "switch maintenance");
@@ -267,7 +259,7 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
         .await;
     assert_eq!(failure(&info), "the CTI link is down (switch maintenance)");
 
-    sys.admin("link", json!({"up": true})).await;
+    sys.bridge.sim("link", json!({"up": true})).await;
     let restored = events.expect("cti.communicationrestored", SECOND * 3).await;
     assert_eq!(restored.target, TARGET);
     let status = events.expect("cti.serverstatuschanged", SECOND).await;
@@ -468,12 +460,13 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
     }
 
     // A link drop seen by both replicas (events and polling) is raised once.
-    sys.admin("link", json!({"up": false, "reason": "fibre cut"}))
+    sys.bridge
+        .sim("link", json!({"up": false, "reason": "fibre cut"}))
         .await;
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["cti.communicationlost", "cti.serverstatuschanged"]);
-    sys.admin("link", json!({"up": true})).await;
+    sys.bridge.sim("link", json!({"up": true})).await;
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
     assert_eq!(
@@ -485,7 +478,7 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
 #[tokio::test]
 async fn a_slow_cti_beyond_the_deadline_is_a_failure_within_the_deadline() {
     let sys = system(1, &[("PB_DEADLINE_MS", "1000")]).await;
-    sys.admin("delay", json!({"ms": 3000})).await;
+    sys.bridge.sim("delay", json!({"ms": 3000})).await;
     let started = Instant::now();
     let r = sys
         .send(
@@ -499,7 +492,7 @@ async fn a_slow_cti_beyond_the_deadline_is_a_failure_within_the_deadline() {
         took < Duration::from_millis(1000),
         "answered after {took:?}"
     );
-    sys.admin("delay", json!({"ms": 0})).await;
+    sys.bridge.sim("delay", json!({"ms": 0})).await;
     success(
         &sys.send(
             "cti.request.validateagentcredentials",

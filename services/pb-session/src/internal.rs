@@ -3,28 +3,12 @@
 
 use bytes::Bytes;
 use pb_cti::Login;
-use pb_protocol::internal::{CREATE, InternalReply, RELEASE, ReleaseUnit, SessionCreate};
+use pb_protocol::internal::{CREATE, InternalReply, RELEASE, SessionCreate};
 use pb_protocol::{Event, Kind};
 use pb_runtime::owned::Unit;
 
+use crate::Sessions;
 use crate::state::Session;
-use crate::{Sessions, remaining};
-
-/// The agent an internal request is for.
-pub fn unit(op: &str, payload: &[u8]) -> Result<String, String> {
-    let read = |e: serde_json::Error| format!("malformed {op} request: {e}");
-    match op {
-        CREATE => serde_json::from_slice::<SessionCreate>(payload)
-            .map(|c| c.agent_id)
-            .map_err(read),
-        RELEASE => serde_json::from_slice::<ReleaseUnit>(payload)
-            .map(|r| r.agent_id)
-            .map_err(read),
-        other => Err(format!(
-            "the session service has no internal request `{other}`"
-        )),
-    }
-}
 
 pub async fn handle(
     sessions: &Sessions,
@@ -80,7 +64,7 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
         password: create.agent_password,
         place: None,
     };
-    let snapshot = match sessions.cti.call(&login, remaining(until)).await {
+    let snapshot = match sessions.cti.call(&login, until.left()).await {
         Ok(snapshot) => snapshot,
         Err(e) => return InternalReply::Error(e.to_string()),
     };

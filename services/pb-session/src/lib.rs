@@ -12,7 +12,7 @@ pub mod internal;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pb_cti::AgentEvent;
@@ -20,6 +20,7 @@ use pb_protocol::internal::InternalReply;
 use pb_protocol::session::{ReasonCode, SessionEvent};
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{StateError, Targets, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
@@ -38,17 +39,10 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// When work started now must be done: the deadline less a margin, as in control.
-    fn budget(&self) -> Instant {
-        let margin = (self.deadline / 10).max(Duration::from_millis(20));
-        Instant::now() + self.deadline.saturating_sub(margin)
+    /// The time left for the calls of a command starting now.
+    fn budget(&self) -> Budget {
+        Budget::start(self.deadline)
     }
-}
-
-fn remaining(until: Instant) -> Duration {
-    until
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
 }
 
 fn state_failure(e: StateError) -> Reply {
@@ -95,10 +89,6 @@ impl Owner for Sessions {
 
     async fn command(&self, unit: &mut Unit, command: Command) -> Reply {
         cmd::handle(self, unit, command).await
-    }
-
-    fn internal_unit(&self, op: &str, payload: &[u8]) -> Result<String, String> {
-        internal::unit(op, payload)
     }
 
     async fn internal(

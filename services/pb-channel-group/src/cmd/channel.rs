@@ -3,15 +3,15 @@
 //! followed by the events that take the bridge to the new state, all under the agent's lock,
 //! so concurrent requests on one channel are applied one after the other.
 
-use pb_cti::{Activate, ChannelSnapshot, CtiCall, Deactivate, GetSnapshot, SetAgentState};
+use pb_cti::{Activate, ChannelSnapshot, CtiCall, Deactivate, SetAgentState};
 use pb_protocol::channel::{AgentState, ChannelCommand, ChannelEvent, ChannelInit, ChannelType};
 use pb_protocol::{Event, Kind, Target};
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 use pb_runtime::{CtiCallError, Reply};
 
+use crate::Groups;
 use crate::state::{AgentTree, Reported};
-use crate::{Groups, remaining};
 
 pub async fn handle(
     groups: &Groups,
@@ -107,19 +107,9 @@ async fn init(
     target: &Target,
     loaded: &mut Loaded<AgentTree>,
 ) -> Reply {
-    let until = groups.budget();
-    let snapshot = match groups
-        .cti
-        .call(
-            &GetSnapshot {
-                agent_id: unit.to_owned(),
-            },
-            remaining(until),
-        )
-        .await
-    {
+    let snapshot = match groups.snapshot(unit).await {
         Ok(snapshot) => snapshot,
-        Err(e) => return Reply::failure(e.to_string()),
+        Err(failure) => return failure,
     };
     let Some(channel) = loaded.value.channels.get_mut(target) else {
         return Reply::failure("the channel vanished");
@@ -159,7 +149,7 @@ where
     C: CtiCall<Reply = ChannelSnapshot> + Sync,
 {
     let until = groups.budget();
-    let snapshot = match groups.cti.call(call, remaining(until)).await {
+    let snapshot = match groups.cti.call(call, until.left()).await {
         Ok(snapshot) => snapshot,
         Err(CtiCallError::Refused(e)) => return Reply::failure(e.message),
         Err(e) => return Reply::failure(e.to_string()),

@@ -1,7 +1,6 @@
 //! `channelgroup.query.init`, `channelgroup.request.createchannel`,
 //! `channelgroup.request.dispose`.
 
-use pb_cti::GetSnapshot;
 use pb_protocol::channel::ChannelType;
 use pb_protocol::channel_group::{
     ChannelGroupCommand, ChannelGroupInit, ChannelInGroup, CreateChannel,
@@ -11,8 +10,8 @@ use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
+use crate::Groups;
 use crate::state::{AgentTree, Channel};
-use crate::{Groups, remaining};
 
 pub async fn handle(
     groups: &Groups,
@@ -41,19 +40,9 @@ async fn init(
     target: &Target,
     loaded: &mut Loaded<AgentTree>,
 ) -> Reply {
-    let until = groups.budget();
-    let snapshot = match groups
-        .cti
-        .call(
-            &GetSnapshot {
-                agent_id: unit.to_owned(),
-            },
-            remaining(until),
-        )
-        .await
-    {
+    let snapshot = match groups.snapshot(unit).await {
         Ok(snapshot) => snapshot,
-        Err(e) => return Reply::failure(e.to_string()),
+        Err(failure) => return failure,
     };
     let Some(group) = loaded.value.groups.get_mut(target) else {
         return Reply::failure("the channel group vanished");

@@ -6,7 +6,7 @@ use pb_protocol::control::AgentInfoQuery;
 use pb_runtime::Reply;
 
 use super::cti_failure;
-use crate::{Control, remaining};
+use crate::Control;
 
 pub async fn handle(control: &Control, query: AgentInfoQuery) -> Reply {
     let call = GetAgentInfo {
@@ -14,7 +14,7 @@ pub async fn handle(control: &Control, query: AgentInfoQuery) -> Reply {
         requester_login: query.requesting_agent_login,
         requester_password: query.requesting_agent_password,
     };
-    match control.cti.call(&call, remaining(control.budget())).await {
+    match control.cti.call(&call, control.budget().left()).await {
         Ok(info) => Reply::body(pb_protocol::to_body(&info)),
         Err(e) => cti_failure(e),
     }

@@ -5,7 +5,7 @@ use pb_cti::GetCapabilities;
 use pb_runtime::Reply;
 
 use super::cti_failure;
-use crate::{Control, remaining};
+use crate::Control;
 
 pub async fn handle(control: &Control) -> Reply {
     if let Some(caps) = control.capabilities.read().await.as_ref() {
@@ -13,7 +13,7 @@ pub async fn handle(control: &Control) -> Reply {
     }
     match control
         .cti
-        .call(&GetCapabilities {}, remaining(control.budget()))
+        .call(&GetCapabilities {}, control.budget().left())
         .await
     {
         Ok(caps) => {

@@ -11,7 +11,7 @@ use pb_protocol::internal::{InternalReply, SESSION_CREATE, SessionCreate};
 use pb_runtime::Reply;
 
 use super::cti_failure;
-use crate::{Control, remaining};
+use crate::Control;
 
 pub async fn handle(control: &Control, request: CreateSession) -> Reply {
     let until = control.budget();
@@ -40,7 +40,7 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         login: request.agent_id.clone(),
         password: request.agent_password.clone(),
     };
-    if let Err(e) = control.cti.call(&credentials, remaining(until)).await {
+    if let Err(e) = control.cti.call(&credentials, until.left()).await {
         return cti_failure(e);
     }
     let handoff = SessionCreate {
@@ -54,7 +54,7 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         Ok(p) => p,
         Err(e) => return Reply::failure(format!("cannot encode the session hand-off: {e}")),
     };
-    let timeout = remaining(until);
+    let timeout = until.left();
     let call = async_nats::Request::new()
         .payload(payload.into())
         .timeout(Some(timeout));

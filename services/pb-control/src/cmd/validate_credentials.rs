@@ -6,7 +6,7 @@ use pb_protocol::control::AgentCredentials;
 use pb_runtime::Reply;
 
 use super::cti_failure;
-use crate::{Control, remaining};
+use crate::Control;
 
 pub async fn handle(control: &Control, credentials: AgentCredentials) -> Reply {
     let call = ValidateCredentials {
@@ -14,7 +14,7 @@ pub async fn handle(control: &Control, credentials: AgentCredentials) -> Reply {
         login: credentials.agent_login,
         password: credentials.agent_password,
     };
-    match control.cti.call(&call, remaining(control.budget())).await {
+    match control.cti.call(&call, control.budget().left()).await {
         Ok(_) => Reply::success(),
         Err(e) => cti_failure(e),
     }

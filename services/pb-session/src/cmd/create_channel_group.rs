@@ -9,8 +9,8 @@ use pb_protocol::session::CreateChild;
 use pb_runtime::Reply;
 use pb_runtime::state::Loaded;
 
+use crate::Sessions;
 use crate::state::AgentSessions;
-use crate::{Sessions, remaining};
 
 pub async fn handle(
     sessions: &Sessions,
@@ -52,7 +52,7 @@ pub async fn handle(
     let payload = serde_json::to_vec(&create).unwrap_or_default();
     let request = async_nats::Request::new()
         .payload(payload.into())
-        .timeout(Some(remaining(until)));
+        .timeout(Some(until.left()));
     let answer = match sessions.client.send_request(subject.clone(), request).await {
         Ok(reply) => serde_json::from_slice::<InternalReply>(&reply.payload).unwrap_or_else(|e| {
             InternalReply::Error(format!(

@@ -8,8 +8,8 @@ use pb_protocol::session::ReasonCode;
 use pb_runtime::Reply;
 use pb_runtime::state::Loaded;
 
+use crate::Sessions;
 use crate::state::AgentSessions;
-use crate::{Sessions, remaining};
 
 pub async fn handle(
     sessions: &Sessions,
@@ -29,7 +29,7 @@ pub async fn handle(
         agent_id: unit.to_owned(),
         reason_code: reason.reason_code,
     };
-    match sessions.cti.call(&logout, remaining(until)).await {
+    match sessions.cti.call(&logout, until.left()).await {
         Ok(_) => Reply::success(),
         Err(e) => Reply::failure(e.to_string()),
     }
