@@ -148,8 +148,38 @@ pub enum SimCommand {
     Reject { agent_id: String },
     /// Make the CTI accept a refused agent again.
     Accept { agent_id: String },
+    /// Change an agent's state on a channel at the CTI (as a supervisor or the phone would).
+    SetState {
+        agent_id: String,
+        endpoint: String,
+        state: AgentStateArg,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Log an agent out at the CTI, outside the desktop.
+    Logout {
+        agent_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Add a channel to a place.
+    AddChannel {
+        place: String,
+        endpoint: String,
+        /// TELEPHONY, EMAIL, CHAT, CALLBACK or UNSUPPORTED.
+        #[arg(value_parser = parse_channel_type)]
+        media: pb_protocol::channel::ChannelType,
+    },
+    /// Remove a channel nobody holds from a place.
+    RemoveChannel { place: String, endpoint: String },
     /// Show the lab's state.
     Status,
+}
+
+fn parse_channel_type(text: &str) -> Result<pb_protocol::channel::ChannelType, String> {
+    serde_json::from_value(json!(text.to_ascii_uppercase())).map_err(|_| {
+        format!("`{text}` is not one of TELEPHONY, EMAIL, CHAT, CALLBACK, UNSUPPORTED")
+    })
 }
 
 /// Run the CLI; the exit code is 1 when the system answered FAILURE.
@@ -281,6 +311,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             agent_id,
                             rejected: false,
                         })
+                        .await?
+                }
+                SimCommand::SetState {
+                    agent_id,
+                    endpoint,
+                    state,
+                    reason,
+                } => {
+                    let state = match state {
+                        AgentStateArg::Ready => pb_protocol::channel::AgentState::Ready,
+                        AgentStateArg::Notready => pb_protocol::channel::AgentState::NotReady,
+                    };
+                    let op = admin::ForceState {
+                        agent_id,
+                        endpoint,
+                        state,
+                        reason_code: reason,
+                    };
+                    bridge.admin(&op).await?
+                }
+                SimCommand::Logout { agent_id, reason } => {
+                    let op = admin::ForceLogout {
+                        agent_id,
+                        reason_code: reason,
+                    };
+                    bridge.admin(&op).await?
+                }
+                SimCommand::AddChannel {
+                    place,
+                    endpoint,
+                    media,
+                } => {
+                    let op = admin::AddChannel {
+                        place,
+                        endpoint,
+                        media,
+                    };
+                    bridge.admin(&op).await?
+                }
+                SimCommand::RemoveChannel { place, endpoint } => {
+                    bridge
+                        .admin(&admin::RemoveChannel { place, endpoint })
                         .await?
                 }
                 SimCommand::Status => bridge.admin(&admin::GetStatus {}).await?,

@@ -212,6 +212,38 @@ mod whole_chain {
         .await;
         let init: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(init["body"]["reasonCode"], "lunch");
+        // A change made at the CTI, through the simulator's controls, reaches the channel.
+        let out = run(&stack, &["sim", "set-state", "1001", "ext-1001", "ready"]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(
+            &stack,
+            &[
+                "send",
+                "channel.query.init",
+                "--target",
+                "s-1001.g1.c1",
+                "--json",
+            ],
+        )
+        .await;
+        let init: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(init["body"]["agent-state"], "READY");
+        let out = run(
+            &stack,
+            &["sim", "add-channel", "place-1001", "cb-1001", "callback"],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&stack, &["sim", "add-channel", "place-1001", "x", "fax"]).await;
+        assert!(String::from_utf8_lossy(&out.stderr).contains("`fax` is not one of"));
         let out = run(&stack, &["logout", "s-1001"]).await;
         assert!(
             stdout(&out)

@@ -692,3 +692,61 @@ async fn a_command_queued_behind_a_dispose_is_answered_and_emptied_agents_are_fo
     assert!(failure(&r).contains("wrong login or password"), "{r:?}");
     assert_gone(&w.driver, "session.query.init", "s12").await;
 }
+
+#[tokio::test]
+async fn channels_added_and_removed_at_the_cti_reach_the_group() {
+    let w = world().await;
+    let logged = w.driver.login("1013", "pw-1013", "s13").await.unwrap();
+    let mut tap = w.bridge.tap().await;
+    w.bridge
+        .sim(
+            "addchannel",
+            json!({"place": "place-1013", "endpoint": "cb-1013", "type": "CALLBACK"}),
+        )
+        .await;
+    let seen = tap.collect(SECOND).await;
+    assert_eq!(
+        events(&seen),
+        [(
+            "channelgroup.channel.added".to_owned(),
+            logged.group.clone()
+        )]
+    );
+    assert_eq!(
+        seen[0].json["body"],
+        json!({"endpoint": "cb-1013", "type": "CALLBACK"})
+    );
+    // The bridge creates the new channel as it would any other.
+    w.driver
+        .ok(
+            "channelgroup.request.createchannel",
+            &logged.group,
+            json!({"id": "cb", "name": "cb-1013", "type": "CALLBACK"}),
+        )
+        .await
+        .unwrap();
+    let init = w
+        .driver
+        .ok(
+            "channel.query.init",
+            &format!("{}.cb", logged.group),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(init["state"], "INACTIVE");
+    w.bridge
+        .sim(
+            "removechannel",
+            json!({"place": "place-1013", "endpoint": "cb-1013"}),
+        )
+        .await;
+    let seen = tap.collect(SECOND).await;
+    assert_eq!(
+        events(&seen),
+        [(
+            "channelgroup.channel.removed".to_owned(),
+            logged.group.clone()
+        )]
+    );
+}

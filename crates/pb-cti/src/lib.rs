@@ -303,6 +303,19 @@ pub enum AgentEvent {
         place: String,
         channel: ChannelSnapshot,
     },
+    /// A channel was added to a place the agent owns or is logged into.
+    ChannelAdded {
+        agent_id: String,
+        place: String,
+        channel: ChannelSnapshot,
+    },
+    /// A channel was removed from such a place.
+    ChannelRemoved {
+        agent_id: String,
+        place: String,
+        endpoint: String,
+        media: ChannelType,
+    },
     /// The agent was logged out of every channel.
     LoggedOut {
         agent_id: String,

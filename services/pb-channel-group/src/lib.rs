@@ -8,9 +8,11 @@
 //!
 //! * [`cmd`]: the channel group and channel commands;
 //! * [`internal`]: creating a group, releasing an agent's destinations;
+//! * [`events`]: CTI changes applied to the agent's destinations, and the events they raise;
 //! * [`state`]: the record, and the rules from CTI states to reported states and events.
 
 pub mod cmd;
+pub mod events;
 pub mod internal;
 pub mod state;
 
@@ -107,14 +109,19 @@ impl Owner for Groups {
         internal::handle(self, unit, op, payload).await
     }
 
-    /// A channel changed at the CTI: every initialised channel destination of the agent on
-    /// that endpoint reports the change. One not yet initialised stays silent: its init
-    /// answer will show the new state (contract §5.4).
+    /// A change at the CTI. A channel's change is reported by every initialised channel
+    /// destination of the agent on that endpoint; one not yet initialised stays silent (its
+    /// init answer will show the new state, contract §5.4). A channel added to or removed
+    /// from the place is reported by every initialised group of that place.
     async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
         let unit = unit.name();
-        let Ok(AgentEvent::ChannelChanged { channel, .. }) = serde_json::from_slice(&payload)
-        else {
-            return Vec::new(); // logouts are the session service's
+        let event = match serde_json::from_slice::<AgentEvent>(&payload) {
+            Ok(AgentEvent::LoggedOut { .. }) => return Vec::new(), // the session service's
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(%unit, error = %e, "unreadable CTI event ignored");
+                return Vec::new();
+            }
         };
         let mut loaded = match self.store.load(unit).await {
             Ok(loaded) => loaded,
@@ -123,21 +130,12 @@ impl Owner for Groups {
                 return Vec::new();
             }
         };
-        let mut events = Vec::new();
-        let mut applied = false;
-        for (target, destination) in loaded.value.channels.iter_mut() {
-            if destination.endpoint == channel.endpoint
-                && let Some(raised) = destination.apply(unit, &channel)
-            {
-                applied = true;
-                events.extend(raised.into_iter().map(|e| Event::new(target.clone(), e)));
-            }
-        }
-        if !applied {
+        let (changed, events) = events::apply(&mut loaded.value, unit, event);
+        if !changed {
             return Vec::new();
         }
         if let Err(e) = self.store.save(unit, &mut loaded).await {
-            tracing::error!(%unit, error = %e, "cannot record the channel change; not reported");
+            tracing::error!(%unit, error = %e, "cannot record the CTI change; not reported");
             return Vec::new();
         }
         events

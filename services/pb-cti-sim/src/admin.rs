@@ -4,7 +4,7 @@
 
 use pb_cti::{Done, LinkEvent};
 use pb_protocol::Subjects;
-use pb_protocol::channel::AgentState;
+use pb_protocol::channel::{AgentState, ChannelType};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,32 @@ pub struct ForceLogout {
 
 impl AdminOp for ForceLogout {
     const OP: &'static str = "logout";
+    type Reply = Done;
+}
+
+/// Add a channel to a place (the agents of the place hear `channelgroup.channel.added`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddChannel {
+    pub place: String,
+    pub endpoint: String,
+    #[serde(rename = "type")]
+    pub media: ChannelType,
+}
+
+impl AdminOp for AddChannel {
+    const OP: &'static str = "addchannel";
+    type Reply = Done;
+}
+
+/// Remove a channel nobody holds from a place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveChannel {
+    pub place: String,
+    pub endpoint: String,
+}
+
+impl AdminOp for RemoveChannel {
+    const OP: &'static str = "removechannel";
     type Reply = Done;
 }
 

@@ -408,6 +408,104 @@ impl Lab {
         Ok((self.snapshot_of(agent_id, &place), events))
     }
 
+    /// Add a channel to a place (an administrator's change at the CTI).
+    pub fn add_channel(
+        &mut self,
+        place: &str,
+        endpoint: &str,
+        media: ChannelType,
+    ) -> Outcome<Done> {
+        self.link_up()?;
+        if self
+            .places
+            .values()
+            .flatten()
+            .any(|c| c.endpoint == endpoint)
+        {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("channel `{endpoint}` already exists"),
+            ));
+        }
+        let Some(channels) = self.places.get_mut(place) else {
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("the CTI knows no place `{place}`"),
+            ));
+        };
+        let channel = Channel {
+            endpoint: endpoint.to_owned(),
+            media,
+            holder: None,
+            state: AgentState::NotReady,
+            reason: None,
+            revision: 0,
+        };
+        channels.push(channel.clone());
+        let events = self
+            .audience(place, &[])
+            .into_iter()
+            .map(|who| {
+                let event = AgentEvent::ChannelAdded {
+                    agent_id: who.clone(),
+                    place: place.to_owned(),
+                    channel: channel.snapshot(),
+                };
+                (who, event)
+            })
+            .collect();
+        Ok((Done {}, events))
+    }
+
+    /// Remove a channel nobody holds from a place.
+    pub fn remove_channel(&mut self, place: &str, endpoint: &str) -> Outcome<Done> {
+        self.link_up()?;
+        let Some(channels) = self.places.get_mut(place) else {
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("the CTI knows no place `{place}`"),
+            ));
+        };
+        let Some(at) = channels.iter().position(|c| c.endpoint == endpoint) else {
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("place `{place}` has no channel `{endpoint}`"),
+            ));
+        };
+        if let Some(holder) = &channels[at].holder {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("channel `{endpoint}` is held by agent `{holder}`"),
+            ));
+        }
+        let removed = channels.remove(at);
+        let logged_here: Vec<String> = self
+            .logged_in
+            .iter()
+            .filter(|(_, p)| p.as_str() == place)
+            .map(|(a, _)| a.clone())
+            .collect();
+        let mut audience = self.audience(place, &[]);
+        for agent in logged_here {
+            if !audience.contains(&agent) {
+                audience.push(agent);
+            }
+        }
+        let events = audience
+            .into_iter()
+            .map(|who| {
+                let event = AgentEvent::ChannelRemoved {
+                    agent_id: who.clone(),
+                    place: place.to_owned(),
+                    endpoint: removed.endpoint.clone(),
+                    media: removed.media,
+                };
+                (who, event)
+            })
+            .collect();
+        Ok((Done {}, events))
+    }
+
     /// Set an agent's state on a channel it holds.
     pub fn set_state(
         &mut self,
@@ -535,6 +633,29 @@ mod tests {
         let (_, events) = lab.deactivate("1002", "ext-1001").unwrap();
         assert!(events.iter().any(|(who, _)| who == "1001"));
         assert!(lab.activate("1001", "ext-1001").is_ok());
+    }
+
+    #[test]
+    fn channels_added_and_removed_at_the_cti() {
+        let mut lab = lab();
+        let (_, events) = lab
+            .add_channel("place-1001", "cb-1001", ChannelType::Callback)
+            .unwrap();
+        assert!(matches!(&events[..], [(who, AgentEvent::ChannelAdded { .. })] if who == "1001"));
+        assert!(
+            lab.add_channel("place-1001", "cb-1001", ChannelType::Callback)
+                .is_err()
+        );
+        lab.login("1001", "pw-1001", None).unwrap();
+        lab.activate("1001", "cb-1001").unwrap();
+        let e = lab.remove_channel("place-1001", "cb-1001").unwrap_err();
+        assert_eq!(e.code, CtiErrorCode::InvalidState, "a held channel stays");
+        lab.deactivate("1001", "cb-1001").unwrap();
+        let (_, events) = lab.remove_channel("place-1001", "cb-1001").unwrap();
+        assert!(
+            matches!(&events[..], [(_, AgentEvent::ChannelRemoved { endpoint, .. })] if endpoint == "cb-1001")
+        );
+        assert!(lab.snapshot("1001").unwrap().channel("cb-1001").is_none());
     }
 
     #[test]

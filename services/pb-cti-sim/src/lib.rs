@@ -246,6 +246,12 @@ impl Sim {
                 lab.logout(&c.agent_id, c.reason_code)
                     .map(|(_, e)| (Done {}, e))
             }),
+            admin::AddChannel::OP => act(payload, |c: admin::AddChannel| {
+                lab.add_channel(&c.place, &c.endpoint, c.media)
+            }),
+            admin::RemoveChannel::OP => act(payload, |c: admin::RemoveChannel| {
+                lab.remove_channel(&c.place, &c.endpoint)
+            }),
             admin::GetStatus::OP => act(payload, |_: admin::GetStatus| {
                 Ok((
                     admin::SimStatus {
