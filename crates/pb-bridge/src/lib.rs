@@ -3,6 +3,7 @@
 //! initialisation, and drives the simulated CTI's fault injection.
 
 pub mod flow;
+pub mod probe;
 pub mod storm;
 
 use std::io::Write;
@@ -121,6 +122,11 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print the NATS server authorization block (one user per process, each allowed only
+    /// its subjects), as `deploy/base/nats/auth.conf` holds it.
+    NatsAuth,
+    /// Exit 0 if `url` answers HTTP 200 (container health checks: no curl in the image).
+    Probe { url: String },
     /// Drive the simulated CTI (fault injection and changes made at the CTI).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -185,7 +191,28 @@ fn parse_channel_type(text: &str) -> Result<pb_protocol::channel::ChannelType, S
 /// Run the CLI; the exit code is 1 when the system answered FAILURE.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let subjects = Subjects::new(cli.prefix.clone())?;
-    let client = async_nats::connect(&cli.nats_url).await.map_err(|e| {
+    // Commands that need no NATS.
+    match &cli.command {
+        Command::NatsAuth => {
+            say!(
+                "{}",
+                pb_runtime::permissions::auth_conf(&subjects).trim_end()
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Probe { url } => {
+            return Ok(probe::probe(url, Duration::from_millis(cli.timeout_ms)).await);
+        }
+        _ => {}
+    }
+    // Identity and TLS come from the same NATS_* variables the services read.
+    let mut settings = pb_runtime::config::NatsSettings::from_lookup(&|v| std::env::var(v).ok())?;
+    settings.url = cli.nats_url.clone();
+    let options = pb_runtime::connect::options(&settings)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .connection_timeout(Duration::from_secs(3));
+    let client = options.connect(&cli.nats_url).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach NATS at {} ({e}): start the system with scripts/dev, or set NATS_URL",
             cli.nats_url
@@ -283,6 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             first,
             keep,
         } => bridge.storm(agents, concurrency, first, keep).await,
+        Command::NatsAuth | Command::Probe { .. } => Ok(ExitCode::SUCCESS), // answered above
         Command::Sim(command) => {
             let reply = match command {
                 SimCommand::LinkDown { reason } => {

@@ -1,8 +1,9 @@
 //! Configuration shared by every service, read from the environment (README, "Configuration").
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use pb_protocol::{Subjects, Target};
+use pb_protocol::{Secret, Subjects, Target};
 
 /// Why the configuration cannot be used, naming the variable to fix.
 #[derive(Debug, thiserror::Error)]
@@ -15,11 +16,90 @@ pub enum ConfigError {
     },
 }
 
+/// How to reach NATS: where, as whom, over what.
+#[derive(Debug, Clone, Default)]
+pub struct NatsSettings {
+    /// `NATS_URL`, default `nats://127.0.0.1:4222` (`tls://` requires TLS).
+    pub url: String,
+    pub auth: NatsAuth,
+    /// `NATS_TLS_CA`: the CA bundle that signed the server's certificate; setting it
+    /// requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// `NATS_TLS_CERT` and `NATS_TLS_KEY`: a client certificate, for servers that verify it.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// The identity presented to NATS.
+#[derive(Debug, Clone, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    /// `NATS_USER` and `NATS_PASSWORD`.
+    UserPassword { user: String, password: Secret },
+    /// `NATS_CREDS`: a `.creds` file (JWT and nkey seed).
+    Creds(PathBuf),
+    /// `NATS_NKEY`: an nkey seed.
+    NKey(Secret),
+}
+
+impl NatsSettings {
+    /// Read `NATS_*` through `lookup`.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let invalid = |var: &'static str, reason: &str| ConfigError::Invalid {
+            var,
+            value: String::from("(set)"),
+            reason: reason.to_owned(),
+        };
+        let user = lookup("NATS_USER");
+        let password = lookup("NATS_PASSWORD");
+        let creds = lookup("NATS_CREDS");
+        let nkey = lookup("NATS_NKEY");
+        let given = [user.is_some(), creds.is_some(), nkey.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(invalid(
+                "NATS_USER",
+                "set one of NATS_USER/NATS_PASSWORD, NATS_CREDS or NATS_NKEY, not several",
+            ));
+        }
+        let auth = match (user, password, creds, nkey) {
+            (Some(user), Some(password), None, None) => NatsAuth::UserPassword {
+                user,
+                password: Secret::new(password),
+            },
+            (Some(_), None, _, _) => {
+                return Err(invalid("NATS_PASSWORD", "NATS_USER needs NATS_PASSWORD"));
+            }
+            (None, Some(_), _, _) => {
+                return Err(invalid("NATS_USER", "NATS_PASSWORD needs NATS_USER"));
+            }
+            (None, None, Some(path), None) => NatsAuth::Creds(PathBuf::from(path)),
+            (None, None, None, Some(seed)) => NatsAuth::NKey(Secret::new(seed)),
+            _ => NatsAuth::None,
+        };
+        let tls_client = match (lookup("NATS_TLS_CERT"), lookup("NATS_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "NATS_TLS_CERT",
+                    "NATS_TLS_CERT and NATS_TLS_KEY go together",
+                ));
+            }
+        };
+        Ok(Self {
+            url: lookup("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            auth,
+            tls_ca: lookup("NATS_TLS_CA").map(PathBuf::from),
+            tls_client,
+        })
+    }
+}
+
 /// Settings every service reads.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `NATS_URL`, default `nats://127.0.0.1:4222`.
-    pub nats_url: String,
+    /// `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_CREDS`, `NATS_NKEY`, `NATS_TLS_*`.
+    pub nats: NatsSettings,
     /// `PB_PROCESSOR`, default `PB1`: the processor whose `{name}.CONTROL` this deployment serves.
     pub processor: String,
     /// The control destination's target, `{PB_PROCESSOR}.CONTROL`.
@@ -62,7 +142,7 @@ impl Config {
             format!("{host}-{}", std::process::id())
         });
         Ok(Self {
-            nats_url: text("NATS_URL", "nats://127.0.0.1:4222"),
+            nats: NatsSettings::from_lookup(&lookup)?,
             processor,
             control_target,
             subjects,
@@ -124,7 +204,8 @@ mod tests {
     #[test]
     fn defaults() {
         let c = with(&[]).unwrap();
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+        assert!(matches!(c.nats.auth, NatsAuth::None));
         assert_eq!(c.processor, "PB1");
         assert_eq!(c.subjects.prefix(), "pb");
         assert_eq!(c.deadline, Duration::from_secs(5));
@@ -146,6 +227,37 @@ mod tests {
         assert!(e.starts_with("PB_SUBJECT_PREFIX=\"a b\" is invalid"), "{e}");
         let e = with(&[("PB_PROCESSOR", "")]).unwrap_err().to_string();
         assert!(e.starts_with("PB_PROCESSOR=\"\" is invalid"), "{e}");
+    }
+
+    #[test]
+    fn nats_identity_and_tls() {
+        let c = with(&[("NATS_USER", "pb-control"), ("NATS_PASSWORD", "s3cret")]).unwrap();
+        assert!(
+            matches!(&c.nats.auth, NatsAuth::UserPassword { user, .. } if user == "pb-control")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the password is not shown"
+        );
+        let c = with(&[("NATS_CREDS", "/run/pb.creds"), ("NATS_TLS_CA", "/ca.pem")]).unwrap();
+        assert!(matches!(c.nats.auth, NatsAuth::Creds(_)));
+        assert_eq!(
+            c.nats.tls_ca.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        for bad in [
+            vec![("NATS_USER", "u")],
+            vec![("NATS_PASSWORD", "p")],
+            vec![
+                ("NATS_USER", "u"),
+                ("NATS_PASSWORD", "p"),
+                ("NATS_CREDS", "/c"),
+            ],
+            vec![("NATS_TLS_CERT", "/c.pem")],
+        ] {
+            let e = with(&bad).unwrap_err().to_string();
+            assert!(!e.contains("\"p\""), "{e}");
+        }
     }
 
     #[test]

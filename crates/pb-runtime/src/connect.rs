@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions};
 
 use crate::Config;
+use crate::config::{NatsAuth, NatsSettings};
 
 /// NATS could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -18,27 +19,75 @@ pub struct ConnectError {
     pub last_error: String,
 }
 
+/// The connection options for `settings`: identity and TLS.
+pub async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
+    let mut options = ConnectOptions::new();
+    options = match &settings.auth {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose().to_owned())
+        }
+        NatsAuth::Creds(path) => options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot read NATS_CREDS {}: {e}", path.display()))?,
+        NatsAuth::NKey(seed) => options.nkey(seed.expose().to_owned()),
+    };
+    if let Some(ca) = &settings.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &settings.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if settings.url.starts_with("tls://") {
+        options = options.require_tls(true);
+    }
+    Ok(options)
+}
+
 /// Connect to NATS, retrying until `config.connect_timeout`; once connected, the client
 /// reconnects by itself.
 pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectError> {
     let started = Instant::now();
     let name = format!("{service}/{}", config.instance);
+    let url = config.nats.url.clone();
     loop {
-        let options = ConnectOptions::new()
-            .name(name.clone())
-            .connection_timeout(Duration::from_secs(2));
-        let last_error = match options.connect(&config.nats_url).await {
+        // A wrong identity or TLS setup will not heal by waiting: say so at once.
+        let attempt = async {
+            let options = options(&config.nats)
+                .await
+                .map_err(|e| (true, e))?
+                .name(name.clone())
+                .connection_timeout(Duration::from_secs(2));
+            options.connect(&url).await.map_err(|e| {
+                let fatal = matches!(
+                    e.kind(),
+                    ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Tls
+                );
+                (fatal, e.to_string())
+            })
+        };
+        let last_error = match attempt.await {
             Ok(client) => return Ok(client),
-            Err(e) => e.to_string(),
+            Err((true, last_error)) => {
+                return Err(ConnectError {
+                    url,
+                    waited: started.elapsed(),
+                    last_error: format!(
+                        "{last_error} (check NATS_USER/NATS_PASSWORD, NATS_CREDS, NATS_NKEY and NATS_TLS_*)"
+                    ),
+                });
+            }
+            Err((false, e)) => e,
         };
         if started.elapsed() >= config.connect_timeout {
             return Err(ConnectError {
-                url: config.nats_url.clone(),
+                url,
                 waited: started.elapsed(),
                 last_error,
             });
         }
-        tracing::warn!(url = %config.nats_url, error = %last_error, "NATS not reachable yet, retrying");
+        tracing::warn!(%url, error = %last_error, "NATS not reachable yet, retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

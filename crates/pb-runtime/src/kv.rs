@@ -4,6 +4,24 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 
+/// The project's buckets (before the deployment's prefix is put in front).
+pub mod buckets {
+    /// Answers by target and requestId ([`crate::reply_cache`]).
+    pub const REPLIES: &str = "replies";
+    /// The control destination's state, one record per processor.
+    pub const CONTROL: &str = "control";
+    /// The session service's records, one per agent.
+    pub const SESSIONS: &str = "sessions";
+    /// The channel-group service's records, one per agent.
+    pub const CHANNELS: &str = "channels";
+    /// Target -> agent ([`crate::state::Targets`]).
+    pub const TARGETS: &str = "targets";
+    /// `<service>.<agent>` -> owner replica ([`crate::owned`]).
+    pub const OWNERS: &str = "owners";
+    /// The live replicas of each owned service ([`crate::owned`]).
+    pub const MEMBERS: &str = "members";
+}
+
 /// A bucket could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -9,6 +9,8 @@
 //! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]);
 //! * [`owned`]: one owner replica per unit (agent), forwarding and take-over, for the
 //!   session and channel-group services;
+//! * [`permissions`]: each process's NATS user and subjects (renders the deployment's
+//!   `auth.conf`);
 //! * [`state`]: per-unit records and the target index in key-value buckets;
 //! * [`kv`]: key-value bucket helpers; [`logging`]; [`shutdown`].
 
@@ -18,6 +20,7 @@ pub mod cti;
 pub mod kv;
 pub mod logging;
 pub mod owned;
+pub mod permissions;
 pub mod reply_cache;
 pub mod serve;
 pub mod shutdown;

@@ -196,8 +196,18 @@ pub async fn run<H: Owner>(
             subjects: subjects.clone(),
             deadline: config.deadline,
         },
-        owners: open_bucket(&js, &bucket_name(&subjects, "owners"), Duration::ZERO).await?,
-        members: open_bucket(&js, &bucket_name(&subjects, "members"), Duration::ZERO).await?,
+        owners: open_bucket(
+            &js,
+            &bucket_name(&subjects, crate::kv::buckets::OWNERS),
+            Duration::ZERO,
+        )
+        .await?,
+        members: open_bucket(
+            &js,
+            &bucket_name(&subjects, crate::kv::buckets::MEMBERS),
+            Duration::ZERO,
+        )
+        .await?,
         service: owned.service,
         me,
         handler,

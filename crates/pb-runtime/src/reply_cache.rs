@@ -67,7 +67,12 @@ fn pending_since(value: &[u8]) -> Option<u64> {
 impl ReplyCache {
     /// Open (or create) the deployment's `<prefix>_replies` bucket.
     pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, BucketError> {
-        let store = open_bucket(js, &bucket_name(subjects, "replies"), RETENTION).await?;
+        let store = open_bucket(
+            js,
+            &bucket_name(subjects, crate::kv::buckets::REPLIES),
+            RETENTION,
+        )
+        .await?;
         Ok(Self { store })
     }
 

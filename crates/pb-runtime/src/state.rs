@@ -161,7 +161,12 @@ pub struct Targets {
 impl Targets {
     pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, BucketError> {
         Ok(Self {
-            store: open_bucket(js, &bucket_name(subjects, "targets"), Duration::ZERO).await?,
+            store: open_bucket(
+                js,
+                &bucket_name(subjects, crate::kv::buckets::TARGETS),
+                Duration::ZERO,
+            )
+            .await?,
             cache: Arc::default(),
         })
     }

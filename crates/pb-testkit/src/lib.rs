@@ -13,7 +13,7 @@ mod process;
 mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
-pub use nats::NatsServer;
+pub use nats::{NatsServer, Passwords};
 pub use process::{Process, bin_path};
 pub use stack::{SERVICES, Stack};
 

@@ -37,6 +37,25 @@ pub struct NatsServer {
     port: u16,
     dir: TempDir,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Set when the server requires TLS: the CA that signed its certificate.
+    tls_ca: Option<PathBuf>,
+}
+
+/// The passwords of the project's NATS users (see `deploy/base/nats/auth.conf`), fresh per
+/// server.
+#[derive(Debug, Clone)]
+pub struct Passwords(Vec<(String, String)>);
+
+impl Passwords {
+    /// The password of the NATS user of `binary` (`pb-control`, ..., `pb-bridge`).
+    pub fn of(&self, binary: &str) -> String {
+        self.0
+            .iter()
+            .find(|(user, _)| user == binary)
+            .map(|(_, pw)| pw.clone())
+            .unwrap_or_else(|| panic!("no NATS user for {binary}"))
+    }
 }
 
 impl NatsServer {
@@ -53,9 +72,70 @@ impl NatsServer {
             port: 0,
             dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            tls_ca: None,
         };
         server.launch(None);
         server
+    }
+
+    /// Start a server that admits only the project's users, with the permissions of the
+    /// committed `deploy/base/nats/auth.conf`, and (with `tls`) only over TLS with a
+    /// certificate for 127.0.0.1 signed by a fresh CA.
+    pub fn start_secured(tls: bool) -> (Self, Passwords) {
+        let dir = TempDir::new("nats");
+        let auth = workspace_root().join("deploy/base/nats/auth.conf");
+        std::fs::copy(&auth, dir.path().join("auth.conf")).expect("copy auth.conf");
+        let mut conf = String::from("include ./auth.conf\n");
+        let mut tls_ca = None;
+        if tls {
+            let (ca, cert, key) = make_certificates(dir.path());
+            conf.push_str(&format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                cert.display(),
+                key.display()
+            ));
+            tls_ca = Some(ca);
+        }
+        let conf_path = dir.path().join("server.conf");
+        std::fs::write(&conf_path, conf).expect("write server.conf");
+        let users = [
+            ("pb-control", "PB_CONTROL_PASSWORD"),
+            ("pb-session", "PB_SESSION_PASSWORD"),
+            ("pb-channel-group", "PB_CHANNEL_GROUP_PASSWORD"),
+            ("pb-cti-sim", "PB_CTI_SIM_PASSWORD"),
+            ("pb-bridge", "PB_BRIDGE_PASSWORD"),
+        ];
+        let passwords = Passwords(
+            users
+                .iter()
+                .map(|(user, _)| {
+                    (
+                        user.to_string(),
+                        format!("pw-{}", uuid::Uuid::new_v4().simple()),
+                    )
+                })
+                .collect(),
+        );
+        let env = users
+            .iter()
+            .map(|(user, var)| (var.to_string(), passwords.of(user)))
+            .collect();
+        let mut server = Self {
+            child: None,
+            port: 0,
+            extra_args: vec!["-c".into(), conf_path.display().to_string()],
+            dir,
+            env,
+            tls_ca,
+        };
+        server.launch(None);
+        (server, passwords)
+    }
+
+    /// The CA of a TLS server ([`NatsServer::start_secured`]).
+    pub fn tls_ca(&self) -> Option<&std::path::Path> {
+        self.tls_ca.as_deref()
     }
 
     fn launch(&mut self, port: Option<u16>) {
@@ -69,6 +149,7 @@ impl NatsServer {
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,20 +177,39 @@ impl NatsServer {
         }
     }
 
-    /// `nats://127.0.0.1:<port>`.
+    /// `nats://127.0.0.1:<port>` (`tls://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// A client connected to this server.
+    /// A client connected to this server (an open one).
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())
             .await
             .expect("connect to the test nats-server")
+    }
+
+    /// A client connected as `user` with `password` (and the CA of a TLS server).
+    pub async fn client_as(&self, user: &str, password: &str) -> async_nats::Client {
+        self.options_as(user, password)
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
+    }
+
+    /// Connection options for `user` (and the CA of a TLS server).
+    pub fn options_as(&self, user: &str, password: &str) -> async_nats::ConnectOptions {
+        let mut options =
+            async_nats::ConnectOptions::new().user_and_password(user.into(), password.into());
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        options
     }
 
     /// Stop the server (SIGKILL) and start it again on the same port and data folder.
@@ -124,6 +224,76 @@ impl NatsServer {
             let _ = child.wait();
         }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`.
+fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pb-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 impl Drop for NatsServer {

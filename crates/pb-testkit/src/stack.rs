@@ -1,3 +1,4 @@
+use crate::nats::Passwords;
 use crate::{NatsServer, Process};
 
 /// The whole system as real processes: the simulated CTI, and `replicas` of each service.
@@ -6,6 +7,8 @@ pub struct Stack {
     pub nats: NatsServer,
     pub processes: Vec<(String, Process)>,
     env: Vec<(&'static str, String)>,
+    /// Set for a secured stack: every process connects as its own NATS user.
+    pub passwords: Option<Passwords>,
 }
 
 /// The services of the system, in start order.
@@ -15,11 +18,27 @@ impl Stack {
     /// Start nats-server, the simulator and `replicas` of every service; `env` is added to
     /// every process's environment.
     pub async fn start(replicas: usize, env: &[(&'static str, &str)]) -> Self {
-        let nats = NatsServer::start();
+        Self::start_on(NatsServer::start(), None, replicas, env).await
+    }
+
+    /// The same on a secured server ([`NatsServer::start_secured`]): each process connects
+    /// as its own user, with the permissions of `deploy/base/nats/auth.conf`.
+    pub async fn start_secured(tls: bool, replicas: usize, env: &[(&'static str, &str)]) -> Self {
+        let (nats, passwords) = NatsServer::start_secured(tls);
+        Self::start_on(nats, Some(passwords), replicas, env).await
+    }
+
+    async fn start_on(
+        nats: NatsServer,
+        passwords: Option<Passwords>,
+        replicas: usize,
+        env: &[(&'static str, &str)],
+    ) -> Self {
         let mut stack = Self {
             env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             nats,
             processes: Vec::new(),
+            passwords,
         };
         stack.spawn("pb-cti-sim", "pb-cti-sim").await;
         for service in SERVICES {
@@ -30,8 +49,8 @@ impl Stack {
         stack
     }
 
-    /// The environment of a process of this stack.
-    pub fn env(&self, instance: &str) -> Vec<(&'static str, String)> {
+    /// The environment of process `instance` of binary `binary`.
+    pub fn env(&self, binary: &str, instance: &str) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("NATS_URL", self.nats.url()),
             ("PB_INSTANCE", instance.to_owned()),
@@ -39,6 +58,13 @@ impl Stack {
             ("PB_DRAIN_GRACE_MS", "100".to_owned()),
             ("SIM_AGENTS", "300".to_owned()),
         ];
+        if let Some(passwords) = &self.passwords {
+            env.push(("NATS_USER", binary.to_owned()));
+            env.push(("NATS_PASSWORD", passwords.of(binary)));
+        }
+        if let Some(ca) = self.nats.tls_ca() {
+            env.push(("NATS_TLS_CA", ca.display().to_string()));
+        }
         for (k, v) in &self.env {
             env.retain(|(key, _)| key != k);
             env.push((k, v.clone()));
@@ -48,7 +74,9 @@ impl Stack {
 
     /// Start one more process (`binary`, named `instance`) and wait until it is ready.
     pub async fn spawn(&mut self, binary: &str, instance: &str) {
-        let process = Process::spawn(binary, &self.env(instance)).ready().await;
+        let process = Process::spawn(binary, &self.env(binary, instance))
+            .ready()
+            .await;
         self.processes.push((instance.to_owned(), process));
     }
 

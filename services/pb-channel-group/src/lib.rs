@@ -76,7 +76,7 @@ pub async fn run(
     let js = async_nats::jetstream::new(client.clone());
     let groups = Arc::new(Groups {
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&js, &config.subjects, "channels").await?,
+        store: UnitStore::open(&js, &config.subjects, pb_runtime::kv::buckets::CHANNELS).await?,
         targets: Targets::open(&js, &config.subjects).await?,
         deadline: config.deadline,
     });

@@ -79,7 +79,12 @@ impl StatusStore {
         subjects: &Subjects,
         processor: &str,
     ) -> Result<Self, BucketError> {
-        let store = open_bucket(js, &bucket_name(subjects, "control"), Default::default()).await?;
+        let store = open_bucket(
+            js,
+            &bucket_name(subjects, pb_runtime::kv::buckets::CONTROL),
+            Default::default(),
+        )
+        .await?;
         Ok(Self {
             store,
             key: key(&[processor]),

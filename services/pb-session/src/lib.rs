@@ -69,7 +69,7 @@ pub async fn run(
         client: client.clone(),
         subjects: config.subjects.clone(),
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&js, &config.subjects, "sessions").await?,
+        store: UnitStore::open(&js, &config.subjects, pb_runtime::kv::buckets::SESSIONS).await?,
         targets: Targets::open(&js, &config.subjects).await?,
         deadline: config.deadline,
     });
