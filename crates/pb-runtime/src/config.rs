@@ -112,6 +112,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// `PB_INSTANCE`, default `<host>-<pid>`: this replica's name in logs and peer lists.
     pub instance: String,
+    /// `PB_HTTP_ADDR`, default `0.0.0.0:8080`: the operations port (health, metrics).
+    pub http_addr: String,
 }
 
 impl Config {
@@ -149,6 +151,7 @@ impl Config {
             deadline: millis(&lookup, "PB_DEADLINE_MS", 5000)?,
             connect_timeout: millis(&lookup, "PB_CONNECT_TIMEOUT_MS", 30_000)?,
             instance,
+            http_addr: text("PB_HTTP_ADDR", "0.0.0.0:8080"),
         })
     }
 }

@@ -46,18 +46,28 @@ impl CtiClient {
         let request = async_nats::Request::new()
             .payload(payload.into())
             .timeout(Some(timeout));
-        match self.client.send_request(subject.clone(), request).await {
-            Ok(message) => {
-                let reply: CtiReply<C::Reply> = serde_json::from_slice(&message.payload)
-                    .map_err(|e| CtiCallError::BadReply(e.to_string()))?;
-                Result::from(reply).map_err(CtiCallError::Refused)
-            }
+        let result = match self.client.send_request(subject.clone(), request).await {
+            Ok(message) => serde_json::from_slice::<CtiReply<C::Reply>>(&message.payload)
+                .map_err(|e| CtiCallError::BadReply(e.to_string()))
+                .and_then(|reply| Result::from(reply).map_err(CtiCallError::Refused)),
             Err(e) => Err(match e.kind() {
                 RequestErrorKind::TimedOut => CtiCallError::Timeout(timeout),
                 RequestErrorKind::NoResponders => CtiCallError::NoAdapter(subject),
                 _ => CtiCallError::Transport(e.to_string()),
             }),
-        }
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(CtiCallError::Refused(e)) => serde_json::to_value(e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "refused".to_owned()),
+            Err(CtiCallError::Timeout(_)) => "timeout".to_owned(),
+            Err(CtiCallError::NoAdapter(_)) => "no-adapter".to_owned(),
+            Err(_) => "error".to_owned(),
+        };
+        crate::metrics::metrics().cti_call(C::OP, &outcome);
+        result
     }
 }
 

@@ -12,6 +12,8 @@
 //! * [`permissions`]: each process's NATS user and subjects (renders the deployment's
 //!   `auth.conf`);
 //! * [`state`]: per-unit records and the target index in key-value buckets;
+//! * [`ops`]: the operations port (liveness, readiness, metrics) and service discovery;
+//!   [`metrics`]: the process's numbers;
 //! * [`kv`]: key-value bucket helpers; [`logging`]; [`shutdown`].
 
 pub mod config;
@@ -19,6 +21,8 @@ pub mod connect;
 pub mod cti;
 pub mod kv;
 pub mod logging;
+pub mod metrics;
+pub mod ops;
 pub mod owned;
 pub mod permissions;
 pub mod reply_cache;

@@ -116,7 +116,9 @@ impl Unit {
             .flush()
             .await
             .map_err(|e| format!("cannot confirm the subscription to {subject}: {e}"))?;
-        self.streams.insert(subject, subscriber);
+        if self.streams.insert(subject, subscriber).is_none() {
+            crate::metrics::metrics().destinations(kind.token(), 1);
+        }
         Ok(())
     }
 
@@ -129,6 +131,7 @@ impl Unit {
         let Some(mut subscriber) = self.streams.remove(&subject) else {
             return;
         };
+        crate::metrics::metrics().destinations(kind.token(), -1);
         let _ = subscriber.unsubscribe().await;
         // After this round trip, everything sent to us before the UNSUB has arrived.
         let _ = tokio::time::timeout(NATS_STEP, self.client.flush()).await;
@@ -155,6 +158,8 @@ pub enum OwnedError {
     Subscribe { subject: String, reason: String },
     #[error("cannot register this replica: {0}")]
     Register(String),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
 }
 
 fn subscribe_err(subject: &str) -> impl Fn(async_nats::SubscribeError) -> OwnedError + '_ {
@@ -240,6 +245,17 @@ pub async fn run<H: Owner>(
         .put(key(&[shared.service, &shared.me]), shared.me.clone().into())
         .await
         .map_err(|e| OwnedError::Register(e.to_string()))?;
+    // The operations port lives until the very end: alive (and not ready) while draining.
+    let (stop_ops, ops_shutdown) = Shutdown::new();
+    let health = crate::ops::Health::new(client.clone());
+    crate::ops::start(
+        &config.http_addr,
+        &format!("pb-{}", owned.service),
+        &shared.me,
+        health.clone(),
+        ops_shutdown,
+    )
+    .await?;
     tracing::info!(me = %shared.me, "{}: service ready", owned.service);
 
     let mut check = tokio::time::interval(owned.check_every);
@@ -263,6 +279,7 @@ pub async fn run<H: Owner>(
             _ = shutdown.requested() => break,
         }
     }
+    health.draining();
     // Stop taking new work; let the actors finish what they hold, then go. Peers notice
     // that this replica no longer answers and take its units over.
     if is_connected(&client) {
@@ -277,6 +294,7 @@ pub async fn run<H: Owner>(
     }
     drop(node);
     tasks.abort_all();
+    stop_ops.fire();
     if is_connected(&client) {
         let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
     }

@@ -230,6 +230,7 @@ where
         target = %command.target,
         request_id = %command.request_id,
     );
+    let started = std::time::Instant::now();
     async move {
         let slot = if command.message_type() == MessageType::Request {
             match context
@@ -264,6 +265,7 @@ where
             Outcome::Success(_) => tracing::info!("SUCCESS"),
             Outcome::Failure(why) => tracing::info!(error = %why, "FAILURE"),
         }
+        let success = reply.outcome.is_success();
         let response: Bytes = command.respond(reply.outcome).encode().into();
         if let Some(slot) = slot
             && let Err(e) = context.replies.complete(slot, response.clone()).await
@@ -272,6 +274,7 @@ where
             tracing::error!(error = %e, "could not record the answer for retries");
         }
         publish(&context.client, reply_to.to_string(), response).await;
+        crate::metrics::metrics().command(name, success, started.elapsed());
         for event in reply.events {
             publish_event(&context.client, &context.subjects, &event).await;
         }
@@ -297,6 +300,7 @@ pub async fn refuse(context: &Context, command: &Command, reply_to: Subject, why
 /// Publish an event on its subject.
 pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) {
     tracing::info!(name = event.name(), target = %event.target, "event");
+    crate::metrics::metrics().event(event.name());
     publish(client, event.subject(subjects), event.encode().into()).await;
 }
 

@@ -39,6 +39,10 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !env.iter().any(|(k, _)| *k == "PB_HTTP_ADDR") {
+            // Many processes per test machine: an ephemeral operations port each.
+            command.env("PB_HTTP_ADDR", "127.0.0.1:0");
+        }
         if std::env::var_os("PB_LOG").is_none() && !env.iter().any(|(k, _)| *k == "PB_LOG") {
             command.env("PB_LOG", "debug,async_nats=info");
         }
@@ -91,6 +95,22 @@ impl Process {
         self.wait_for_log("service ready", Duration::from_secs(30))
             .await;
         self
+    }
+
+    /// The operations port's address, as the process logged it.
+    pub fn ops_addr(&self) -> String {
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("operations port"))
+            .unwrap_or_else(|| panic!("{} logged no operations port:\n{logs}", self.name));
+        let start = line.find("addr=").expect("addr= in the line") + "addr=".len();
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned()
     }
 
     pub fn pid(&self) -> u32 {

@@ -32,6 +32,9 @@ use crate::lab::{Lab, Outgoing};
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub subjects: Subjects,
+    /// The operations port and replica name, from the shared configuration.
+    pub http_addr: String,
+    pub instance: String,
     /// `SIM_AGENTS`, default 100: how many agents to generate.
     pub agents: usize,
     /// `SIM_ROSTER`: a roster file that replaces the generated agents.
@@ -41,13 +44,15 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Read `SIM_*` through `lookup`; the subjects come from the shared configuration.
+    /// Read `SIM_*` through `lookup`; the rest comes from the shared configuration.
     pub fn from_lookup(
-        subjects: Subjects,
+        common: &pb_runtime::Config,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            subjects,
+            subjects: common.subjects.clone(),
+            http_addr: common.http_addr.clone(),
+            instance: common.instance.clone(),
             agents: number(&lookup, "SIM_AGENTS", 100)? as usize,
             roster: lookup("SIM_ROSTER").map(PathBuf::from),
             delay: Duration::from_millis(number(&lookup, "SIM_DELAY_MS", 0)?),
@@ -62,6 +67,8 @@ pub enum SimError {
     Roster(#[from] roster::RosterError),
     #[error("NATS failed: {0}")]
     Nats(String),
+    #[error(transparent)]
+    Ops(#[from] pb_runtime::ops::OpsError),
 }
 
 struct Sim {
@@ -103,6 +110,16 @@ pub async fn run(
     let link = sim.lab.lock().await.link();
     sim.publish(pb_cti::link_events(&sim.subjects), &link).await;
     client.flush().await.map_err(|e| nats(&e))?;
+    let (stop_ops, ops_shutdown) = Shutdown::new();
+    let health = pb_runtime::ops::Health::new(client.clone());
+    pb_runtime::ops::start(
+        &config.http_addr,
+        "pb-cti-sim",
+        &config.instance,
+        health,
+        ops_shutdown,
+    )
+    .await?;
     tracing::info!(
         agents = sim.lab.lock().await.agent_count(),
         "simulated CTI: service ready"
@@ -116,6 +133,7 @@ pub async fn run(
             _ = shutdown.requested() => break,
         }
     }
+    stop_ops.fire();
     match tokio::time::timeout(pb_runtime::serve::NATS_STEP, client.flush()).await {
         Ok(flushed) => flushed.map_err(|e| nats(&e)),
         Err(_) => Ok(()), // NATS is gone: nothing left to deliver to

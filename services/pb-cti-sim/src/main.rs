@@ -7,8 +7,7 @@ use pb_runtime::{Config, Shutdown, connect::connect, logging};
 async fn main() -> anyhow::Result<()> {
     logging::init();
     let config = Config::from_env()?;
-    let sim =
-        pb_cti_sim::SimConfig::from_lookup(config.subjects.clone(), |v| std::env::var(v).ok())?;
+    let sim = pb_cti_sim::SimConfig::from_lookup(&config, |v| std::env::var(v).ok())?;
     let client = connect(&config, "pb-cti-sim").await?;
     pb_cti_sim::run(client, sim, Shutdown::on_signals())
         .await
