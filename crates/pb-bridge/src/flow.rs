@@ -47,7 +47,17 @@ pub struct Driver {
     control: Target,
     timeout: Duration,
     latencies: Option<Arc<Mutex<Latencies>>>,
-    retry_for: Option<Duration>,
+    retry: Retry,
+}
+
+/// What a [`Driver`] sends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Never,
+    /// Commands nobody received (no responders), with the same requestId.
+    Unrouted(Duration),
+    /// Also unanswered commands (same requestId) and FAILUREs (a new requestId).
+    Everything(Duration),
 }
 
 /// A channel as logged in.
@@ -75,7 +85,7 @@ impl Driver {
             control,
             timeout,
             latencies: None,
-            retry_for: None,
+            retry: Retry::Never,
         }
     }
 
@@ -83,7 +93,15 @@ impl Driver {
     /// unanswered command (timeout, no responders) is sent again with the same requestId;
     /// a FAILURE is retried with a new one.
     pub fn retrying(mut self, budget: Duration) -> Self {
-        self.retry_for = Some(budget);
+        self.retry = Retry::Everything(budget);
+        self
+    }
+
+    /// Send again, with the same requestId, only what nobody received (no responders, as
+    /// while a destination moves between replicas), for up to `budget` per step; a command
+    /// that was received but not answered is an error.
+    pub fn retrying_unrouted(mut self, budget: Duration) -> Self {
+        self.retry = Retry::Unrouted(budget);
         self
     }
 
@@ -155,20 +173,24 @@ impl Driver {
         Response::decode(&reply.payload).map_err(|e| transport(e.to_string()))
     }
 
-    /// Send and require SUCCESS; its body. With [`Driver::retrying`], retry as a bridge does.
+    /// Send and require SUCCESS; its body. With [`Driver::retrying`] or
+    /// [`Driver::retrying_unrouted`], retry as such a bridge does.
     pub async fn ok(
         &self,
         name: &'static str,
         target: &str,
         body: Value,
     ) -> Result<Body, FlowError> {
-        let give_up = self.retry_for.map(|budget| Instant::now() + budget);
+        let give_up = match self.retry {
+            Retry::Never => None,
+            Retry::Unrouted(budget) | Retry::Everything(budget) => Some(Instant::now() + budget),
+        };
         let mut request_id = uuid::Uuid::new_v4().to_string();
         loop {
             let result = self
                 .send_with_id(name, target, body.clone(), &request_id)
                 .await;
-            let error = match result {
+            let (error, retry) = match result {
                 Ok(Response {
                     outcome: Outcome::Success(body),
                     ..
@@ -178,17 +200,24 @@ impl Driver {
                     ..
                 }) => {
                     request_id = uuid::Uuid::new_v4().to_string();
-                    FlowError::Failure {
+                    let failure = FlowError::Failure {
                         name: name.to_owned(),
                         target: target.to_owned(),
                         message,
-                    }
+                    };
+                    (
+                        failure,
+                        self.retry == Retry::Never || matches!(self.retry, Retry::Everything(_)),
+                    )
                 }
-                Err(unanswered) => unanswered,
+                Err(e @ FlowError::Transport { .. }) if e.to_string().contains("no responders") => {
+                    (e, true)
+                }
+                Err(e) => (e, matches!(self.retry, Retry::Everything(_))),
             };
             match give_up {
-                Some(deadline) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                Some(deadline) if retry && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 _ => return Err(error),
             }

@@ -57,3 +57,12 @@ pub struct GroupCreate {
 pub struct ReleaseUnit {
     pub agent_id: String,
 }
+
+impl From<Result<(), String>> for InternalReply {
+    fn from(result: Result<(), String>) -> Self {
+        match result {
+            Ok(()) => InternalReply::Ok,
+            Err(why) => InternalReply::Error(why),
+        }
+    }
+}

@@ -43,6 +43,7 @@ use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, re
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
+const CHECK_HEADER: &str = "Pb-Check";
 /// The stream key of a unit's CTI events in its actor.
 const AGENT_STREAM: &str = "";
 
@@ -105,8 +106,13 @@ impl Unit {
 
     /// Answer commands to `target` from now on: subscribed (and confirmed by the server)
     /// before this returns, so a create answered after it is answered truthfully (§5.5).
+    /// Listening again is harmless, so a create that is repeated (after a failed attempt)
+    /// always ends up listening.
     pub async fn listen(&mut self, kind: Kind, target: &Target) -> Result<(), String> {
         let subject = self.subjects.command(kind, target);
+        if self.streams.contains_key(&subject) {
+            return Ok(());
+        }
         let subscriber = self
             .client
             .subscribe(subject.clone())
@@ -217,6 +223,7 @@ pub async fn run<H: Owner>(
         me,
         handler,
         actors: StdMutex::default(),
+        stopping: Default::default(),
         internal_prefix: subjects.internal(&format!("int.{}.", owned.service)),
         node_prefix: subjects.internal(&format!("node.{}.", owned.service)),
     });
@@ -261,30 +268,42 @@ pub async fn run<H: Owner>(
     let mut check = tokio::time::interval(owned.check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut stopping = false;
     loop {
         tokio::select! {
-            Some(message) = internal.next() => {
-                tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.payload, false));
-            }
+            message = internal.next() => match message {
+                Some(message) => {
+                    tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.payload, false));
+                }
+                // Drained (stopping): every internal request it had is being handled.
+                None => break,
+            },
             Some(message) = node.next() => {
                 tasks.spawn(shared.clone().node_message(message));
             }
-            Some(_) = disposed.next() => {
+            Some(_) = disposed.next(), if !stopping => {
                 tasks.spawn(shared.clone().release_everything());
             }
-            _ = check.tick() => {
+            _ = check.tick(), if !stopping => {
                 tasks.spawn(shared.clone().check_members());
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = shutdown.requested() => break,
+            _ = shutdown.requested(), if !stopping => {
+                // Stop taking internal requests; those already received still run.
+                stopping = true;
+                health.draining();
+                shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                if !is_connected(&client) || tokio::time::timeout(NATS_STEP, internal.drain()).await.is_err() {
+                    break;
+                }
+            }
         }
     }
-    health.draining();
-    // Stop taking new work; let the actors finish what they hold, then go. Peers notice
-    // that this replica no longer answers and take its units over.
-    if is_connected(&client) {
-        let _ = tokio::time::timeout(NATS_STEP, internal.unsubscribe()).await;
-    }
+    // 1. Let the internal requests received so far reach their units. Pings are still
+    //    answered meanwhile, so no peer takes a unit over while this replica finishes it.
+    let pinging = tokio::spawn(answer_pings(shared.clone(), node));
+    while tasks.join_next().await.is_some() {}
+    // 2. Stop every unit: each finishes its inbox, then what its subscriptions hold.
     let actors: Vec<_> = shared.actors.lock().expect("actors lock").drain().collect();
     for (_, actor) in actors {
         let (done, finished) = tokio::sync::oneshot::channel();
@@ -292,13 +311,22 @@ pub async fn run<H: Owner>(
             let _ = tokio::time::timeout(config.deadline, finished).await;
         }
     }
-    drop(node);
-    tasks.abort_all();
-    stop_ops.fire();
+    // 3. Go silent and ask the peers to take the units over now.
+    pinging.abort();
+    let _ = pinging.await;
     if is_connected(&client) {
         let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
+        shared.nudge_peers().await;
     }
+    stop_ops.fire();
     Ok(())
+}
+
+/// While stopping, answer pings (alive) and refuse forwarded work.
+async fn answer_pings<H: Owner>(shared: Arc<Shared<H>>, mut node: Subscriber) {
+    while let Some(message) = node.next().await {
+        shared.clone().node_message(message).await;
+    }
 }
 
 /// What every task of one replica shares.
@@ -310,6 +338,8 @@ struct Shared<H> {
     me: String,
     handler: Arc<H>,
     actors: StdMutex<HashMap<String, mpsc::UnboundedSender<Inbox>>>,
+    /// Set once the replica is stopping: no new unit starts here.
+    stopping: std::sync::atomic::AtomicBool,
     internal_prefix: String,
     node_prefix: String,
 }
@@ -390,6 +420,10 @@ impl<H: Owner> Shared<H> {
                 None => Ok(()),
             };
         }
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            // Units already here finish; none starts on a replica that is going.
+            return work.map_or(Ok(()), Err);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(work) = work {
             tx.send(work).map_err(|e| e.0)?;
@@ -429,7 +463,7 @@ impl<H: Owner> Shared<H> {
                     if let Err(Inbox::Internal { reply, .. }) = self.to_actor(&unit, Some(inbox)) {
                         self.internal_reply(
                             reply.as_ref(),
-                            InternalReply::Error("the unit is stopping; retry".into()),
+                            InternalReply::Error("this replica is stopping; retry".into()),
                         )
                         .await;
                     }
@@ -498,6 +532,9 @@ impl<H: Owner> Shared<H> {
         if header(PING_HEADER).is_some() {
             return;
         }
+        if header(CHECK_HEADER).is_some() {
+            return self.check_members().await;
+        }
         match header(SUBJECT_HEADER) {
             Some(subject) => {
                 let reply = header(REPLY_HEADER).map(Subject::from);
@@ -538,19 +575,7 @@ impl<H: Owner> Shared<H> {
 
     /// Ping every other registered replica; take over the units of one that is gone.
     async fn check_members(self: Arc<Self>) {
-        let prefix = format!("{}.", key(&[self.service]));
-        let Ok(mut keys) = self.members.keys().await else {
-            return;
-        };
-        let mut peers = Vec::new();
-        while let Some(Ok(k)) = keys.next().await {
-            if let Some(peer) = k.strip_prefix(&prefix)
-                && k != key(&[self.service, &self.me])
-            {
-                peers.push((k.clone(), crate::kv::unkey(peer)));
-            }
-        }
-        for (member_key, peer) in peers {
+        for (member_key, peer) in self.peers().await {
             let mut headers = HeaderMap::new();
             headers.insert(PING_HEADER, "1");
             let ping = async_nats::Request::new()
@@ -564,6 +589,38 @@ impl<H: Owner> Shared<H> {
                 self.adopt(&member_key, &peer).await;
             }
         }
+    }
+
+    /// This replica is going: ask the others to check on it now, rather than at their next
+    /// round, so its units are taken over at once.
+    async fn nudge_peers(&self) {
+        for (_, peer) in self.peers().await {
+            let mut headers = HeaderMap::new();
+            headers.insert(CHECK_HEADER, "1");
+            let _ = self
+                .context
+                .client
+                .publish_with_headers(self.node_of(&peer), headers, Bytes::new())
+                .await;
+        }
+        let _ = tokio::time::timeout(NATS_STEP, self.context.client.flush()).await;
+    }
+
+    /// The other registered replicas: (member key, replica name).
+    async fn peers(&self) -> Vec<(String, String)> {
+        let prefix = format!("{}.", key(&[self.service]));
+        let mine = key(&[self.service, &self.me]);
+        let mut peers = Vec::new();
+        if let Ok(mut keys) = self.members.keys().await {
+            while let Some(Ok(k)) = keys.next().await {
+                if let Some(peer) = k.strip_prefix(&prefix)
+                    && k != mine
+                {
+                    peers.push((k.clone(), crate::kv::unkey(peer)));
+                }
+            }
+        }
+        peers
     }
 
     /// `dead` is gone: whoever deletes its registration takes over its units.
@@ -656,6 +713,7 @@ impl<H: Owner> Shared<H> {
                         self.publish_events(events).await;
                     }
                     Some(Inbox::Stop(done)) => {
+                        self.finish(&mut ctx).await;
                         let _ = done.send(());
                         return;
                     }
@@ -682,6 +740,33 @@ impl<H: Owner> Shared<H> {
                 .owners
                 .delete_expect_revision(&key, Some(entry.revision))
                 .await;
+        }
+    }
+
+    /// The replica is stopping: stop receiving for the unit, then answer everything it had
+    /// already received, so no command that reached this replica is lost.
+    async fn finish(&self, ctx: &mut Unit) {
+        let mut pending = Vec::new();
+        let subjects: Vec<String> = ctx.streams.keys().cloned().collect();
+        for (_, subscriber) in ctx.streams.iter_mut() {
+            let _ = subscriber.unsubscribe().await;
+        }
+        // After this round trip, everything sent to the unit before the UNSUBs is here.
+        let _ = tokio::time::timeout(NATS_STEP, ctx.client.flush()).await;
+        for subject in subjects {
+            if let Some(mut subscriber) = ctx.streams.remove(&subject) {
+                while let Some(Some(message)) = subscriber.next().now_or_never() {
+                    pending.push((subject.clone(), message));
+                }
+            }
+        }
+        for (subject, message) in pending {
+            if subject == AGENT_STREAM {
+                let events = self.handler.cti_event(ctx, message.payload).await;
+                self.publish_events(events).await;
+            } else {
+                self.command(ctx, message).await;
+            }
         }
     }
 

@@ -38,7 +38,7 @@ async fn create(groups: &Groups, ctx: &mut Unit, create: GroupCreate) -> Interna
     };
     if let Some(existing) = loaded.value.groups.get(&create.target) {
         return if existing.place == create.place {
-            InternalReply::Ok
+            ctx.listen(Kind::ChannelGroup, &create.target).await.into()
         } else {
             InternalReply::Error(format!(
                 "destination `{}` is already another channel group",
@@ -60,10 +60,7 @@ async fn create(groups: &Groups, ctx: &mut Unit, create: GroupCreate) -> Interna
     if let Err(e) = groups.targets.put(&create.target, unit).await {
         return InternalReply::Error(e.to_string());
     }
-    match ctx.listen(Kind::ChannelGroup, &create.target).await {
-        Ok(()) => InternalReply::Ok,
-        Err(why) => InternalReply::Error(why),
-    }
+    ctx.listen(Kind::ChannelGroup, &create.target).await.into()
 }
 
 async fn release(groups: &Groups, ctx: &mut Unit) -> InternalReply {

@@ -41,7 +41,7 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
     };
     if let Some(existing) = loaded.value.sessions.get(&create.target) {
         return if existing.session_id == create.session_id {
-            InternalReply::Ok
+            ctx.listen(Kind::Session, &create.target).await.into()
         } else {
             InternalReply::Error(format!(
                 "destination `{}` is already another session",
@@ -84,10 +84,7 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
     if let Err(e) = sessions.targets.put(&create.target, unit).await {
         return InternalReply::Error(e.to_string());
     }
-    match ctx.listen(Kind::Session, &create.target).await {
-        Ok(()) => InternalReply::Ok,
-        Err(why) => InternalReply::Error(why),
-    }
+    ctx.listen(Kind::Session, &create.target).await.into()
 }
 
 async fn release(sessions: &Sessions, ctx: &mut Unit) -> InternalReply {

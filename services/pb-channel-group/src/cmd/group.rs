@@ -110,7 +110,10 @@ async fn create_channel(
     };
     if let Some(existing) = loaded.value.channels.get(&channel_target) {
         return if existing.endpoint == create.name {
-            Reply::success()
+            match ctx.listen(Kind::Channel, &channel_target).await {
+                Ok(()) => Reply::success(),
+                Err(why) => Reply::failure(why),
+            }
         } else {
             Reply::failure(format!(
                 "destination `{channel_target}` is already channel `{}`",

@@ -1,0 +1,196 @@
+//! Failures while agents log in and change state, with two replicas of every service:
+//! SIGKILL of one replica of each service, SIGTERM of one of each, a nats-server restart.
+//! Afterwards every session answers and nothing the bridge was told SUCCESS about is lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::{Subjects, Target};
+use pb_testkit::{SERVICES, Stack};
+use serde_json::json;
+
+const IN_FLIGHT: usize = 16;
+
+/// Log in, go not ready with a reason of its own, then (even agents) ready again on the
+/// telephony channel; the last acknowledged state is what the agent must be found in.
+async fn agent_life(driver: &Driver, agent: usize) -> Result<(LoggedIn, String), String> {
+    let id = (1001 + agent).to_string();
+    let logged = driver
+        .login(&id, &format!("pw-{id}"), &format!("life-{id}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ext = &logged.channels[0].target;
+    let reason = format!("break-{id}");
+    driver
+        .ok(
+            "channel.request.notready",
+            ext,
+            json!({"reasonCode": reason}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if agent % 2 == 0 {
+        driver
+            .ok("channel.request.ready", ext, json!({}))
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok((logged, "READY".into()));
+    }
+    Ok((logged, reason))
+}
+
+fn driver(client: async_nats::Client) -> Driver {
+    Driver::new(
+        client,
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(3),
+    )
+}
+
+/// Run `agents` lives through `driver`; when a third are done, `disrupt` the stack; return
+/// every life's result.
+async fn lives_while<F>(
+    stack: &mut Stack,
+    driver: Driver,
+    agents: usize,
+    disrupt: F,
+) -> Vec<(LoggedIn, String)>
+where
+    F: FnOnce(&mut Stack),
+{
+    driver
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let run = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(0..agents)
+                .map(|agent| {
+                    let driver = driver.clone();
+                    let done = done.clone();
+                    async move {
+                        let result = agent_life(&driver, agent).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        result
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    while done.load(Ordering::Relaxed) < agents / 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    disrupt(stack);
+    let results = run.await.unwrap();
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("an agent's life did not complete: {e}\n{}", stack.logs()))
+        })
+        .collect()
+}
+
+/// Every session answers, and every acknowledged state is there.
+async fn all_there(stack: &Stack, lives: &[(LoggedIn, String)]) {
+    let check = driver(stack.nats.client().await).retrying_unrouted(Duration::from_secs(10));
+    for (logged, expected) in lives {
+        let init = check
+            .ok("session.query.init", &logged.session, json!({}))
+            .await
+            .unwrap();
+        assert_eq!(
+            init["channel-groups"][0]["name"],
+            format!("place-{}", logged.agent_id)
+        );
+        let ext = check
+            .ok("channel.query.init", &logged.channels[0].target, json!({}))
+            .await
+            .unwrap();
+        assert_eq!(ext["state"], "ACTIVE", "{}", logged.session);
+        match expected.as_str() {
+            "READY" => assert_eq!(ext["agent-state"], "READY", "{}", logged.session),
+            reason => {
+                assert_eq!(ext["agent-state"], "NOT_READY", "{}", logged.session);
+                assert_eq!(ext["reasonCode"], reason, "{}", logged.session);
+            }
+        }
+        for other in &logged.channels[1..] {
+            let init = check
+                .ok("channel.query.init", &other.target, json!({}))
+                .await
+                .unwrap();
+            assert_eq!(
+                (init["state"].as_str(), init["agent-state"].as_str()),
+                (Some("ACTIVE"), Some("READY"))
+            );
+        }
+    }
+}
+
+/// Issue 3: SIGKILL of one replica of every service in the middle of 200 agents' lives; a
+/// bridge retrying unanswered commands with the same requestId gets correct answers.
+#[tokio::test]
+async fn killing_a_replica_of_every_service_mid_run_loses_nothing() {
+    let mut stack = Stack::start(
+        2,
+        &[("PB_OWNER_CHECK_MS", "300"), ("PB_DEADLINE_MS", "3000")],
+    )
+    .await;
+    let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
+    let lives = lives_while(&mut stack, bridge, 200, |stack| {
+        for service in SERVICES {
+            stack.process(&format!("{service}-0")).signal("KILL");
+        }
+    })
+    .await;
+    all_there(&stack, &lives).await;
+    assert!(
+        stack.logs().contains("replica gone: taking over its units"),
+        "no take-over was logged"
+    );
+}
+
+/// Issue 4: SIGTERM of one replica of every service during a login storm. The bridge only
+/// resends what nobody received (while destinations move); a command that reached a replica
+/// and went unanswered would fail the run.
+#[tokio::test]
+async fn sigterm_during_a_login_storm_loses_no_command_in_flight() {
+    let mut stack = Stack::start(
+        2,
+        &[("PB_OWNER_CHECK_MS", "300"), ("PB_DRAIN_GRACE_MS", "500")],
+    )
+    .await;
+    let bridge = driver(stack.nats.client().await).retrying_unrouted(Duration::from_secs(20));
+    let lives = lives_while(&mut stack, bridge, 150, |stack| {
+        for service in SERVICES {
+            stack.process(&format!("{service}-0")).signal("TERM");
+        }
+    })
+    .await;
+    for service in SERVICES {
+        let status = stack
+            .process(&format!("{service}-0"))
+            .wait_exit(Duration::from_secs(15))
+            .await;
+        assert!(status.success(), "{service}-0 exited with {status:?}");
+    }
+    all_there(&stack, &lives).await;
+}
+
+/// Issue 4: the nats-server restarts under load; the services reconnect by themselves and
+/// keep serving; the state (JetStream) survives.
+#[tokio::test]
+async fn the_services_carry_on_after_a_nats_server_restart() {
+    let mut stack = Stack::start(2, &[]).await;
+    let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
+    let lives = lives_while(&mut stack, bridge, 150, |stack| stack.nats.restart()).await;
+    all_there(&stack, &lives).await;
+}
