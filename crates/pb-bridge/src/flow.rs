@@ -12,6 +12,7 @@ use pb_protocol::channel_group::ChannelGroupInit;
 use pb_protocol::session::SessionInit;
 use pb_protocol::{Body, Kind, Outcome, Response, Subjects, Target};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 /// Why a step did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -152,16 +153,29 @@ impl Driver {
         let parsed = Target::new(target).map_err(|e| transport(e.to_string()))?;
         let subject = self.subjects.command(kind, &parsed);
         let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
+        // The bridge's span for this command; its context travels in the request's headers.
+        let span = tracing::info_span!(
+            "bridge",
+            pb.message = name,
+            pb.target = target,
+            pb.request_id = request_id
+        );
+        let mut request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(self.timeout));
+        if let Some(headers) = span.in_scope(pb_runtime::trace::headers) {
+            request = request.headers(headers);
+        }
+        let request = self.client.send_request(subject, request);
         let started = Instant::now();
-        let reply =
-            tokio::time::timeout(self.timeout, self.client.request(subject, payload.into()))
-                .await
-                .map_err(|_| FlowError::Timeout {
-                    name: name.to_owned(),
-                    target: target.to_owned(),
-                    timeout: self.timeout,
-                })?
-                .map_err(|e| transport(e.to_string()))?;
+        let reply = tokio::time::timeout(self.timeout, request.instrument(span))
+            .await
+            .map_err(|_| FlowError::Timeout {
+                name: name.to_owned(),
+                target: target.to_owned(),
+                timeout: self.timeout,
+            })?
+            .map_err(|e| transport(e.to_string()))?;
         if let Some(latencies) = &self.latencies {
             latencies
                 .lock()
@@ -227,6 +241,18 @@ impl Driver {
     /// Log `agent_id` in through the whole chain at session target `session`: session,
     /// its channel group, and every channel created, initialised, activated and made ready.
     pub async fn login(
+        &self,
+        agent_id: &str,
+        password: &str,
+        session: &str,
+    ) -> Result<LoggedIn, FlowError> {
+        let span = tracing::info_span!("login", agent_id, session);
+        self.login_steps(agent_id, password, session)
+            .instrument(span)
+            .await
+    }
+
+    async fn login_steps(
         &self,
         agent_id: &str,
         password: &str,

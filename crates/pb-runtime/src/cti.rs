@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_nats::{Client, RequestErrorKind};
 use pb_cti::{CtiCall, CtiError, CtiReply, call_subject};
 use pb_protocol::Subjects;
+use tracing::Instrument;
 
 /// Why a CTI call did not give a result. The `Display` text is meant for the bridge's
 /// `errorMessage`: it says what happened and never contains a secret.
@@ -43,10 +44,19 @@ impl CtiClient {
         let subject = call_subject(&self.subjects, C::OP);
         let payload =
             serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
-        let request = async_nats::Request::new()
+        let span = tracing::info_span!("cti.call", op = C::OP);
+        let mut request = async_nats::Request::new()
             .payload(payload.into())
             .timeout(Some(timeout));
-        let result = match self.client.send_request(subject.clone(), request).await {
+        if let Some(headers) = span.in_scope(crate::trace::headers) {
+            request = request.headers(headers);
+        }
+        let sent = self
+            .client
+            .send_request(subject.clone(), request)
+            .instrument(span)
+            .await;
+        let result = match sent {
             Ok(message) => serde_json::from_slice::<CtiReply<C::Reply>>(&message.payload)
                 .map_err(|e| CtiCallError::BadReply(e.to_string()))
                 .and_then(|reply| Result::from(reply).map_err(CtiCallError::Refused)),

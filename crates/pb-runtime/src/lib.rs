@@ -14,7 +14,8 @@
 //! * [`state`]: per-unit records and the target index in key-value buckets;
 //! * [`ops`]: the operations port (liveness, readiness, metrics) and service discovery;
 //!   [`metrics`]: the process's numbers;
-//! * [`kv`]: key-value bucket helpers; [`logging`]; [`shutdown`].
+//! * [`trace`]: W3C trace context in NATS headers; [`logging`]: logs and OTLP traces;
+//! * [`kv`]: key-value bucket helpers; [`shutdown`].
 
 pub mod config;
 pub mod connect;
@@ -29,6 +30,7 @@ pub mod reply_cache;
 pub mod serve;
 pub mod shutdown;
 pub mod state;
+pub mod trace;
 
 pub use config::{Config, ConfigError};
 pub use cti::{CtiCallError, CtiClient};

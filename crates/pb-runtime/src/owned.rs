@@ -28,12 +28,13 @@ use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, kv};
 use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use pb_protocol::internal::{InternalReply, RELEASE, ReleaseUnit};
 use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
 use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
+use tracing::Instrument;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
@@ -134,16 +135,11 @@ impl Unit {
     /// answered FAILURE once the current message is done: none is left unanswered.
     pub async fn forget(&mut self, kind: Kind, target: &Target) {
         let subject = self.subjects.command(kind, target);
-        let Some(mut subscriber) = self.streams.remove(&subject) else {
+        let Some(subscriber) = self.streams.remove(&subject) else {
             return;
         };
         crate::metrics::metrics().destinations(kind.token(), -1);
-        let _ = subscriber.unsubscribe().await;
-        // After this round trip, everything sent to us before the UNSUB has arrived.
-        let _ = tokio::time::timeout(NATS_STEP, self.client.flush()).await;
-        while let Some(Some(message)) = subscriber.next().now_or_never() {
-            self.orphans.push(message);
-        }
+        self.orphans.extend(drained(subscriber).await);
     }
 
     /// How many destinations the unit answers for.
@@ -153,6 +149,19 @@ impl Unit {
             .filter(|k| k.as_str() != AGENT_STREAM)
             .count()
     }
+}
+
+/// Unsubscribe, and collect what the server sent before it learnt of it: a plain unsubscribe
+/// would drop those on the client side, and a command among them would go unanswered.
+async fn drained(mut subscriber: Subscriber) -> Vec<Message> {
+    let mut rest = Vec::new();
+    if subscriber.drain().await.is_err() {
+        return rest;
+    }
+    while let Ok(Some(message)) = tokio::time::timeout(NATS_STEP, subscriber.next()).await {
+        rest.push(message);
+    }
+    rest
 }
 
 /// An owning service could not run.
@@ -273,7 +282,7 @@ pub async fn run<H: Owner>(
         tokio::select! {
             message = internal.next() => match message {
                 Some(message) => {
-                    tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.payload, false));
+                    tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.headers, message.payload, false));
                 }
                 // Drained (stopping): every internal request it had is being handled.
                 None => break,
@@ -292,7 +301,6 @@ pub async fn run<H: Owner>(
                 // Stop taking internal requests; those already received still run.
                 stopping = true;
                 health.draining();
-                shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
                 if !is_connected(&client) || tokio::time::timeout(NATS_STEP, internal.drain()).await.is_err() {
                     break;
                 }
@@ -303,8 +311,16 @@ pub async fn run<H: Owner>(
     //    answered meanwhile, so no peer takes a unit over while this replica finishes it.
     let pinging = tokio::spawn(answer_pings(shared.clone(), node));
     while tasks.join_next().await.is_some() {}
-    // 2. Stop every unit: each finishes its inbox, then what its subscriptions hold.
-    let actors: Vec<_> = shared.actors.lock().expect("actors lock").drain().collect();
+    // 2. From now on no unit starts here. Stop every unit: each finishes its inbox, then what
+    //    its subscriptions hold.
+    let actors: Vec<_> = {
+        // Under the lock that starting a unit takes: no unit starts after this list is made.
+        let mut actors = shared.actors.lock().expect("actors lock");
+        shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        actors.drain().collect()
+    };
     for (_, actor) in actors {
         let (done, finished) = tokio::sync::oneshot::channel();
         if actor.send(Inbox::Stop(done)).is_ok() {
@@ -350,6 +366,7 @@ enum Inbox {
         op: String,
         payload: Bytes,
         reply: Option<Subject>,
+        headers: Option<HeaderMap>,
     },
     Stop(tokio::sync::oneshot::Sender<()>),
 }
@@ -412,21 +429,21 @@ impl<H: Owner> Shared<H> {
 
     /// Hand `work` to the unit's actor on this replica, starting it if need be (the work is
     /// queued before the actor starts, so a new actor never finds its inbox empty).
-    fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Inbox> {
+    fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Box<Inbox>> {
         let mut actors = self.actors.lock().expect("actors lock");
         if let Some(actor) = actors.get(unit).filter(|a| !a.is_closed()) {
             return match work {
-                Some(work) => actor.send(work).map_err(|e| e.0),
+                Some(work) => actor.send(work).map_err(|e| Box::new(e.0)),
                 None => Ok(()),
             };
         }
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             // Units already here finish; none starts on a replica that is going.
-            return work.map_or(Ok(()), Err);
+            return work.map_or(Ok(()), |w| Err(Box::new(w)));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(work) = work {
-            tx.send(work).map_err(|e| e.0)?;
+            tx.send(work).map_err(|e| Box::new(e.0))?;
         }
         actors.insert(unit.to_owned(), tx);
         tokio::spawn(self.clone().run_actor(unit.to_owned(), rx));
@@ -438,6 +455,7 @@ impl<H: Owner> Shared<H> {
         self: Arc<Self>,
         subject: String,
         reply: Option<Subject>,
+        headers: Option<HeaderMap>,
         payload: Bytes,
         forwarded: bool,
     ) {
@@ -459,8 +477,15 @@ impl<H: Owner> Shared<H> {
         for _ in 0..3 {
             match self.route(&unit).await {
                 Ok(Route::Mine) => {
-                    let inbox = Inbox::Internal { op, payload, reply };
-                    if let Err(Inbox::Internal { reply, .. }) = self.to_actor(&unit, Some(inbox)) {
+                    let inbox = Inbox::Internal {
+                        op,
+                        payload,
+                        reply,
+                        headers,
+                    };
+                    if let Err(refused) = self.to_actor(&unit, Some(inbox))
+                        && let Inbox::Internal { reply, .. } = *refused
+                    {
                         self.internal_reply(
                             reply.as_ref(),
                             InternalReply::Error("this replica is stopping; retry".into()),
@@ -476,7 +501,7 @@ impl<H: Owner> Shared<H> {
                         .await;
                 }
                 Ok(Route::Theirs(owner)) => {
-                    let mut headers = HeaderMap::new();
+                    let mut headers = headers.clone().unwrap_or_default();
                     headers.insert(SUBJECT_HEADER, subject.as_str());
                     if let Some(reply) = &reply {
                         headers.insert(REPLY_HEADER, reply.as_str());
@@ -538,8 +563,14 @@ impl<H: Owner> Shared<H> {
         match header(SUBJECT_HEADER) {
             Some(subject) => {
                 let reply = header(REPLY_HEADER).map(Subject::from);
-                self.internal_message(subject, reply, message.payload, true)
-                    .await;
+                self.internal_message(
+                    subject,
+                    reply,
+                    message.headers.clone(),
+                    message.payload,
+                    true,
+                )
+                .await;
             }
             None => tracing::warn!("node message without its subject ignored"),
         }
@@ -565,7 +596,13 @@ impl<H: Owner> Shared<H> {
                     let payload =
                         serde_json::to_vec(&ReleaseUnit { agent_id: unit }).unwrap_or_default();
                     self.clone()
-                        .internal_message(subject.clone(), None, payload.into(), false)
+                        .internal_message(
+                            subject.clone(),
+                            None,
+                            crate::trace::headers(),
+                            payload.into(),
+                            false,
+                        )
                         .await;
                 }
             }
@@ -707,10 +744,16 @@ impl<H: Owner> Shared<H> {
                     }
                 }
                 item = inbox.recv() => match item {
-                    Some(Inbox::Internal { op, payload, reply }) => {
-                        let (answer, events) = self.handler.internal(&mut ctx, &op, payload).await;
-                        self.internal_reply(reply.as_ref(), answer).await;
-                        self.publish_events(events).await;
+                    Some(Inbox::Internal { op, payload, reply, headers }) => {
+                        let span = tracing::info_span!("internal", op = %op, unit = %unit);
+                        crate::trace::follow(&span, headers.as_ref());
+                        async {
+                            let (answer, events) = self.handler.internal(&mut ctx, &op, payload).await;
+                            self.internal_reply(reply.as_ref(), answer).await;
+                            self.publish_events(events).await;
+                        }
+                        .instrument(span)
+                        .await;
                     }
                     Some(Inbox::Stop(done)) => {
                         self.finish(&mut ctx).await;
@@ -748,16 +791,14 @@ impl<H: Owner> Shared<H> {
     async fn finish(&self, ctx: &mut Unit) {
         let mut pending = Vec::new();
         let subjects: Vec<String> = ctx.streams.keys().cloned().collect();
-        for (_, subscriber) in ctx.streams.iter_mut() {
-            let _ = subscriber.unsubscribe().await;
-        }
-        // After this round trip, everything sent to the unit before the UNSUBs is here.
-        let _ = tokio::time::timeout(NATS_STEP, ctx.client.flush()).await;
         for subject in subjects {
-            if let Some(mut subscriber) = ctx.streams.remove(&subject) {
-                while let Some(Some(message)) = subscriber.next().now_or_never() {
-                    pending.push((subject.clone(), message));
-                }
+            if let Some(subscriber) = ctx.streams.remove(&subject) {
+                pending.extend(
+                    drained(subscriber)
+                        .await
+                        .into_iter()
+                        .map(|m| (subject.clone(), m)),
+                );
             }
         }
         for (subject, message) in pending {
@@ -800,9 +841,13 @@ impl<H: Owner> Shared<H> {
         else {
             return;
         };
-        respond(&self.context, command, reply_to, |command| {
-            self.handler.command(ctx, command)
-        })
+        respond(
+            &self.context,
+            command,
+            reply_to,
+            message.headers.as_ref(),
+            |command| self.handler.command(ctx, command),
+        )
         .await;
     }
 

@@ -173,7 +173,8 @@ async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_na
     else {
         return;
     };
-    respond(&context, command, reply_to, |command| {
+    let headers = message.headers.as_ref();
+    respond(&context, command, reply_to, headers, |command| {
         handler.handle(command)
     })
     .await;
@@ -219,17 +220,24 @@ pub async fn decode(
 /// deadline, record the answer, publish the response, then the events, then run the
 /// follow-up work. Everything happens before this returns, so a caller holding a lock keeps
 /// the order of responses and events of everything done under it.
-pub async fn respond<F, Fut>(context: &Context, command: Command, reply_to: Subject, handle: F)
-where
+pub async fn respond<F, Fut>(
+    context: &Context,
+    command: Command,
+    reply_to: Subject,
+    headers: Option<&async_nats::HeaderMap>,
+    handle: F,
+) where
     F: FnOnce(Command) -> Fut,
     Fut: Future<Output = Reply>,
 {
+    // Attributes: the message name, target and requestId (never a body: no password).
     let span = tracing::info_span!(
         "command",
-        name = command.name(),
-        target = %command.target,
-        request_id = %command.request_id,
+        pb.message = command.name(),
+        pb.target = %command.target,
+        pb.request_id = %command.request_id,
     );
+    crate::trace::follow(&span, headers);
     let started = std::time::Instant::now();
     async move {
         let slot = if command.message_type() == MessageType::Request {
@@ -301,7 +309,19 @@ pub async fn refuse(context: &Context, command: &Command, reply_to: Subject, why
 pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) {
     tracing::info!(name = event.name(), target = %event.target, "event");
     crate::metrics::metrics().event(event.name());
-    publish(client, event.subject(subjects), event.encode().into()).await;
+    let subject = event.subject(subjects);
+    let payload: Bytes = event.encode().into();
+    match crate::trace::headers() {
+        Some(headers) => {
+            if let Err(e) = client
+                .publish_with_headers(subject.clone(), headers, payload)
+                .await
+            {
+                tracing::error!(%subject, error = %e, "publish failed");
+            }
+        }
+        None => publish(client, subject, payload).await,
+    }
 }
 
 /// Publish, logging (not failing on) an error: the caller has no one else to tell.

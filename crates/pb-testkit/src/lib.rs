@@ -5,15 +5,18 @@
 //! * [`Process`]: a service binary of this workspace run as a real process, its standard
 //!   error captured so tests can read the logs, killed when dropped;
 //! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events;
+//! * [`OtlpReceiver`]: a real OTLP/HTTP trace receiver, decoding what processes export;
 //! * [`Stack`]: the whole system (simulator and every service, with replicas) as processes.
 
 mod bridge;
 mod nats;
+mod otlp;
 mod process;
 mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
 pub use nats::{NatsServer, Passwords};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, bin_path};
 pub use stack::{SERVICES, Stack};
 

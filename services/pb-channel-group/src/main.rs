@@ -5,7 +5,7 @@ use pb_runtime::{Config, Shutdown, connect::connect, logging};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
+    let _telemetry = logging::init("pb-channel-group", "info");
     let config = Config::from_env()?;
     let owned = pb_channel_group::owned_config(|v| std::env::var(v).ok())?;
     let client = connect(&config, "pb-channel-group").await?;

@@ -24,6 +24,7 @@ use pb_runtime::config::{ConfigError, number};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::admin::AdminOp;
 use crate::lab::{Lab, Outgoing};
@@ -127,7 +128,10 @@ pub async fn run(
     loop {
         tokio::select! {
             Some(message) = calls.next() => {
-                tokio::spawn(sim.clone().call(message));
+                let op = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+                let span = tracing::info_span!("cti", op = %op);
+                pb_runtime::trace::follow(&span, message.headers.as_ref());
+                tokio::spawn(sim.clone().call(message).instrument(span));
             }
             Some(message) = admin.next() => sim.admin(message).await,
             _ = shutdown.requested() => break,

@@ -5,7 +5,7 @@ use pb_runtime::{Config, Shutdown, connect::connect, logging};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
+    let _telemetry = logging::init("pb-cti-sim", "info");
     let config = Config::from_env()?;
     let sim = pb_cti_sim::SimConfig::from_lookup(&config, |v| std::env::var(v).ok())?;
     let client = connect(&config, "pb-cti-sim").await?;

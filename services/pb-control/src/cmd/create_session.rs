@@ -55,9 +55,12 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         Err(e) => return Reply::failure(format!("cannot encode the session hand-off: {e}")),
     };
     let timeout = until.left();
-    let call = async_nats::Request::new()
+    let mut call = async_nats::Request::new()
         .payload(payload.into())
         .timeout(Some(timeout));
+    if let Some(headers) = pb_runtime::trace::headers() {
+        call = call.headers(headers);
+    }
     match control.client.send_request(subject.clone(), call).await {
         Ok(reply) => match serde_json::from_slice::<InternalReply>(&reply.payload) {
             Ok(InternalReply::Ok) => Reply::success(),
