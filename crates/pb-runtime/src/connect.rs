@@ -58,7 +58,12 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
                 .await
                 .map_err(|e| (true, e))?
                 .name(name.clone())
-                .connection_timeout(Duration::from_secs(2));
+                .connection_timeout(Duration::from_secs(2))
+                .event_callback(|event| async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        note_connected();
+                    }
+                });
             options.connect(&url).await.map_err(|e| {
                 let fatal = matches!(
                     e.kind(),
@@ -68,7 +73,10 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
             })
         };
         let last_error = match attempt.await {
-            Ok(client) => return Ok(client),
+            Ok(client) => {
+                note_connected();
+                return Ok(client);
+            }
             Err((true, last_error)) => {
                 return Err(ConnectError {
                     url,
@@ -89,6 +97,28 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
         }
         tracing::warn!(%url, error = %last_error, "NATS not reachable yet, retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// When this process's NATS connection was last (re)established.
+static CONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// How long the connection has been up without interruption (zero while disconnected).
+pub fn connected_for(client: &Client) -> Duration {
+    if !is_connected(client) {
+        return Duration::ZERO;
+    }
+    CONNECTED_AT
+        .lock()
+        .ok()
+        .and_then(|at| *at)
+        .map(|at| at.elapsed())
+        .unwrap_or_default()
+}
+
+fn note_connected() {
+    if let Ok(mut at) = CONNECTED_AT.lock() {
+        *at = Some(Instant::now());
     }
 }
 

@@ -45,6 +45,8 @@ const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
+/// Checks in a row that must find a peer silent before it counts as gone.
+const GONE_AFTER: u32 = 3;
 /// The stream key of a unit's CTI events in its actor.
 const AGENT_STREAM: &str = "";
 
@@ -233,6 +235,8 @@ pub async fn run<H: Owner>(
         handler,
         actors: StdMutex::default(),
         stopping: Default::default(),
+        suspects: StdMutex::default(),
+        check_every: owned.check_every,
         internal_prefix: subjects.internal(&format!("int.{}.", owned.service)),
         node_prefix: subjects.internal(&format!("node.{}.", owned.service)),
     });
@@ -356,6 +360,9 @@ struct Shared<H> {
     actors: StdMutex<HashMap<String, mpsc::UnboundedSender<Inbox>>>,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
+    /// Peers found silent, and how many checks in a row.
+    suspects: StdMutex<HashMap<String, u32>>,
+    check_every: Duration,
     internal_prefix: String,
     node_prefix: String,
 }
@@ -610,19 +617,37 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Ping every other registered replica; take over the units of one that is gone.
+    /// Ping every other registered replica; take over the units of one that is gone. A peer
+    /// is gone after [`GONE_AFTER`] checks in a row found nobody on its node subject, and no
+    /// verdict is reached while this replica's own connection is young: right after a NATS
+    /// restart, peers re-subscribe one after the other and would look gone.
     async fn check_members(self: Arc<Self>) {
+        if crate::connect::connected_for(&self.context.client) < self.check_every * 3 {
+            return;
+        }
         for (member_key, peer) in self.peers().await {
             let mut headers = HeaderMap::new();
             headers.insert(PING_HEADER, "1");
             let ping = async_nats::Request::new()
                 .headers(headers)
                 .timeout(Some(Duration::from_secs(2)));
-            let gone = matches!(
+            let silent = matches!(
                 self.context.client.send_request(self.node_of(&peer), ping).await,
                 Err(e) if e.kind() == RequestErrorKind::NoResponders
             );
-            if gone {
+            let misses = {
+                let mut suspects = self.suspects.lock().expect("suspects lock");
+                if silent {
+                    let misses = suspects.entry(peer.clone()).or_default();
+                    *misses += 1;
+                    *misses
+                } else {
+                    suspects.remove(&peer);
+                    0
+                }
+            };
+            if misses >= GONE_AFTER {
+                self.suspects.lock().expect("suspects lock").remove(&peer);
                 self.adopt(&member_key, &peer).await;
             }
         }
