@@ -71,8 +71,14 @@ async fn a_login_through_the_cli_is_one_trace_across_every_process() {
                 .iter()
                 .filter_map(|s| s.attribute("pb.message"))
                 .collect();
-            // Spans are exported in batches: wait for the last ones of the login too.
-            if SERVICES.iter().all(|s| services.contains(s))
+            // Each process exports in its own batches: a child can arrive before its parent.
+            // Wait for the last commands of the login, and for every parent to be there.
+            let ids: BTreeSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+            let complete = trace
+                .iter()
+                .all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_str()));
+            if complete
+                && SERVICES.iter().all(|s| services.contains(s))
                 && LAST_COMMANDS.iter().all(|c| commands.contains(c))
             {
                 break (login.clone(), trace);
