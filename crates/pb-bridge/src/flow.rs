@@ -120,10 +120,6 @@ impl Driver {
             .unwrap_or_default()
     }
 
-    pub fn control(&self) -> &str {
-        self.control.as_str()
-    }
-
     /// Send `name` to `target` with `body` and a fresh requestId; the response as it came.
     pub async fn send(
         &self,

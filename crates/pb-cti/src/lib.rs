@@ -45,11 +45,6 @@ pub fn agent_events(subjects: &Subjects, agent_id: &str) -> String {
     subjects.internal(&format!("cti.evt.agent.{}", encode_token(agent_id)))
 }
 
-/// `P.cti.evt.agent.*`: every agent's changes.
-pub fn all_agent_events(subjects: &Subjects) -> String {
-    subjects.internal("cti.evt.agent.*")
-}
-
 /// A call to the adapter: its operation name (the last subject token) and reply type.
 pub trait CtiCall: Serialize + DeserializeOwned {
     const OP: &'static str;

@@ -92,16 +92,6 @@ pub enum AgentName {
     Split { first: String, last: String },
 }
 
-impl AgentName {
-    /// The name as one string, however it was given.
-    pub fn display(&self) -> String {
-        match self {
-            AgentName::Full(full) => full.clone(),
-            AgentName::Split { first, last } => format!("{first} {last}"),
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize)]
 struct AgentNameWire {
     #[serde(rename = "full-name", default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +201,13 @@ mod tests {
             "cti-specific": {"skill": ["billing"]}
         }))
         .unwrap();
-        assert_eq!(info.name.display(), "Ada Lovelace");
+        assert_eq!(
+            info.name,
+            AgentName::Split {
+                first: "Ada".into(),
+                last: "Lovelace".into()
+            }
+        );
         let back = serde_json::to_value(&info).unwrap();
         assert!(back.get("full-name").is_none());
         assert_eq!(back["cti-specific"]["skill"][0], "billing");

@@ -70,19 +70,6 @@ impl Kind {
             Kind::Conversation => "conversation",
         }
     }
-
-    /// The kind of the destination that creates destinations of this kind (contract §4);
-    /// control and session have none in the target chain (a session's target is the
-    /// bridge's `destination`, the root of its chain).
-    pub fn parent(self) -> Option<Kind> {
-        match self {
-            Kind::Control | Kind::Session => None,
-            Kind::ChannelGroup => Some(Kind::Session),
-            Kind::Channel => Some(Kind::ChannelGroup),
-            Kind::Interaction => Some(Kind::Channel),
-            Kind::Conversation => Some(Kind::Interaction),
-        }
-    }
 }
 
 impl fmt::Display for Kind {

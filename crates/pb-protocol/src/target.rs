@@ -53,20 +53,6 @@ impl Target {
         Ok(Self(format!("{}.{id}", self.0)))
     }
 
-    /// The parent destination's target, if this target has more than one segment.
-    pub fn parent(&self) -> Option<Self> {
-        self.0.rsplit_once('.').map(|(p, _)| Self(p.to_owned()))
-    }
-
-    /// The last segment: the destination's own id.
-    pub fn id(&self) -> &str {
-        self.0.rsplit('.').next().unwrap_or(&self.0)
-    }
-
-    pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.0.split('.')
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -294,13 +280,10 @@ mod tests {
     }
 
     #[test]
-    fn child_parent_and_id() {
+    fn children() {
         let s = Target::new("s-42").unwrap();
         let g = s.child("g1").unwrap();
         assert_eq!(g.as_str(), "s-42.g1");
-        assert_eq!(g.id(), "g1");
-        assert_eq!(g.parent(), Some(s.clone()));
-        assert_eq!(s.parent(), None);
         assert!(s.child("a.b").is_err());
         assert!(s.child("").is_err());
     }
@@ -326,7 +309,7 @@ mod tests {
         #[test]
         fn tokens_are_valid_nats_tokens(t in target()) {
             let tokens = t.to_subject_tokens();
-            prop_assert_eq!(tokens.split('.').count(), t.segments().count());
+            prop_assert_eq!(tokens.split('.').count(), t.as_str().split('.').count());
             for token in tokens.split('.') {
                 prop_assert!(!token.is_empty());
                 prop_assert!(token.bytes().all(|b| b > b' ' && b < 0x7F && b != b'*' && b != b'>'));

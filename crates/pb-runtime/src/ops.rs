@@ -25,15 +25,14 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(client: Client) -> Self {
+    fn new(client: Client) -> Self {
         Self {
             client,
             draining: Arc::default(),
         }
     }
 
-    /// From now on the process is not ready (it drains before it exits).
-    pub fn draining(&self) {
+    fn draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
@@ -63,14 +62,37 @@ pub struct OpsError {
     pub source: std::io::Error,
 }
 
-/// Open the operations port and register for service discovery; both end with `shutdown`.
+/// The running operations port: marks the process draining, and closes the port (and the
+/// discovery registration) when dropped, at the very end of a service's `run`.
+#[derive(Debug)]
+pub struct Ops {
+    health: Health,
+    stop: crate::shutdown::Trigger,
+    /// Where the port listens.
+    pub addr: SocketAddr,
+}
+
+impl Ops {
+    /// From now on the process is not ready (alive still: it drains before it exits).
+    pub fn draining(&self) {
+        self.health.draining();
+    }
+}
+
+impl Drop for Ops {
+    fn drop(&mut self) {
+        self.stop.fire();
+    }
+}
+
+/// Open the operations port on `addr` and register `service` for service discovery.
 pub async fn start(
+    client: &Client,
     addr: &str,
     service: &str,
     instance: &str,
-    health: Health,
-    shutdown: Shutdown,
-) -> Result<SocketAddr, OpsError> {
+) -> Result<Ops, OpsError> {
+    let health = Health::new(client.clone());
     let listener = TcpListener::bind(addr).await.map_err(|source| OpsError {
         addr: addr.to_owned(),
         source,
@@ -80,8 +102,7 @@ pub async fn start(
         source,
     })?;
     tracing::info!(addr = %bound, "operations port: /livez /readyz /metrics");
-    let discovery = health
-        .client
+    let discovery = client
         .service_builder()
         .description("Processor Bridge client")
         .metadata([("instance".to_owned(), instance.to_owned())].into())
@@ -90,13 +111,14 @@ pub async fn start(
     if let Err(e) = &discovery {
         tracing::warn!(error = %e, "service discovery registration failed; continuing without it");
     }
+    let (stop, mut shutdown) = Shutdown::new();
+    let serving = health.clone();
     tokio::spawn(async move {
-        let mut shutdown = shutdown;
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
-                        tokio::spawn(answer(stream, health.clone()));
+                        tokio::spawn(answer(stream, serving.clone()));
                     }
                 }
                 _ = shutdown.requested() => break,
@@ -106,7 +128,11 @@ pub async fn start(
             let _ = service.stop().await;
         }
     });
-    Ok(bound)
+    Ok(Ops {
+        health,
+        stop,
+        addr: bound,
+    })
 }
 
 async fn answer(mut stream: tokio::net::TcpStream, health: Health) {

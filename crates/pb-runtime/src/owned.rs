@@ -265,15 +265,12 @@ pub async fn run<H: Owner>(
         .put(key(&[shared.service, &shared.me]), shared.me.clone().into())
         .await
         .map_err(|e| OwnedError::Register(e.to_string()))?;
-    // The operations port lives until the very end: alive (and not ready) while draining.
-    let (stop_ops, ops_shutdown) = Shutdown::new();
-    let health = crate::ops::Health::new(client.clone());
-    crate::ops::start(
+    // The operations port lives until the end of `run`: alive (and not ready) while draining.
+    let ops = crate::ops::start(
+        &client,
         &config.http_addr,
         &format!("pb-{}", owned.service),
         &shared.me,
-        health.clone(),
-        ops_shutdown,
     )
     .await?;
     tracing::info!(me = %shared.me, "{}: service ready", owned.service);
@@ -304,7 +301,7 @@ pub async fn run<H: Owner>(
             _ = shutdown.requested(), if !stopping => {
                 // Stop taking internal requests; those already received still run.
                 stopping = true;
-                health.draining();
+                ops.draining();
                 if !is_connected(&client) || tokio::time::timeout(NATS_STEP, internal.drain()).await.is_err() {
                     break;
                 }
@@ -338,7 +335,6 @@ pub async fn run<H: Owner>(
         let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
         shared.nudge_peers().await;
     }
-    stop_ops.fire();
     Ok(())
 }
 

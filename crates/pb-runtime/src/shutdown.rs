@@ -22,10 +22,6 @@ impl Shutdown {
         (Trigger(tx), Shutdown(rx))
     }
 
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// Wait until shutdown is requested (at once if it already was, or if the trigger is gone).
     pub async fn requested(&mut self) {
         let _ = self.0.wait_for(|fired| *fired).await;

@@ -183,10 +183,6 @@ impl NatsServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A client connected to this server (an open one).
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())

@@ -113,10 +113,6 @@ impl Process {
             .to_owned()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Send a signal (`TERM`, `KILL`, ...).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -188,17 +188,9 @@ pub async fn run(
         capabilities: RwLock::new(None),
     });
     control.resume().await?;
-    // The operations port lives until the very end: alive (and not ready) while draining.
-    let (stop_ops, ops_shutdown) = Shutdown::new();
-    let health = pb_runtime::ops::Health::new(client.clone());
-    pb_runtime::ops::start(
-        &common.http_addr,
-        "pb-control",
-        &common.instance,
-        health.clone(),
-        ops_shutdown,
-    )
-    .await?;
+    // The operations port lives until the end of `run`: alive (and not ready) while draining.
+    let ops =
+        pb_runtime::ops::start(&client, &common.http_addr, "pb-control", &common.instance).await?;
     tracing::info!(target = %target, instance = %common.instance, "control: service ready");
 
     let (stop_serving, serving) = Shutdown::new();
@@ -226,7 +218,7 @@ pub async fn run(
     });
 
     shutdown.requested().await;
-    health.draining();
+    ops.draining();
     // Stop answering peers (dropping the subscription unsubscribes), then ask for others.
     answering.abort();
     let _ = answering.await;
@@ -244,7 +236,6 @@ pub async fn run(
     tokio::time::sleep(config.drain_grace).await;
     stop_serving.fire();
     let served = server.await;
-    stop_ops.fire();
     // The link follower holds no work that must finish.
     watcher.abort();
     match served {

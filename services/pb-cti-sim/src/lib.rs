@@ -111,16 +111,8 @@ pub async fn run(
     let link = sim.lab.lock().await.link();
     sim.publish(pb_cti::link_events(&sim.subjects), &link).await;
     client.flush().await.map_err(|e| nats(&e))?;
-    let (stop_ops, ops_shutdown) = Shutdown::new();
-    let health = pb_runtime::ops::Health::new(client.clone());
-    pb_runtime::ops::start(
-        &config.http_addr,
-        "pb-cti-sim",
-        &config.instance,
-        health,
-        ops_shutdown,
-    )
-    .await?;
+    let ops =
+        pb_runtime::ops::start(&client, &config.http_addr, "pb-cti-sim", &config.instance).await?;
     tracing::info!(
         agents = sim.lab.lock().await.agent_count(),
         "simulated CTI: service ready"
@@ -137,7 +129,7 @@ pub async fn run(
             _ = shutdown.requested() => break,
         }
     }
-    stop_ops.fire();
+    drop(ops);
     match tokio::time::timeout(pb_runtime::serve::NATS_STEP, client.flush()).await {
         Ok(flushed) => flushed.map_err(|e| nats(&e)),
         Err(_) => Ok(()), // NATS is gone: nothing left to deliver to
