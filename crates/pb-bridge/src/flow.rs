@@ -156,12 +156,7 @@ impl Driver {
             pb.target = target,
             pb.request_id = request_id
         );
-        let mut request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(self.timeout));
-        if let Some(headers) = span.in_scope(pb_runtime::trace::headers) {
-            request = request.headers(headers);
-        }
+        let request = span.in_scope(|| pb_runtime::trace::request(payload.into(), self.timeout));
         let request = self.client.send_request(subject, request);
         let started = Instant::now();
         let reply = tokio::time::timeout(self.timeout, request.instrument(span))

@@ -157,10 +157,12 @@ async fn killing_a_replica_of_every_service_mid_run_loses_nothing() {
 }
 
 /// Issue 4: SIGTERM of one replica of every service during a login storm. Each stopping
-/// replica finishes what it received and hands its agents over; a bridge retrying unanswered
-/// commands with the same requestId completes every life, and nothing acknowledged is lost.
-/// (Open: in about one run in eight a command that reached a stopping session or
-/// channel-group replica goes unanswered until the retry; see the issue's note.)
+/// replica finishes what it received (its inbox, then what its subscriptions hold) and hands
+/// its agents over; every life completes and nothing acknowledged is lost. The bridge sends
+/// an unanswered command again with the same requestId (contract §5.3): async-nats 0.51 ends
+/// a drained subscription one poll after its UNSUB instead of after the server's PONG, so a
+/// command the server routes to it in that instant can be dropped by the library; the retry
+/// is answered, once, by the agent's new owner.
 #[tokio::test]
 async fn sigterm_during_a_login_storm_loses_nothing_acknowledged() {
     let mut stack = Stack::start(

@@ -114,6 +114,9 @@ pub struct Config {
     pub instance: String,
     /// `PB_HTTP_ADDR`, default `0.0.0.0:8080`: the operations port (health, metrics).
     pub http_addr: String,
+    /// `PB_KV_REPLICAS`, default 1 (1 to 5): copies of each key-value bucket the NATS cluster
+    /// keeps, set when the buckets are first created. Three on a three-node cluster.
+    pub kv_replicas: usize,
 }
 
 impl Config {
@@ -152,6 +155,16 @@ impl Config {
             connect_timeout: millis(&lookup, "PB_CONNECT_TIMEOUT_MS", 30_000)?,
             instance,
             http_addr: text("PB_HTTP_ADDR", "0.0.0.0:8080"),
+            kv_replicas: match number(&lookup, "PB_KV_REPLICAS", 1)? {
+                n @ 1..=5 => n as usize,
+                n => {
+                    return Err(ConfigError::Invalid {
+                        var: "PB_KV_REPLICAS",
+                        value: n.to_string(),
+                        reason: "JetStream keeps 1 to 5 replicas of a stream".into(),
+                    });
+                }
+            },
         })
     }
 }
@@ -213,6 +226,8 @@ mod tests {
         assert_eq!(c.subjects.prefix(), "pb");
         assert_eq!(c.deadline, Duration::from_secs(5));
         assert_eq!(c.control_target.as_str(), "PB1.CONTROL");
+        assert_eq!(c.kv_replicas, 1);
+        assert_eq!(with(&[("PB_KV_REPLICAS", "3")]).unwrap().kv_replicas, 3);
     }
 
     #[test]
@@ -230,6 +245,8 @@ mod tests {
         assert!(e.starts_with("PB_SUBJECT_PREFIX=\"a b\" is invalid"), "{e}");
         let e = with(&[("PB_PROCESSOR", "")]).unwrap_err().to_string();
         assert!(e.starts_with("PB_PROCESSOR=\"\" is invalid"), "{e}");
+        let e = with(&[("PB_KV_REPLICAS", "0")]).unwrap_err().to_string();
+        assert!(e.contains("1 to 5 replicas"), "{e}");
     }
 
     #[test]

@@ -45,12 +45,7 @@ impl CtiClient {
         let payload =
             serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
         let span = tracing::info_span!("cti.call", op = C::OP);
-        let mut request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(timeout));
-        if let Some(headers) = span.in_scope(crate::trace::headers) {
-            request = request.headers(headers);
-        }
+        let request = span.in_scope(|| crate::trace::request(payload.into(), timeout));
         let sent = self
             .client
             .send_request(subject.clone(), request)

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use pb_protocol::Subjects;
 
 /// The project's buckets (before the deployment's prefix is put in front).
 pub mod buckets {
@@ -34,32 +35,56 @@ pub struct BucketError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// Open a bucket, creating it if it does not exist. `max_age` zero keeps entries forever.
-pub async fn open_bucket(
-    js: &jetstream::Context,
-    bucket: &str,
-    max_age: Duration,
-) -> Result<kv::Store, BucketError> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| BucketError {
-        bucket: bucket.to_owned(),
-        source: e,
-    };
-    match js.get_key_value(bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => match js
-            .create_key_value(kv::Config {
-                bucket: bucket.to_owned(),
-                history: 1,
-                max_age,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-        {
+/// Where the deployment's buckets live: the JetStream context, the subject prefix that
+/// names them, and how many copies the cluster keeps of each. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Buckets {
+    js: jetstream::Context,
+    subjects: Subjects,
+    replicas: usize,
+}
+
+impl Buckets {
+    pub fn new(client: &async_nats::Client, config: &crate::Config) -> Self {
+        Self {
+            js: jetstream::new(client.clone()),
+            subjects: config.subjects.clone(),
+            replicas: config.kv_replicas,
+        }
+    }
+
+    /// Open the bucket `name` (one of [`buckets`]), creating it with the configured number of
+    /// replicas if it does not exist. `max_age` zero keeps entries forever. An existing
+    /// bucket is used as it is: changing its replicas is a `nats stream edit`.
+    pub async fn open(&self, name: &str, max_age: Duration) -> Result<kv::Store, BucketError> {
+        let bucket = bucket_name(&self.subjects, name);
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| BucketError {
+            bucket: bucket.clone(),
+            source: e,
+        };
+        match self.js.get_key_value(&bucket).await {
             Ok(store) => Ok(store),
-            // Another replica may have created it in the meantime.
-            Err(e) => js.get_key_value(bucket).await.map_err(|_| err(Box::new(e))),
-        },
+            Err(_) => match self
+                .js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age,
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: self.replicas,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(store) => Ok(store),
+                // Another replica may have created it in the meantime.
+                Err(e) => self
+                    .js
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|_| err(Box::new(e))),
+            },
+        }
     }
 }
 
@@ -110,7 +135,7 @@ pub fn unkey(key: &str) -> String {
 
 /// The name of a deployment's bucket: the subject prefix (non-alphanumerics as `_`), then
 /// `_`, then `name`; so deployments with different prefixes share an account safely.
-pub fn bucket_name(subjects: &pb_protocol::Subjects, name: &str) -> String {
+pub fn bucket_name(subjects: &Subjects, name: &str) -> String {
     let prefix: String = subjects
         .prefix()
         .chars()

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,7 +38,7 @@ use tracing::Instrument;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
-use crate::kv::{BucketError, bucket_name, key, open_bucket};
+use crate::kv::{BucketError, Buckets, key};
 use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, refuse, respond};
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
@@ -204,7 +204,7 @@ pub async fn run<H: Owner>(
     mut shutdown: Shutdown,
 ) -> Result<(), OwnedError> {
     let subjects = config.subjects.clone();
-    let js = jetstream::new(client.clone());
+    let buckets = Buckets::new(&client, config);
     // Unique per process start, so a restarted replica never inherits a dead one's units.
     let me = format!(
         "{}-{}",
@@ -214,22 +214,16 @@ pub async fn run<H: Owner>(
     let shared = Arc::new(Shared {
         context: Context {
             client: client.clone(),
-            replies: crate::reply_cache::ReplyCache::open(&js, &subjects).await?,
+            replies: crate::reply_cache::ReplyCache::open(&buckets).await?,
             subjects: subjects.clone(),
             deadline: config.deadline,
         },
-        owners: open_bucket(
-            &js,
-            &bucket_name(&subjects, crate::kv::buckets::OWNERS),
-            Duration::ZERO,
-        )
-        .await?,
-        members: open_bucket(
-            &js,
-            &bucket_name(&subjects, crate::kv::buckets::MEMBERS),
-            Duration::ZERO,
-        )
-        .await?,
+        owners: buckets
+            .open(crate::kv::buckets::OWNERS, Duration::ZERO)
+            .await?,
+        members: buckets
+            .open(crate::kv::buckets::MEMBERS, Duration::ZERO)
+            .await?,
         service: owned.service,
         me,
         handler,
@@ -322,12 +316,16 @@ pub async fn run<H: Owner>(
             .store(true, std::sync::atomic::Ordering::Relaxed);
         actors.drain().collect()
     };
-    for (_, actor) in actors {
-        let (done, finished) = tokio::sync::oneshot::channel();
-        if actor.send(Inbox::Stop(done)).is_ok() {
-            let _ = tokio::time::timeout(config.deadline, finished).await;
-        }
-    }
+    // All at once: a unit whose actor is done has no responder until a peer takes it over,
+    // which starts when the last one is done.
+    let finished: Vec<_> = actors
+        .into_iter()
+        .filter_map(|(_, actor)| {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            actor.send(Inbox::Stop(done)).ok().map(|_| finished)
+        })
+        .collect();
+    let _ = tokio::time::timeout(config.deadline, futures::future::join_all(finished)).await;
     // 3. Go silent and ask the peers to take the units over now.
     pinging.abort();
     let _ = pinging.await;

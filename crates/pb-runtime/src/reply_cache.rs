@@ -7,12 +7,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
-use pb_protocol::{Subjects, Target};
+use pb_protocol::Target;
 
-use crate::kv::{BucketError, bucket_name, key, open_bucket};
+use crate::kv::{BucketError, Buckets, key};
 
 /// How long an answer is kept (contract §5.3).
 pub const RETENTION: Duration = Duration::from_secs(300);
@@ -66,13 +66,8 @@ fn pending_since(value: &[u8]) -> Option<u64> {
 
 impl ReplyCache {
     /// Open (or create) the deployment's `<prefix>_replies` bucket.
-    pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, BucketError> {
-        let store = open_bucket(
-            js,
-            &bucket_name(subjects, crate::kv::buckets::REPLIES),
-            RETENTION,
-        )
-        .await?;
+    pub async fn open(buckets: &Buckets) -> Result<Self, BucketError> {
+        let store = buckets.open(crate::kv::buckets::REPLIES, RETENTION).await?;
         Ok(Self { store })
     }
 

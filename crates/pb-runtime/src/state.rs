@@ -11,13 +11,13 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt;
-use pb_protocol::{Subjects, Target};
+use pb_protocol::Target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::kv::{BucketError, bucket_name, key, open_bucket};
+use crate::kv::{BucketError, Buckets, key};
 
 /// The state store failed, or another replica wrote first.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +49,10 @@ pub struct UnitStore<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Default + PartialEq> UnitStore<T> {
-    pub async fn open(
-        js: &jetstream::Context,
-        subjects: &Subjects,
-        name: &str,
-    ) -> Result<Self, BucketError> {
+    /// Open the bucket `name` (one of [`crate::kv::buckets`]).
+    pub async fn open(buckets: &Buckets, name: &str) -> Result<Self, BucketError> {
         Ok(Self {
-            store: open_bucket(js, &bucket_name(subjects, name), Duration::ZERO).await?,
+            store: buckets.open(name, Duration::ZERO).await?,
             kind: PhantomData,
         })
     }
@@ -159,14 +156,11 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, BucketError> {
+    pub async fn open(buckets: &Buckets) -> Result<Self, BucketError> {
         Ok(Self {
-            store: open_bucket(
-                js,
-                &bucket_name(subjects, crate::kv::buckets::TARGETS),
-                Duration::ZERO,
-            )
-            .await?,
+            store: buckets
+                .open(crate::kv::buckets::TARGETS, Duration::ZERO)
+                .await?,
             cache: Arc::default(),
         })
     }

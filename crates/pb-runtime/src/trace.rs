@@ -63,6 +63,18 @@ pub fn headers() -> Option<HeaderMap> {
     })
 }
 
+/// A NATS request of `payload` that gives up after `timeout`, carrying the current span's
+/// context when tracing is on: how every command, hand-off and CTI call is sent.
+pub fn request(payload: bytes::Bytes, timeout: std::time::Duration) -> async_nats::Request {
+    let request = async_nats::Request::new()
+        .payload(payload)
+        .timeout(Some(timeout));
+    match headers() {
+        Some(headers) => request.headers(headers),
+        None => request,
+    }
+}
+
 /// Make `span` a child of the context `headers` carry, if they carry one.
 pub fn follow(span: &tracing::Span, headers: Option<&HeaderMap>) {
     if let Some(headers) = headers.filter(|_| enabled())

@@ -2,13 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use pb_protocol::{Subjects, Target};
+use pb_protocol::Target;
+use pb_runtime::Config;
+use pb_runtime::kv::Buckets;
 use pb_runtime::reply_cache::{Claim, ReplyCache};
 use pb_testkit::NatsServer;
 
 async fn cache(server: &NatsServer) -> ReplyCache {
-    let js = async_nats::jetstream::new(server.client().await);
-    ReplyCache::open(&js, &Subjects::default()).await.unwrap()
+    let config = Config::from_lookup(|_| None).unwrap();
+    let buckets = Buckets::new(&server.client().await, &config);
+    ReplyCache::open(&buckets).await.unwrap()
 }
 
 fn target() -> Target {
@@ -100,4 +103,21 @@ async fn a_retry_takes_over_when_the_first_attempt_died() {
         started.elapsed() >= Duration::from_millis(300),
         "but only after the deadline"
     );
+}
+
+/// `PB_KV_REPLICAS` reaches the server: a single-node server cannot keep three copies and
+/// says so, naming the bucket; with one replica the same bucket opens.
+#[tokio::test]
+async fn buckets_are_created_with_the_configured_replicas() {
+    let server = NatsServer::start();
+    let client = server.client().await;
+    let three =
+        Config::from_lookup(|var| (var == "PB_KV_REPLICAS").then(|| "3".to_owned())).unwrap();
+    let e = ReplyCache::open(&Buckets::new(&client, &three))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pb_replies"), "{e}");
+    assert!(e.to_lowercase().contains("replicas"), "{e}");
+    cache(&server).await;
 }

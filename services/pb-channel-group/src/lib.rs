@@ -73,11 +73,11 @@ pub async fn run(
     owned: OwnedConfig,
     shutdown: Shutdown,
 ) -> Result<(), OwnedError> {
-    let js = async_nats::jetstream::new(client.clone());
+    let buckets = pb_runtime::kv::Buckets::new(&client, &config);
     let groups = Arc::new(Groups {
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&js, &config.subjects, pb_runtime::kv::buckets::CHANNELS).await?,
-        targets: Targets::open(&js, &config.subjects).await?,
+        store: UnitStore::open(&buckets, pb_runtime::kv::buckets::CHANNELS).await?,
+        targets: Targets::open(&buckets).await?,
         deadline: config.deadline,
     });
     owned::run(client, &config, owned, groups, shutdown).await

@@ -22,7 +22,7 @@ use pb_protocol::{Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::connect::is_connected;
 use pb_runtime::cti::Budget;
-use pb_runtime::kv::BucketError;
+use pb_runtime::kv::{BucketError, Buckets};
 use pb_runtime::reply_cache::ReplyCache;
 use pb_runtime::serve::{Context, NATS_STEP, ServeError, publish_event, serve};
 use pb_runtime::{Config, CtiClient, Shutdown};
@@ -149,9 +149,9 @@ pub async fn run(
 ) -> Result<(), ControlError> {
     let common = &config.common;
     let subjects = common.subjects.clone();
-    let js = async_nats::jetstream::new(client.clone());
-    let replies = ReplyCache::open(&js, &subjects).await?;
-    let store = StatusStore::open(&js, &subjects, &common.processor).await?;
+    let buckets = Buckets::new(&client, common);
+    let replies = ReplyCache::open(&buckets).await?;
+    let store = StatusStore::open(&buckets, &common.processor).await?;
     let target = common.control_target.clone();
     let subscribe = |subject: String, queue: bool| {
         let client = client.clone();

@@ -4,11 +4,10 @@
 //! the same status; changes are compare-and-set, so when two replicas observe the same
 //! change only one of them raises its events.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use pb_cti::LinkEvent;
-use pb_protocol::Subjects;
 use pb_protocol::control::ServerStatus;
-use pb_runtime::kv::{BucketError, bucket_name, key, open_bucket};
+use pb_runtime::kv::{BucketError, Buckets, key};
 use serde::{Deserialize, Serialize};
 
 /// The control destination's state.
@@ -74,17 +73,10 @@ pub struct StatusStore {
 }
 
 impl StatusStore {
-    pub async fn open(
-        js: &jetstream::Context,
-        subjects: &Subjects,
-        processor: &str,
-    ) -> Result<Self, BucketError> {
-        let store = open_bucket(
-            js,
-            &bucket_name(subjects, pb_runtime::kv::buckets::CONTROL),
-            Default::default(),
-        )
-        .await?;
+    pub async fn open(buckets: &Buckets, processor: &str) -> Result<Self, BucketError> {
+        let store = buckets
+            .open(pb_runtime::kv::buckets::CONTROL, Default::default())
+            .await?;
         Ok(Self {
             store,
             key: key(&[processor]),

@@ -64,13 +64,13 @@ pub async fn run(
     owned: OwnedConfig,
     shutdown: Shutdown,
 ) -> Result<(), OwnedError> {
-    let js = async_nats::jetstream::new(client.clone());
+    let buckets = pb_runtime::kv::Buckets::new(&client, &config);
     let sessions = Arc::new(Sessions {
         client: client.clone(),
         subjects: config.subjects.clone(),
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&js, &config.subjects, pb_runtime::kv::buckets::SESSIONS).await?,
-        targets: Targets::open(&js, &config.subjects).await?,
+        store: UnitStore::open(&buckets, pb_runtime::kv::buckets::SESSIONS).await?,
+        targets: Targets::open(&buckets).await?,
         deadline: config.deadline,
     });
     owned::run(client, &config, owned, sessions, shutdown).await

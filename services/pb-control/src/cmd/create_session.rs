@@ -55,12 +55,7 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         Err(e) => return Reply::failure(format!("cannot encode the session hand-off: {e}")),
     };
     let timeout = until.left();
-    let mut call = async_nats::Request::new()
-        .payload(payload.into())
-        .timeout(Some(timeout));
-    if let Some(headers) = pb_runtime::trace::headers() {
-        call = call.headers(headers);
-    }
+    let call = pb_runtime::trace::request(payload.into(), timeout);
     match control.client.send_request(subject.clone(), call).await {
         Ok(reply) => match serde_json::from_slice::<InternalReply>(&reply.payload) {
             Ok(InternalReply::Ok) => Reply::success(),

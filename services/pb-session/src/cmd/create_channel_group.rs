@@ -50,12 +50,7 @@ pub async fn handle(
     };
     let subject = sessions.subjects.internal(CHANNEL_GROUP_CREATE);
     let payload = serde_json::to_vec(&create).unwrap_or_default();
-    let mut request = async_nats::Request::new()
-        .payload(payload.into())
-        .timeout(Some(until.left()));
-    if let Some(headers) = pb_runtime::trace::headers() {
-        request = request.headers(headers);
-    }
+    let request = pb_runtime::trace::request(payload.into(), until.left());
     let answer = match sessions.client.send_request(subject.clone(), request).await {
         Ok(reply) => serde_json::from_slice::<InternalReply>(&reply.payload).unwrap_or_else(|e| {
             InternalReply::Error(format!(
