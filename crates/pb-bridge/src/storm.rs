@@ -83,7 +83,8 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    // Less a hair, so that 99.9% of 1000 is rank 999 despite floating point.
+    let rank = ((p / 100.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -182,6 +183,8 @@ mod tests {
         assert_eq!(percentile(&sorted, 50.0), ms(50));
         assert_eq!(percentile(&sorted, 99.0), ms(99));
         assert_eq!(percentile(&sorted, 100.0), ms(100));
+        let thousand: Vec<_> = (1..=1000).map(ms).collect();
+        assert_eq!(percentile(&thousand, 99.9), ms(999));
         assert_eq!(percentile(&[ms(7)], 99.0), ms(7));
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
     }

@@ -270,8 +270,8 @@ pub async fn respond<F, Fut>(
             )),
         };
         match &reply.outcome {
-            Outcome::Success(_) => tracing::info!("SUCCESS"),
-            Outcome::Failure(why) => tracing::info!(error = %why, "FAILURE"),
+            Outcome::Success(_) => tracing::debug!("SUCCESS"),
+            Outcome::Failure(why) => tracing::debug!(error = %why, "FAILURE"),
         }
         let success = reply.outcome.is_success();
         let response: Bytes = command.respond(reply.outcome).encode().into();
@@ -307,7 +307,7 @@ pub async fn refuse(context: &Context, command: &Command, reply_to: Subject, why
 
 /// Publish an event on its subject.
 pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) {
-    tracing::info!(name = event.name(), target = %event.target, "event");
+    tracing::debug!(name = event.name(), target = %event.target, "event");
     crate::metrics::metrics().event(event.name());
     let subject = event.subject(subjects);
     let payload: Bytes = event.encode().into();

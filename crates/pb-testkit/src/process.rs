@@ -4,14 +4,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The path of a binary of this workspace, next to the running test's own folder.
+/// The path of a binary of this workspace built with the same profile as the running
+/// program: a test (`target/<profile>/deps/<test>`) or a binary (`target/<profile>/<bin>`).
 pub fn bin_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target folder");
+    let exe = std::env::current_exe().expect("the program's own path");
+    let mut dir = exe.parent().expect("target folder");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target folder");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -111,6 +111,15 @@ impl Process {
             .unwrap_or_default()
             .trim_matches('"')
             .to_owned()
+    }
+
+    /// Its resident memory now, in KiB (Linux `/proc`), if it still runs.
+    pub fn resident_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// Send a signal (`TERM`, `KILL`, ...).

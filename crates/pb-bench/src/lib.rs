@@ -1,0 +1,363 @@
+//! The benchmark harness (issue 5). One run, on one machine:
+//!
+//! 1. a real nats-server with JetStream, the simulated CTI and every service as separate
+//!    processes ([`pb_testkit::Stack`], the binaries built with the harness's own profile);
+//! 2. the floor: a trivial request-reply echo ([`ECHO_SUBJECT`], answered by the separate
+//!    `pb-bench-echo` process) of a message the size of a command, one at a time and with
+//!    64 in flight;
+//! 3. the same two measurements for a command that needs no CTI call, one that needs one,
+//!    and `channel.request.ready`; login storms through the whole chain; the services'
+//!    resident memory per logged-in agent; event latency from a change at the simulated
+//!    CTI to the event at the bridge.
+//!
+//! Every figure is set beside the floor of the same run ([`report::table`]); `--runs N`
+//! repeats the whole run on a fresh system and reports medians; the figures go to a JSON
+//! file that `pb-bench compare` sets beside another.
+//!
+//! * [`measure`]: sequential latency and in-flight throughput, for the floor and commands;
+//! * [`report`]: figures, the table with ratios and targets, medians, comparison.
+
+pub mod measure;
+pub mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use pb_bridge::flow::{Driver, LoggedIn};
+use pb_bridge::storm::{percentile, storm};
+use pb_cti_sim::admin::{self, AdminOp};
+use pb_protocol::channel::AgentState;
+use pb_protocol::{Kind, Subjects, Target};
+use pb_testkit::{Process, Stack};
+use serde_json::json;
+
+use crate::measure::{Latency, sequential, throughput};
+use crate::report::{Figures, Report, put_latency};
+
+/// The subject the floor's echo process answers on.
+pub const ECHO_SUBJECT: &str = "bench.echo";
+
+/// `pb-bench`: measure the system against the raw NATS floor, in one run.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Compare>,
+    /// Whole runs, each on a fresh system; the table shows each figure's median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Login storm sizes, in order (the first and last are compared).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    pub agents: Vec<usize>,
+    /// Requests timed one at a time, per command (ten times as many for throughput).
+    #[arg(long, default_value_t = 5000)]
+    pub samples: usize,
+    /// Requests (or logins) in flight for throughput and storms.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// Replicas of each service (the local start runs two).
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// Where the figures are written as JSON.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    pub json: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Compare {
+    /// Set two JSON reports' medians side by side (after / before).
+    Compare { before: PathBuf, after: PathBuf },
+}
+
+/// Run the harness as the command line says.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Compare::Compare { before, after }) = &cli.command {
+        print!("{}", report::compare(&read(before)?, &read(after)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.runs == 0 || cli.samples == 0 || cli.in_flight == 0 || cli.agents.contains(&0) {
+        bail!("--runs, --samples, --in-flight and every --agents size must be at least 1");
+    }
+    let mut runs = Vec::new();
+    for run in 1..=cli.runs {
+        let label = format!("run {run}/{}", cli.runs);
+        runs.push(one_run(&cli, &label).await.with_context(|| label.clone())?);
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = Report::new(command, runs);
+    let (table, met, missed) = report::table(&report.median);
+    println!(
+        "\nmedian of {} run(s), {} CPUs; ratios against the echo floor measured in the same run\n",
+        cli.runs, report.cpus
+    );
+    print!("{table}");
+    println!("\ntargets met: {met}, missed: {missed}");
+    if let Some(dir) = cli.json.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&cli.json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", cli.json.display()))?;
+    println!("figures written to {}", cli.json.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<Report> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a pb-bench report", path.display()))
+}
+
+fn step(label: &str, what: &str) {
+    eprintln!("[{label}] {what}");
+}
+
+/// One whole run on a fresh system.
+async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
+    let bench_agents = cli.in_flight;
+    let sim_agents = (bench_agents + cli.agents.iter().sum::<usize>()).to_string();
+    step(
+        label,
+        "starting nats-server, the simulated CTI and the services",
+    );
+    let stack = Stack::start(
+        cli.replicas,
+        &[("SIM_AGENTS", sim_agents.as_str()), ("PB_LOG", "info")],
+    )
+    .await;
+    let client = stack.nats.client().await;
+    let mut figures = Figures::new();
+
+    // The floor.
+    let echo = Process::spawn("pb-bench-echo", &[("NATS_URL", stack.nats.url())])
+        .ready()
+        .await;
+    let payload: bytes::Bytes = pb_protocol::envelope::raw_command(
+        "channel.request.ready",
+        "s-1001.g1.c1",
+        &uuid::Uuid::new_v4().to_string(),
+        json!({}),
+    )
+    .into();
+    let echo_once = |_| {
+        let (client, payload) = (client.clone(), payload.clone());
+        async move {
+            client.request(ECHO_SUBJECT, payload).await?;
+            anyhow::Ok(())
+        }
+    };
+    step(label, "floor: echo, one at a time, then in flight");
+    sequential(cli.samples / 10 + 1, echo_once).await?; // warm-up
+    put_latency(
+        &mut figures,
+        "floor.seq",
+        sequential(cli.samples, echo_once).await?,
+    );
+    let per_s = throughput(cli.samples * 10, cli.in_flight, echo_once).await?;
+    figures.insert("floor.per_s".into(), per_s);
+    drop(echo);
+
+    // The system, warmed up, with agents to work on.
+    let driver = Driver::new(
+        client.clone(),
+        Subjects::default(),
+        Target::control("PB1")?,
+        Duration::from_secs(10),
+    );
+    driver
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await?;
+    step(
+        label,
+        &format!("logging in {bench_agents} agents to work on"),
+    );
+    let (logged_report, agents) = storm(&driver, 1001, bench_agents, cli.in_flight, false).await;
+    if let Some(e) = logged_report.first_failure {
+        bail!("the agents to work on did not log in: {e}");
+    }
+    for (name, cost) in report::COMMANDS {
+        step(
+            label,
+            &format!("{name} ({cost}): one at a time, then in flight"),
+        );
+        let once = |i: usize| {
+            let (driver, agents) = (driver.clone(), &agents);
+            async move { command(&driver, name, agents, i).await }
+        };
+        sequential(cli.samples / 10 + 1, once).await?;
+        put_latency(
+            &mut figures,
+            &format!("cmd.{name}.seq"),
+            sequential(cli.samples, once).await?,
+        );
+        let per_s = throughput(cli.samples * 10, cli.in_flight, once).await?;
+        figures.insert(format!("cmd.{name}.per_s"), per_s);
+    }
+
+    step(
+        label,
+        "event latency: changes made at the simulated CTI, one at a time",
+    );
+    let events = event_latency(&client, &agents[0], cli.samples.min(1000)).await?;
+    figures.insert("event.p50_us".into(), events.p50_us);
+    figures.insert("event.p99_us".into(), events.p99_us);
+
+    // Login storms, and the memory they take.
+    let resident = || -> u64 {
+        stack
+            .processes
+            .iter()
+            .filter(|(name, _)| pb_testkit::SERVICES.iter().any(|s| name.starts_with(s)))
+            .filter_map(|(_, p)| p.resident_kib())
+            .sum()
+    };
+    let start_kib = resident();
+    let mut first = 1001 + bench_agents as u64;
+    for &n in &cli.agents {
+        step(
+            label,
+            &format!("login storm: {n} agents, {} in flight", cli.in_flight),
+        );
+        let before = resident();
+        let (report, _) = storm(&driver, first, n, cli.in_flight, true).await;
+        first += n as u64;
+        let after = resident();
+        if let Some(e) = &report.first_failure {
+            bail!("{} of {n} logins failed; the first: {e}", report.failures);
+        }
+        let (worst, worst_name) = report
+            .latencies
+            .iter()
+            .map(|(name, times)| {
+                let mut times = times.clone();
+                times.sort();
+                (percentile(&times, 99.0), *name)
+            })
+            .max()
+            .unwrap_or_default();
+        let ms = worst.as_secs_f64() * 1000.0;
+        eprintln!(
+            "    {n} logged in in {:.2} s = {:.0}/s; worst p99 {ms:.1} ms ({worst_name}); +{} KiB resident",
+            report.elapsed.as_secs_f64(),
+            report.logins_per_second(),
+            after.saturating_sub(before)
+        );
+        figures.insert(format!("storm.{n}.seconds"), report.elapsed.as_secs_f64());
+        figures.insert(
+            format!("storm.{n}.logins_per_s"),
+            report.logins_per_second(),
+        );
+        figures.insert(format!("storm.{n}.worst_p99_ms"), ms);
+        figures.insert(
+            format!("storm.{n}.kib_per_agent"),
+            after.saturating_sub(before) as f64 / n as f64,
+        );
+    }
+    let total: usize = cli.agents.iter().sum();
+    figures.insert(
+        "memory.kib_per_agent".into(),
+        resident().saturating_sub(start_kib) as f64 / total as f64,
+    );
+    Ok(figures)
+}
+
+/// One command of a measured kind; `i` spreads `channel.request.ready` over the agents to
+/// work on, alternating with `notready` so every request changes the agent's state.
+async fn command(driver: &Driver, name: &str, agents: &[LoggedIn], i: usize) -> anyhow::Result<()> {
+    match name {
+        "cti.query.capabilities" => {
+            driver
+                .ok("cti.query.capabilities", "PB1.CONTROL", json!({}))
+                .await?;
+        }
+        "cti.query.agentinfo" => {
+            let body = json!({
+                "agentId": "1002",
+                "requestingAgentLogin": "1001",
+                "requestingAgentPassword": "pw-1001",
+            });
+            driver
+                .ok("cti.query.agentinfo", "PB1.CONTROL", body)
+                .await?;
+        }
+        "channel.request.ready" => {
+            let channel = &agents[i % agents.len()].channels[0].target;
+            if (i / agents.len()) % 2 == 0 {
+                driver
+                    .ok(
+                        "channel.request.notready",
+                        channel,
+                        json!({"reasonCode": "bench"}),
+                    )
+                    .await?;
+            } else {
+                driver
+                    .ok("channel.request.ready", channel, json!({}))
+                    .await?;
+            }
+        }
+        other => bail!("no way to measure {other}"),
+    }
+    Ok(())
+}
+
+/// From a state change requested at the simulated CTI to the channel's event at the
+/// bridge, `n` times, one at a time with a pause between (an idle system).
+async fn event_latency(
+    client: &async_nats::Client,
+    agent: &LoggedIn,
+    n: usize,
+) -> anyhow::Result<Latency> {
+    let channel = &agent.channels[0];
+    let subjects = Subjects::default();
+    let mut events = client
+        .subscribe(subjects.event(Kind::Channel, &Target::new(&channel.target)?))
+        .await?;
+    client.flush().await?;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let (state, expected) = if i % 2 == 0 {
+            (AgentState::NotReady, "channel.notready")
+        } else {
+            (AgentState::Ready, "channel.ready")
+        };
+        let change = admin::ForceState {
+            agent_id: agent.agent_id.clone(),
+            endpoint: channel.endpoint.clone(),
+            state,
+            reason_code: None,
+        };
+        let started = Instant::now();
+        // The simulator answers the request and publishes the change at the same time:
+        // the clock stops when the event arrives, whichever comes first.
+        let ask = client.request(
+            admin::subject(&subjects, admin::ForceState::OP),
+            serde_json::to_vec(&change)?.into(),
+        );
+        let arrived = async {
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+                    .await
+                    .with_context(|| format!("no {expected} event within 5 s of the change"))?
+                    .context("the event subscription ended")?;
+                let event: serde_json::Value = serde_json::from_slice(&event.payload)?;
+                if event["header"]["name"] == expected {
+                    return anyhow::Ok(started.elapsed());
+                }
+            }
+        };
+        let (asked, arrived) = tokio::join!(ask, arrived);
+        let asked = asked.context("the simulated CTI did not take the change")?;
+        if let pb_cti::CtiReply::Error(e) =
+            serde_json::from_slice::<pb_cti::CtiReply<pb_cti::Done>>(&asked.payload)?
+        {
+            bail!("the simulated CTI refused the change: {}", e.message);
+        }
+        times.push(arrived?);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(Latency::of(times))
+}

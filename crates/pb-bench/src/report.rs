@@ -1,0 +1,387 @@
+//! Figures, the table that sets each beside the floor measured in the same run, the
+//! targets of issue 5, and the JSON that lets two runs be compared.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Latency;
+
+/// One run's figures by key (`floor.seq.p50_us`, `cmd.<name>.per_s`, `storm.<n>.seconds`, ...).
+pub type Figures = BTreeMap<String, f64>;
+
+/// The commands measured one by one and 64 at a time, with what they cost.
+pub const COMMANDS: [(&str, &str); 3] = [
+    ("cti.query.capabilities", "no CTI call"),
+    ("cti.query.agentinfo", "one CTI call"),
+    ("channel.request.ready", "CTI call, state, reply cache"),
+];
+
+/// Record a latency's percentiles under `prefix`.
+pub fn put_latency(figures: &mut Figures, prefix: &str, latency: Latency) {
+    figures.insert(format!("{prefix}.p50_us"), latency.p50_us);
+    figures.insert(format!("{prefix}.p99_us"), latency.p99_us);
+    figures.insert(format!("{prefix}.p999_us"), latency.p999_us);
+}
+
+/// What a run (or several) produced, as written to the JSON file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The command line that produced it.
+    pub command: String,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    pub runs: Vec<Figures>,
+    /// Each figure's median over the runs.
+    pub median: Figures,
+}
+
+impl Report {
+    pub fn new(command: String, runs: Vec<Figures>) -> Self {
+        let mut median = Figures::new();
+        let keys: std::collections::BTreeSet<&String> =
+            runs.iter().flat_map(|r| r.keys()).collect();
+        for key in keys {
+            let mut values: Vec<f64> = runs.iter().filter_map(|r| r.get(key).copied()).collect();
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            let m = if n % 2 == 1 {
+                values[n / 2]
+            } else {
+                (values[n / 2 - 1] + values[n / 2]) / 2.0
+            };
+            median.insert(key.clone(), m);
+        }
+        Self {
+            command,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            runs,
+            median,
+        }
+    }
+}
+
+/// A goal for one figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// The ratio to its base at most this.
+    RatioAtMost(f64),
+    RatioAtLeast(f64),
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Target {
+    fn describe(self, unit: &str) -> String {
+        match self {
+            Target::RatioAtMost(r) => format!("<= {r}x"),
+            Target::RatioAtLeast(r) => format!(">= {r}x"),
+            Target::AtMost(v) => format!("<= {v} {unit}"),
+            Target::AtLeast(v) => format!(">= {v} {unit}"),
+        }
+    }
+
+    fn met(self, value: f64, ratio: Option<f64>) -> bool {
+        match self {
+            Target::RatioAtMost(r) => ratio.is_some_and(|x| x <= r),
+            Target::RatioAtLeast(r) => ratio.is_some_and(|x| x >= r),
+            Target::AtMost(v) => value <= v,
+            Target::AtLeast(v) => value >= v,
+        }
+    }
+}
+
+/// One line of the table.
+struct Row {
+    label: String,
+    key: String,
+    unit: &'static str,
+    base: Option<String>,
+    target: Option<Target>,
+}
+
+fn row(label: impl Into<String>, key: impl Into<String>, unit: &'static str) -> Row {
+    Row {
+        label: label.into(),
+        key: key.into(),
+        unit,
+        base: None,
+        target: None,
+    }
+}
+
+impl Row {
+    fn against(mut self, base: impl Into<String>) -> Self {
+        self.base = Some(base.into());
+        self
+    }
+
+    fn goal(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    fn goal_if_none(self, target: Target) -> Self {
+        if self.target.is_none() {
+            self.goal(target)
+        } else {
+            self
+        }
+    }
+}
+
+/// The storm sizes present in `figures`, smallest first.
+fn storm_sizes(figures: &Figures) -> Vec<u64> {
+    let mut sizes: Vec<u64> = figures
+        .keys()
+        .filter_map(|k| k.strip_prefix("storm.")?.split('.').next()?.parse().ok())
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+fn rows(figures: &Figures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (p, label) in [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")] {
+        rows.push(
+            row(
+                format!("echo floor, sequential {label}"),
+                format!("floor.seq.{p}_us"),
+                "us",
+            )
+            .against(format!("floor.seq.{p}_us")),
+        );
+    }
+    rows.push(row("echo floor, 64 in flight", "floor.per_s", "/s").against("floor.per_s"));
+    for (name, cost) in COMMANDS {
+        for (p, label) in [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")] {
+            let mut r = row(
+                format!("{name} ({cost}) {label}"),
+                format!("cmd.{name}.seq.{p}_us"),
+                "us",
+            )
+            .against(format!("floor.seq.{p}_us"));
+            if p == "p50" {
+                match name {
+                    "cti.query.capabilities" => r = r.goal(Target::RatioAtMost(1.3)),
+                    "cti.query.agentinfo" => r = r.goal(Target::RatioAtMost(2.5)),
+                    _ => {}
+                }
+            }
+            rows.push(r);
+        }
+        let mut r = row(
+            format!("{name}, 64 in flight"),
+            format!("cmd.{name}.per_s"),
+            "/s",
+        )
+        .against("floor.per_s");
+        if name == "cti.query.capabilities" {
+            r = r.goal(Target::RatioAtLeast(0.7));
+        }
+        rows.push(r);
+    }
+    let sizes = storm_sizes(figures);
+    for &n in &sizes {
+        let last = Some(n) == sizes.last().copied() && sizes.len() > 1;
+        let mut seconds = row(
+            format!("storm {n}: duration"),
+            format!("storm.{n}.seconds"),
+            "s",
+        );
+        let mut rate = row(
+            format!("storm {n}: logins per second"),
+            format!("storm.{n}.logins_per_s"),
+            "/s",
+        );
+        if last {
+            seconds = seconds.goal(Target::AtMost(20.0 * n as f64 / 10_000.0));
+            rate = rate
+                .against(format!("storm.{}.logins_per_s", sizes[0]))
+                .goal(Target::RatioAtLeast(0.85));
+        }
+        rows.push(seconds);
+        rows.push(rate.goal_if_none(Target::AtLeast(500.0)));
+        rows.push(
+            row(
+                format!("storm {n}: worst per-command p99"),
+                format!("storm.{n}.worst_p99_ms"),
+                "ms",
+            )
+            .goal(Target::AtMost(50.0)),
+        );
+        rows.push(row(
+            format!("storm {n}: resident memory per agent"),
+            format!("storm.{n}.kib_per_agent"),
+            "KiB",
+        ));
+    }
+    rows.push(
+        row(
+            "resident memory per logged-in agent",
+            "memory.kib_per_agent",
+            "KiB",
+        )
+        .goal(Target::AtMost(20.0)),
+    );
+    rows.push(
+        row("event latency (CTI -> bridge) p50", "event.p50_us", "us").against("floor.seq.p50_us"),
+    );
+    rows.push(
+        row("event latency (CTI -> bridge) p99", "event.p99_us", "us")
+            .against("floor.seq.p99_us")
+            .goal(Target::AtMost(5000.0)),
+    );
+    rows
+}
+
+/// The table of `figures`: each figure, its floor (or base), the ratio, the target and
+/// whether it is met. Also the number of targets met and missed.
+pub fn table(figures: &Figures) -> (String, usize, usize) {
+    let mut out = format!(
+        "{:<58} {:>12} {:>12} {:>8}  {:<12} {}\n",
+        "figure", "value", "floor/base", "ratio", "target", "met"
+    );
+    let (mut met, mut missed) = (0, 0);
+    for r in rows(figures) {
+        let Some(&value) = figures.get(&r.key) else {
+            continue;
+        };
+        let base = r.base.as_ref().and_then(|b| figures.get(b).copied());
+        let ratio = base.filter(|b| *b > 0.0).map(|b| value / b);
+        let (target, verdict) = match r.target {
+            Some(t) => {
+                let ok = t.met(value, ratio);
+                if ok {
+                    met += 1;
+                } else {
+                    missed += 1;
+                }
+                (t.describe(r.unit), if ok { "yes" } else { "NO" })
+            }
+            None => (String::new(), ""),
+        };
+        out.push_str(&format!(
+            "{:<58} {:>12} {:>12} {:>8}  {:<12} {}\n",
+            r.label,
+            format!("{} {}", number(value), r.unit),
+            base.map(number).unwrap_or_default(),
+            ratio.map(|x| format!("{x:.2}x")).unwrap_or_default(),
+            target,
+            verdict
+        ));
+    }
+    (out, met, missed)
+}
+
+fn number(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Two reports' medians side by side: `after / before` for every figure both have.
+pub fn compare(before: &Report, after: &Report) -> String {
+    let mut out = format!(
+        "{:<44} {:>14} {:>14} {:>9}\n",
+        "figure", "before", "after", "after/bef"
+    );
+    for (key, b) in &before.median {
+        if let Some(a) = after.median.get(key) {
+            let ratio = if *b > 0.0 {
+                format!("{:.2}x", a / b)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "{key:<44} {:>14} {:>14} {ratio:>9}\n",
+                number(*b),
+                number(*a)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(pairs: &[(&str, f64)]) -> Figures {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn medians_per_figure() {
+        let r = Report::new(
+            "x".into(),
+            vec![
+                figures(&[("a", 3.0), ("b", 1.0)]),
+                figures(&[("a", 1.0), ("b", 2.0)]),
+                figures(&[("a", 2.0)]),
+            ],
+        );
+        assert_eq!(r.median["a"], 2.0);
+        assert_eq!(r.median["b"], 1.5);
+    }
+
+    #[test]
+    fn ratios_against_the_floor_and_targets() {
+        let f = figures(&[
+            ("floor.seq.p50_us", 100.0),
+            ("floor.per_s", 10_000.0),
+            ("cmd.cti.query.capabilities.seq.p50_us", 120.0),
+            ("cmd.cti.query.capabilities.per_s", 6_000.0),
+            ("cmd.cti.query.agentinfo.seq.p50_us", 300.0),
+            ("storm.1000.logins_per_s", 600.0),
+            ("storm.1000.seconds", 1.6),
+            ("storm.10000.logins_per_s", 540.0),
+            ("storm.10000.seconds", 18.5),
+            ("storm.10000.worst_p99_ms", 51.0),
+        ]);
+        let (table, met, missed) = table(&f);
+        let line = |needle: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line {needle} in\n{table}"))
+                .to_owned()
+        };
+        assert!(
+            line("capabilities (no CTI call) p50").contains("1.20x"),
+            "{table}"
+        );
+        assert!(
+            line("capabilities (no CTI call) p50").ends_with("yes"),
+            "{table}"
+        );
+        // 6000/10000 = 0.6 < 0.7
+        assert!(
+            line("capabilities, 64 in flight").ends_with("NO"),
+            "{table}"
+        );
+        // 300/100 = 3 > 2.5
+        assert!(
+            line("agentinfo (one CTI call) p50").ends_with("NO"),
+            "{table}"
+        );
+        // 540/600 = 0.9 >= 0.85
+        assert!(
+            line("storm 10000: logins per second").contains("0.90x"),
+            "{table}"
+        );
+        assert!(
+            line("storm 10000: logins per second").ends_with("yes"),
+            "{table}"
+        );
+        assert!(line("storm 10000: worst").ends_with("NO"), "{table}");
+        assert!(
+            line("storm 1000: logins per second").ends_with("yes"),
+            "{table}"
+        );
+        assert_eq!((met, missed), (4, 3), "{table}");
+    }
+}

@@ -1,0 +1,86 @@
+//! The harness runs once, at a tiny size, in the test suite so that it cannot rot. No
+//! figure is asserted against a target here (timings belong to `pb-bench` runs, not tests):
+//! the run must complete and report every figure.
+
+use std::process::Command;
+
+use pb_bench::report::Report;
+use pb_testkit::{TempDir, bin_path};
+
+#[test]
+fn a_tiny_run_reports_every_figure_beside_the_floor() {
+    let dir = TempDir::new("bench");
+    let json = dir.path().join("tiny.json");
+    let out = Command::new(bin_path("pb-bench"))
+        .args([
+            "--runs",
+            "1",
+            "--agents",
+            "5,10",
+            "--samples",
+            "30",
+            "--in-flight",
+            "4",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run pb-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pb-bench failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("login storm: 10 agents"),
+        "no progress shown:\n{stderr}"
+    );
+    for line in [
+        "echo floor, sequential p50",
+        "cti.query.capabilities (no CTI call) p50",
+        "cti.query.agentinfo (one CTI call) p99.9",
+        "channel.request.ready",
+        "storm 10: logins per second",
+        "resident memory per logged-in agent",
+        "event latency (CTI -> bridge) p99",
+        "targets met:",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in the table:\n{stdout}");
+    }
+
+    let report: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report.runs.len(), 1);
+    for key in [
+        "floor.seq.p50_us",
+        "floor.seq.p999_us",
+        "floor.per_s",
+        "cmd.cti.query.capabilities.seq.p50_us",
+        "cmd.cti.query.agentinfo.per_s",
+        "cmd.channel.request.ready.seq.p99_us",
+        "storm.5.logins_per_s",
+        "storm.10.worst_p99_ms",
+        "event.p50_us",
+        "event.p99_us",
+    ] {
+        let value = report.median.get(key).copied();
+        assert!(
+            value.is_some_and(|v| v > 0.0),
+            "{key} = {value:?} in {:?}",
+            report.median
+        );
+    }
+    assert!(report.median.contains_key("memory.kib_per_agent"));
+
+    // Two reports compare figure by figure.
+    let compared = Command::new(bin_path("pb-bench"))
+        .arg("compare")
+        .arg(&json)
+        .arg(&json)
+        .output()
+        .expect("run pb-bench compare");
+    let text = String::from_utf8_lossy(&compared.stdout);
+    assert!(compared.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("floor.per_s") && l.ends_with("1.00x")),
+        "{text}"
+    );
+}
