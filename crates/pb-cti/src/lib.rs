@@ -45,6 +45,18 @@ pub fn agent_events(subjects: &Subjects, agent_id: &str) -> String {
     subjects.internal(&format!("cti.evt.agent.{}", encode_token(agent_id)))
 }
 
+/// `P.cti.evt.agent.*`: every agent's changes, what a replica of a service subscribes to
+/// once (routing each to the agent's handler in the process).
+pub fn every_agent_events(subjects: &Subjects) -> String {
+    subjects.internal("cti.evt.agent.*")
+}
+
+/// The agent whose change arrived on `subject` ([`agent_events`]), if it is one.
+pub fn agent_of(subjects: &Subjects, subject: &str) -> Option<String> {
+    let token = subject.strip_prefix(&subjects.internal("cti.evt.agent."))?;
+    pb_protocol::target::decode_token(token).ok()
+}
+
 /// A call to the adapter: its operation name (the last subject token) and reply type.
 pub trait CtiCall: Serialize + DeserializeOwned {
     const OP: &'static str;
@@ -323,6 +335,16 @@ pub enum AgentEvent {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn agent_event_subjects_name_their_agent() {
+        let subjects = Subjects::default();
+        let subject = agent_events(&subjects, "ag 7.x");
+        assert_eq!(subject, "pb.cti.evt.agent.ag%207%2Ex");
+        assert_eq!(agent_of(&subjects, &subject).as_deref(), Some("ag 7.x"));
+        assert_eq!(agent_of(&subjects, "pb.cti.evt.link"), None);
+        assert_eq!(every_agent_events(&subjects), "pb.cti.evt.agent.*");
+    }
 
     #[test]
     fn reply_wire_form() {

@@ -3,10 +3,13 @@
 //! for one agent is serialised and each destination's commands are taken in the order the
 //! bridge sent them.
 //!
-//! * The owner subscribes to the exact subject of every destination of its units, and to
-//!   their CTI event subjects (`P.cti.evt.agent.<unit>`). NATS delivers one publisher's
-//!   messages to one subscription in order, so nothing can overtake a command. A destination
-//!   that does not exist has no subscriber: the bridge gets "no responders" (contract §5.6).
+//! * The owner subscribes to the exact subject of every destination of its units. NATS
+//!   delivers one publisher's messages to one subscription in order, so nothing can overtake
+//!   a command. A destination that does not exist has no subscriber: the bridge gets "no
+//!   responders" (contract §5.6).
+//! * CTI events (`P.cti.evt.agent.<unit>`) arrive on one subscription per replica and go to
+//!   the inbox of the unit's actor if the unit is owned here (a subscription per unit would
+//!   cost a channel of its own, about 6 KiB, per agent).
 //! * Each owned unit is an actor: one task that takes one message at a time from its
 //!   subscriptions and its inbox, handles it, publishes the response, then the events, then
 //!   runs the follow-up work, before it takes the next.
@@ -47,8 +50,6 @@ const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
 /// Checks in a row that must find a peer silent before it counts as gone.
 const GONE_AFTER: u32 = 3;
-/// The stream key of a unit's CTI events in its actor.
-const AGENT_STREAM: &str = "";
 
 /// What an owning service does. Everything but [`Owner::internal_unit`] and
 /// [`Owner::units`] runs inside the unit's actor, one message at a time.
@@ -96,7 +97,7 @@ pub struct Unit {
     name: String,
     client: Client,
     subjects: Subjects,
-    /// The unit's subscriptions by subject: its destinations, and its CTI events.
+    /// The unit's subscriptions by subject: its destinations.
     streams: StreamMap<String, Subscriber>,
     /// Commands that reached a destination just forgotten: answered FAILURE afterwards.
     orphans: Vec<Message>,
@@ -146,10 +147,7 @@ impl Unit {
 
     /// How many destinations the unit answers for.
     fn destinations(&self) -> usize {
-        self.streams
-            .keys()
-            .filter(|k| k.as_str() != AGENT_STREAM)
-            .count()
+        self.streams.len()
     }
 }
 
@@ -245,6 +243,11 @@ pub async fn run<H: Owner>(
         .queue_subscribe(disposed_subject.clone(), queue)
         .await
         .map_err(subscribe_err(&disposed_subject))?;
+    let agents_subject = pb_cti::every_agent_events(&subjects);
+    let agent_events = client
+        .subscribe(agents_subject.clone())
+        .await
+        .map_err(subscribe_err(&agents_subject))?;
     let node_subject = shared.node_of(&shared.me);
     let mut node = client
         .subscribe(node_subject.clone())
@@ -269,6 +272,8 @@ pub async fn run<H: Owner>(
     .await?;
     tracing::info!(me = %shared.me, "{}: service ready", owned.service);
 
+    // Until the units are stopped, so that the last changes reach a unit being finished.
+    let routing = tokio::spawn(shared.clone().route_agent_events(agent_events));
     let mut check = tokio::time::interval(owned.check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
@@ -327,6 +332,7 @@ pub async fn run<H: Owner>(
         .collect();
     let _ = tokio::time::timeout(config.deadline, futures::future::join_all(finished)).await;
     // 3. Go silent and ask the peers to take the units over now.
+    routing.abort();
     pinging.abort();
     let _ = pinging.await;
     if is_connected(&client) {
@@ -363,6 +369,8 @@ struct Shared<H> {
 
 /// Work handed to a unit's actor from outside its subscriptions.
 enum Inbox {
+    /// A change at the CTI for the unit.
+    CtiEvent(Bytes),
     Internal {
         op: String,
         payload: Bytes,
@@ -577,6 +585,20 @@ impl<H: Owner> Shared<H> {
         }
     }
 
+    /// Hand every agent's CTI event to the actor of its unit, if the unit is owned here.
+    async fn route_agent_events(self: Arc<Self>, mut events: Subscriber) {
+        while let Some(message) = events.next().await {
+            let Some(unit) = pb_cti::agent_of(&self.context.subjects, &message.subject) else {
+                tracing::warn!(subject = %message.subject, "CTI event for no agent ignored");
+                continue;
+            };
+            let actors = self.actors.lock().expect("actors lock");
+            if let Some(actor) = actors.get(&unit) {
+                let _ = actor.send(Inbox::CtiEvent(message.payload));
+            }
+        }
+    }
+
     async fn internal_reply(&self, to: Option<&Subject>, reply: InternalReply) {
         if let Some(to) = to {
             let payload = serde_json::to_vec(&reply).unwrap_or_default();
@@ -732,15 +754,6 @@ impl<H: Owner> Shared<H> {
             streams: StreamMap::new(),
             orphans: Vec::new(),
         };
-        match client
-            .subscribe(pb_cti::agent_events(&ctx.subjects, &unit))
-            .await
-        {
-            Ok(events) => {
-                ctx.streams.insert(AGENT_STREAM.to_owned(), events);
-            }
-            Err(e) => tracing::error!(%unit, error = %e, "cannot follow the agent's CTI events"),
-        }
         match self.handler.destinations(&unit).await {
             Ok(destinations) => {
                 for (kind, target) in destinations {
@@ -754,15 +767,14 @@ impl<H: Owner> Shared<H> {
         // Stop when the unit has no destination left and nothing waits in the inbox.
         while ctx.destinations() > 0 || !inbox.is_empty() {
             tokio::select! {
-                Some((stream, message)) = ctx.streams.next() => {
-                    if stream == AGENT_STREAM {
-                        let events = self.handler.cti_event(&mut ctx, message.payload).await;
-                        self.publish_events(events).await;
-                    } else {
-                        self.command(&mut ctx, message).await;
-                    }
+                Some((_, message)) = ctx.streams.next() => {
+                    self.command(&mut ctx, message).await;
                 }
                 item = inbox.recv() => match item {
+                    Some(Inbox::CtiEvent(payload)) => {
+                        let events = self.handler.cti_event(&mut ctx, payload).await;
+                        self.publish_events(events).await;
+                    }
                     Some(Inbox::Internal { op, payload, reply, headers }) => {
                         let span = tracing::info_span!("internal", op = %op, unit = %unit);
                         crate::trace::follow(&span, headers.as_ref());
@@ -789,10 +801,12 @@ impl<H: Owner> Shared<H> {
         // No destinations left: let the unit go.
         self.actors.lock().expect("actors lock").remove(&unit);
         inbox.close();
-        while let Ok(Inbox::Internal { reply, .. }) = inbox.try_recv() {
-            let why = "the unit was just released; retry".to_owned();
-            self.internal_reply(reply.as_ref(), InternalReply::Error(why))
-                .await;
+        while let Ok(item) = inbox.try_recv() {
+            if let Inbox::Internal { reply, .. } = item {
+                let why = "the unit was just released; retry".to_owned();
+                self.internal_reply(reply.as_ref(), InternalReply::Error(why))
+                    .await;
+            }
         }
         let key = self.owner_key(&unit);
         if let Ok(Some(entry)) = self.owners.entry(&key).await
@@ -812,21 +826,11 @@ impl<H: Owner> Shared<H> {
         let subjects: Vec<String> = ctx.streams.keys().cloned().collect();
         for subject in subjects {
             if let Some(subscriber) = ctx.streams.remove(&subject) {
-                pending.extend(
-                    drained(subscriber)
-                        .await
-                        .into_iter()
-                        .map(|m| (subject.clone(), m)),
-                );
+                pending.extend(drained(subscriber).await);
             }
         }
-        for (subject, message) in pending {
-            if subject == AGENT_STREAM {
-                let events = self.handler.cti_event(ctx, message.payload).await;
-                self.publish_events(events).await;
-            } else {
-                self.command(ctx, message).await;
-            }
+        for message in pending {
+            self.command(ctx, message).await;
         }
     }
 
