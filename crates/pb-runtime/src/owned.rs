@@ -54,7 +54,8 @@ const GONE_AFTER: u32 = 3;
 /// What an owning service does. Everything but [`Owner::internal_unit`] and
 /// [`Owner::units`] runs inside the unit's actor, one message at a time.
 pub trait Owner: Send + Sync + 'static {
-    /// The destinations the unit has now, to subscribe to when taking it over.
+    /// The destinations the unit has now, to subscribe to when its actor starts here (read
+    /// from the store, not from memory: another replica may have owned it meanwhile).
     fn destinations(
         &self,
         unit: &str,

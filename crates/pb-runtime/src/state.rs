@@ -2,12 +2,13 @@
 //!
 //! * [`UnitStore`]: one JSON record per unit (agent), read and written by the unit's owner
 //!   with compare-and-set, so a write from a replica that lost ownership fails instead of
-//!   overwriting;
-//! * [`Targets`]: the index from a destination's target to its unit, so any replica can
-//!   tell which unit a command is for (and that a disposed destination is gone).
+//!   overwriting. The owner keeps the records of its units in memory as last read or
+//!   written: a command reads no record from the bucket, and a write that changes nothing
+//!   is not made;
+//! * [`Targets`]: the index from a session's target to its unit, so that a target is one
+//!   agent's at a time whichever replica creates it.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,19 +46,50 @@ pub struct Loaded<T> {
 #[derive(Debug, Clone)]
 pub struct UnitStore<T> {
     store: kv::Store,
-    kind: PhantomData<fn() -> T>,
+    /// The records as last read or written here, with their revisions. The owner is a
+    /// record's only writer, so while it owns the unit the copy here is the record.
+    cache: Arc<Mutex<HashMap<String, (T, Option<u64>)>>>,
 }
 
-impl<T: Serialize + DeserializeOwned + Default + PartialEq> UnitStore<T> {
+impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T> {
     /// Open the bucket `name` (one of [`crate::kv::buckets`]).
     pub async fn open(buckets: &Buckets, name: &str) -> Result<Self, BucketError> {
         Ok(Self {
             store: buckets.open(name, Duration::ZERO).await?,
-            kind: PhantomData,
+            cache: Arc::default(),
         })
     }
 
+    /// The unit's record: the copy in memory, else read from the bucket.
     pub async fn load(&self, unit: &str) -> Result<Loaded<T>, StateError> {
+        if let Some((value, revision)) = self.cache.lock().expect("records cache").get(unit) {
+            return Ok(Loaded {
+                value: value.clone(),
+                revision: *revision,
+            });
+        }
+        let loaded = self.read(unit).await?;
+        self.remember(unit, &loaded);
+        Ok(loaded)
+    }
+
+    /// The unit's record read from the bucket, whatever is in memory: for a unit this
+    /// replica starts to own (another replica may have written it since).
+    pub async fn reload(&self, unit: &str) -> Result<Loaded<T>, StateError> {
+        self.cache.lock().expect("records cache").remove(unit);
+        self.load(unit).await
+    }
+
+    fn remember(&self, unit: &str, loaded: &Loaded<T>) {
+        let mut cache = self.cache.lock().expect("records cache");
+        if loaded.value == T::default() {
+            cache.remove(unit);
+        } else {
+            cache.insert(unit.to_owned(), (loaded.value.clone(), loaded.revision));
+        }
+    }
+
+    async fn read(&self, unit: &str) -> Result<Loaded<T>, StateError> {
         match self.store.entry(key(&[unit])).await.map_err(unavailable)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 let value =
@@ -83,7 +115,31 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq> UnitStore<T> {
 
     /// Write a loaded record back; fails with [`StateError::Conflict`] if it changed since.
     /// An empty record (the default) is deleted, so [`UnitStore::units`] lists live units only.
+    /// A record equal to the one in memory at the same revision is not written again.
     pub async fn save(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
+        let unchanged = self
+            .cache
+            .lock()
+            .expect("records cache")
+            .get(unit)
+            .is_some_and(|(value, revision)| {
+                *revision == loaded.revision && *value == loaded.value
+            });
+        if unchanged {
+            return Ok(());
+        }
+        let written = self.write(unit, loaded).await;
+        match &written {
+            Ok(()) => self.remember(unit, loaded),
+            Err(_) => {
+                // Conflict (another replica wrote) or unknown: read it afresh next time.
+                self.cache.lock().expect("records cache").remove(unit);
+            }
+        }
+        written
+    }
+
+    async fn write(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
         let key = key(&[unit]);
         if loaded.value == T::default() {
             let Some(revision) = loaded.revision else {

@@ -57,9 +57,6 @@ async fn create(groups: &Groups, ctx: &mut Unit, create: GroupCreate) -> Interna
     if let Err(e) = groups.store.save(unit, &mut loaded).await {
         return InternalReply::Error(e.to_string());
     }
-    if let Err(e) = groups.targets.put(&create.target, unit).await {
-        return InternalReply::Error(e.to_string());
-    }
     ctx.listen(Kind::ChannelGroup, &create.target).await.into()
 }
 
@@ -78,9 +75,6 @@ async fn release(groups: &Groups, ctx: &mut Unit) -> InternalReply {
     let channels_gone = tree.channels.into_keys().map(|t| (Kind::Channel, t));
     for (kind, target) in groups_gone.chain(channels_gone) {
         ctx.forget(kind, &target).await;
-        if let Err(e) = groups.targets.delete(&target).await {
-            tracing::error!(%target, error = %e, "could not forget a released destination");
-        }
     }
     InternalReply::Ok
 }

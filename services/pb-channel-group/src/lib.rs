@@ -26,7 +26,7 @@ use pb_protocol::{Command, Event, Kind, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
-use pb_runtime::state::{Targets, UnitStore};
+use pb_runtime::state::UnitStore;
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
 
 use crate::state::AgentTree;
@@ -36,7 +36,6 @@ use crate::state::AgentTree;
 pub struct Groups {
     cti: CtiClient,
     store: UnitStore<AgentTree>,
-    targets: Targets,
     deadline: Duration,
 }
 
@@ -77,7 +76,6 @@ pub async fn run(
     let groups = Arc::new(Groups {
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
         store: UnitStore::open(&buckets, pb_runtime::kv::buckets::CHANNELS).await?,
-        targets: Targets::open(&buckets).await?,
         deadline: config.deadline,
     });
     owned::run(client, &config, owned, groups, shutdown).await
@@ -87,7 +85,7 @@ impl Owner for Groups {
     async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
         let tree = self
             .store
-            .load(unit)
+            .reload(unit)
             .await
             .map_err(|e| e.to_string())?
             .value;

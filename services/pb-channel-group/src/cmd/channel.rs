@@ -169,15 +169,13 @@ where
 /// Answered, `channel.disposed` raised (if the bridge knows the channel), then released.
 fn dispose(groups: &Groups, unit: &str, target: &Target, initialised: bool) -> Reply {
     let store = groups.store.clone();
-    let targets = groups.targets.clone();
     let unit = unit.to_owned();
     let released = target.clone();
     let reply = Reply::success().then(async move {
         let release = async {
             let mut loaded = store.load(&unit).await?;
             loaded.value.channels.remove(&released);
-            store.save(&unit, &mut loaded).await?;
-            targets.delete(&released).await
+            store.save(&unit, &mut loaded).await
         };
         if let Err(e) = release.await {
             tracing::error!(target = %released, error = %e, "could not release the channel");

@@ -135,9 +135,6 @@ async fn create_channel(
     if let Err(e) = groups.store.save(unit, loaded).await {
         return Reply::failure(e.to_string());
     }
-    if let Err(e) = groups.targets.put(&channel_target, unit).await {
-        return Reply::failure(e.to_string());
-    }
     match ctx.listen(Kind::Channel, &channel_target).await {
         Ok(()) => Reply::success(),
         Err(why) => Reply::failure(why),
@@ -147,15 +144,13 @@ async fn create_channel(
 /// Answered, then released. The group's channels are disposed by their own requests.
 fn dispose(groups: &Groups, unit: &str, target: &Target) -> Reply {
     let store = groups.store.clone();
-    let targets = groups.targets.clone();
     let unit = unit.to_owned();
     let target = target.clone();
     Reply::success().then(async move {
         let released = async {
             let mut loaded = store.load(&unit).await?;
             loaded.value.groups.remove(&target);
-            store.save(&unit, &mut loaded).await?;
-            targets.delete(&target).await
+            store.save(&unit, &mut loaded).await
         };
         if let Err(e) = released.await {
             tracing::error!(%target, error = %e, "could not release the channel group");
