@@ -42,13 +42,16 @@ pub struct Loaded<T> {
     revision: Option<u64>,
 }
 
+/// Records by unit, with their revisions.
+type Records<T> = Arc<Mutex<HashMap<String, (T, Option<u64>)>>>;
+
 /// One record per unit, of type `T` (a missing record reads as `T::default()`).
 #[derive(Debug, Clone)]
 pub struct UnitStore<T> {
     store: kv::Store,
     /// The records as last read or written here, with their revisions. The owner is a
     /// record's only writer, so while it owns the unit the copy here is the record.
-    cache: Arc<Mutex<HashMap<String, (T, Option<u64>)>>>,
+    cache: Records<T>,
 }
 
 impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T> {
