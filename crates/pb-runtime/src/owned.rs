@@ -381,6 +381,12 @@ enum Inbox {
     Stop(tokio::sync::oneshot::Sender<()>),
 }
 
+/// What an actor takes next.
+enum Work {
+    Command(Message),
+    Inbox(Inbox),
+}
+
 enum Route {
     Mine,
     Theirs(String),
@@ -744,17 +750,41 @@ impl<H: Owner> Shared<H> {
         tracing::warn!(%dead, adopted, "units taken over");
     }
 
-    /// A unit's actor: subscribe its destinations and CTI events, then take one message at a
-    /// time until it has no destinations left or is stopped.
+    /// A unit's actor: subscribe its destinations, then take one message at a time until it
+    /// has no destinations left or is stopped. Between messages it holds only its unit: the
+    /// work on each is a boxed future, so an idle actor does not keep the largest handler's
+    /// state (kilobytes) for every agent.
     async fn run_actor(self: Arc<Self>, unit: String, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
-        let client = self.context.client.clone();
         let mut ctx = Unit {
             name: unit.clone(),
-            client: client.clone(),
+            client: self.context.client.clone(),
             subjects: self.context.subjects.clone(),
             streams: StreamMap::new(),
             orphans: Vec::new(),
         };
+        Box::pin(self.start(&mut ctx)).await;
+        // Stop when the unit has no destination left and nothing waits in the inbox.
+        while ctx.destinations() > 0 || !inbox.is_empty() {
+            let work = tokio::select! {
+                Some((_, message)) = ctx.streams.next() => Work::Command(message),
+                item = inbox.recv() => match item {
+                    Some(item) => Work::Inbox(item),
+                    None => return,
+                },
+            };
+            if let Work::Inbox(Inbox::Stop(done)) = work {
+                Box::pin(self.finish(&mut ctx)).await;
+                let _ = done.send(());
+                return;
+            }
+            Box::pin(self.work(&mut ctx, work)).await;
+        }
+        Box::pin(self.release(&unit, inbox)).await;
+    }
+
+    /// Subscribe the destinations the unit has.
+    async fn start(&self, ctx: &mut Unit) {
+        let unit = ctx.name.clone();
         match self.handler.destinations(&unit).await {
             Ok(destinations) => {
                 for (kind, target) in destinations {
@@ -765,42 +795,44 @@ impl<H: Owner> Shared<H> {
             }
             Err(e) => tracing::error!(%unit, error = %e, "cannot read the unit's destinations"),
         }
-        // Stop when the unit has no destination left and nothing waits in the inbox.
-        while ctx.destinations() > 0 || !inbox.is_empty() {
-            tokio::select! {
-                Some((_, message)) = ctx.streams.next() => {
-                    self.command(&mut ctx, message).await;
-                }
-                item = inbox.recv() => match item {
-                    Some(Inbox::CtiEvent(payload)) => {
-                        let events = self.handler.cti_event(&mut ctx, payload).await;
-                        self.publish_events(events).await;
-                    }
-                    Some(Inbox::Internal { op, payload, reply, headers }) => {
-                        let span = tracing::info_span!("internal", op = %op, unit = %unit);
-                        crate::trace::follow(&span, headers.as_ref());
-                        async {
-                            let (answer, events) = self.handler.internal(&mut ctx, &op, payload).await;
-                            self.internal_reply(reply.as_ref(), answer).await;
-                            self.publish_events(events).await;
-                        }
-                        .instrument(span)
-                        .await;
-                    }
-                    Some(Inbox::Stop(done)) => {
-                        self.finish(&mut ctx).await;
-                        let _ = done.send(());
-                        return;
-                    }
-                    None => return,
-                },
+    }
+
+    /// One message for the unit, then the commands its destinations left unanswered.
+    async fn work(&self, ctx: &mut Unit, work: Work) {
+        match work {
+            Work::Command(message) => self.command(ctx, message).await,
+            Work::Inbox(Inbox::CtiEvent(payload)) => {
+                let events = self.handler.cti_event(ctx, payload).await;
+                self.publish_events(events).await;
             }
-            for orphan in std::mem::take(&mut ctx.orphans) {
-                self.orphan(orphan).await;
+            Work::Inbox(Inbox::Internal {
+                op,
+                payload,
+                reply,
+                headers,
+            }) => {
+                let span = tracing::info_span!("internal", op = %op, unit = %ctx.name);
+                crate::trace::follow(&span, headers.as_ref());
+                async {
+                    let (answer, events) = self.handler.internal(ctx, &op, payload).await;
+                    self.internal_reply(reply.as_ref(), answer).await;
+                    self.publish_events(events).await;
+                }
+                .instrument(span)
+                .await;
+            }
+            Work::Inbox(Inbox::Stop(done)) => {
+                let _ = done.send(()); // handled by the actor's loop
             }
         }
-        // No destinations left: let the unit go.
-        self.actors.lock().expect("actors lock").remove(&unit);
+        for orphan in std::mem::take(&mut ctx.orphans) {
+            self.orphan(orphan).await;
+        }
+    }
+
+    /// No destinations left: let the unit go.
+    async fn release(&self, unit: &str, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+        self.actors.lock().expect("actors lock").remove(unit);
         inbox.close();
         while let Ok(item) = inbox.try_recv() {
             if let Inbox::Internal { reply, .. } = item {
@@ -809,7 +841,7 @@ impl<H: Owner> Shared<H> {
                     .await;
             }
         }
-        let key = self.owner_key(&unit);
+        let key = self.owner_key(unit);
         if let Ok(Some(entry)) = self.owners.entry(&key).await
             && entry.value == self.me.as_bytes()
         {
