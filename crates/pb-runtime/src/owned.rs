@@ -24,8 +24,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::kv;
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::internal::{InternalReply, RELEASE, ReleaseUnit};
 use pb_protocol::target::encode_token;
-use pb_protocol::{Command, Event, Kind, Subjects, Target};
+use pb_protocol::{Command, Event, Kind, MessageType, Subjects, Target};
 use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use tracing::Instrument;
@@ -42,6 +44,7 @@ use tracing::Instrument;
 use crate::Shutdown;
 use crate::connect::is_connected;
 use crate::kv::{BucketError, Buckets, key};
+use crate::reply_cache::RETENTION;
 use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, refuse, respond};
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
@@ -102,6 +105,12 @@ pub struct Unit {
     streams: StreamMap<String, Subscriber>,
     /// Commands that reached a destination just forgotten: answered FAILURE afterwards.
     orphans: Vec<Message>,
+    /// The requests seen in the last [`RETENTION`], by a hash of target and `requestId`.
+    seen: HashMap<u64, Instant>,
+    /// From when every request of the unit in the last [`RETENTION`] went through this
+    /// actor: at once for a unit created here, [`RETENTION`] after a unit is taken over.
+    /// From then on a `requestId` not in `seen` is new, and needs no claim in the reply cache.
+    sole_witness_from: Instant,
 }
 
 impl Unit {
@@ -144,6 +153,21 @@ impl Unit {
         };
         crate::metrics::metrics().destinations(kind.token(), -1);
         self.orphans.extend(drained(subscriber).await);
+    }
+
+    /// Whether `command` is a request whose `requestId` the unit has surely never seen.
+    /// A hash collision only sends a new request the longer way (a claim).
+    fn first_sight(&mut self, command: &Command) -> bool {
+        if command.message_type() != MessageType::Request {
+            return false;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (command.target.as_str(), command.request_id.as_str()).hash(&mut hasher);
+        let now = Instant::now();
+        self.seen
+            .retain(|_, at| now.duration_since(*at) < RETENTION);
+        let unseen = self.seen.insert(hasher.finish(), now).is_none();
+        unseen && now >= self.sole_witness_from
     }
 
     /// How many destinations the unit answers for.
@@ -761,6 +785,8 @@ impl<H: Owner> Shared<H> {
             subjects: self.context.subjects.clone(),
             streams: StreamMap::new(),
             orphans: Vec::new(),
+            seen: HashMap::new(),
+            sole_witness_from: Instant::now() + RETENTION,
         };
         Box::pin(self.start(&mut ctx)).await;
         // Stop when the unit has no destination left and nothing waits in the inbox.
@@ -787,6 +813,10 @@ impl<H: Owner> Shared<H> {
         let unit = ctx.name.clone();
         match self.handler.destinations(&unit).await {
             Ok(destinations) => {
+                if destinations.is_empty() {
+                    // A new unit: nobody else has answered for it.
+                    ctx.sole_witness_from = Instant::now();
+                }
                 for (kind, target) in destinations {
                     if let Err(e) = ctx.listen(kind, &target).await {
                         tracing::error!(%unit, error = %e, "cannot answer for a destination");
@@ -897,11 +927,13 @@ impl<H: Owner> Shared<H> {
         else {
             return;
         };
+        let new = ctx.first_sight(&command);
         respond(
             &self.context,
             command,
             reply_to,
             message.headers.as_ref(),
+            new,
             |command| self.handler.command(ctx, command),
         )
         .await;

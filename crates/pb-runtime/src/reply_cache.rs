@@ -113,6 +113,15 @@ impl ReplyCache {
         }
     }
 
+    /// The right to act on a request that the caller knows to be new (an owner that has
+    /// served the destination since it was created and never saw this `requestId`): no
+    /// claim is made, the answer is only recorded.
+    pub fn known_new(target: &Target, request_id: &str) -> Slot {
+        Slot {
+            key: key(&[target.as_str(), request_id]),
+        }
+    }
+
     /// Record the answer to a claimed request, before it is published.
     pub async fn complete(&self, slot: Slot, answer: Bytes) -> Result<(), CacheError> {
         self.store

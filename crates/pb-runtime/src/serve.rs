@@ -174,7 +174,7 @@ async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_na
         return;
     };
     let headers = message.headers.as_ref();
-    respond(&context, command, reply_to, headers, |command| {
+    respond(&context, command, reply_to, headers, false, |command| {
         handler.handle(command)
     })
     .await;
@@ -216,15 +216,17 @@ pub async fn decode(
     }
 }
 
-/// Answer a decoded command: consult the reply cache (requests), run `handle` under the
-/// deadline, record the answer, publish the response, then the events, then run the
-/// follow-up work. Everything happens before this returns, so a caller holding a lock keeps
-/// the order of responses and events of everything done under it.
+/// Answer a decoded command: consult the reply cache (requests; not when the caller knows
+/// the `requestId` is `new`), run `handle` under the deadline, record the answer, publish
+/// the response, then the events, then run the follow-up work. Everything happens before
+/// this returns, so a caller holding a lock keeps the order of responses and events of
+/// everything done under it.
 pub async fn respond<F, Fut>(
     context: &Context,
     command: Command,
     reply_to: Subject,
     headers: Option<&async_nats::HeaderMap>,
+    new: bool,
     handle: F,
 ) where
     F: FnOnce(Command) -> Fut,
@@ -240,7 +242,11 @@ pub async fn respond<F, Fut>(
     crate::trace::follow(&span, headers);
     let started = std::time::Instant::now();
     async move {
-        let slot = if command.message_type() == MessageType::Request {
+        let slot = if command.message_type() != MessageType::Request {
+            None
+        } else if new {
+            Some(ReplyCache::known_new(&command.target, &command.request_id))
+        } else {
             match context
                 .replies
                 .claim(&command.target, &command.request_id, context.deadline)
@@ -258,8 +264,6 @@ pub async fn respond<F, Fut>(
                     return;
                 }
             }
-        } else {
-            None
         };
         let name = command.name();
         let reply = match tokio::time::timeout(context.deadline, handle(command.clone())).await {
