@@ -178,14 +178,15 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     if let Some(e) = logged_report.first_failure {
         bail!("the agents to work on did not log in: {e}");
     }
+    let probe = Probe::new(client.clone(), agents.clone());
     for (name, cost) in report::COMMANDS {
         step(
             label,
             &format!("{name} ({cost}): one at a time, then in flight"),
         );
         let once = |i: usize| {
-            let (driver, agents) = (driver.clone(), &agents);
-            async move { command(&driver, name, agents, i).await }
+            let probe = &probe;
+            async move { probe.command(name, i).await }
         };
         sequential(cli.samples / 10 + 1, once).await?;
         put_latency(
@@ -264,44 +265,74 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     Ok(figures)
 }
 
-/// One command of a measured kind; `i` spreads `channel.request.ready` over the agents to
-/// work on, alternating with `notready` so every request changes the agent's state.
-async fn command(driver: &Driver, name: &str, agents: &[LoggedIn], i: usize) -> anyhow::Result<()> {
-    match name {
-        "cti.query.capabilities" => {
-            driver
-                .ok("cti.query.capabilities", "PB1.CONTROL", json!({}))
-                .await?;
+/// One command of a measured kind, sent as lean as the floor's echo: a query's payload is
+/// built once (a query is answered afresh whatever its requestId), a request's per call
+/// (its requestId must be new); the response is decoded and must be SUCCESS. `i` spreads
+/// `channel.request.ready` over the agents to work on, alternating with `notready` so
+/// every request changes the agent's state.
+#[derive(Debug, Clone)]
+struct Probe {
+    client: async_nats::Client,
+    subjects: Subjects,
+    agents: Vec<LoggedIn>,
+    capabilities: bytes::Bytes,
+    agent_info: bytes::Bytes,
+}
+
+impl Probe {
+    fn new(client: async_nats::Client, agents: Vec<LoggedIn>) -> Self {
+        let query = |name: &str, body: serde_json::Value| -> bytes::Bytes {
+            pb_protocol::envelope::raw_command(name, "PB1.CONTROL", "bench-query", body).into()
+        };
+        Self {
+            client,
+            subjects: Subjects::default(),
+            agents,
+            capabilities: query("cti.query.capabilities", json!({})),
+            agent_info: query(
+                "cti.query.agentinfo",
+                json!({
+                    "agentId": "1002",
+                    "requestingAgentLogin": "1001",
+                    "requestingAgentPassword": "pw-1001",
+                }),
+            ),
         }
-        "cti.query.agentinfo" => {
-            let body = json!({
-                "agentId": "1002",
-                "requestingAgentLogin": "1001",
-                "requestingAgentPassword": "pw-1001",
-            });
-            driver
-                .ok("cti.query.agentinfo", "PB1.CONTROL", body)
-                .await?;
-        }
-        "channel.request.ready" => {
-            let channel = &agents[i % agents.len()].channels[0].target;
-            if (i / agents.len()) % 2 == 0 {
-                driver
-                    .ok(
-                        "channel.request.notready",
-                        channel,
-                        json!({"reasonCode": "bench"}),
-                    )
-                    .await?;
-            } else {
-                driver
-                    .ok("channel.request.ready", channel, json!({}))
-                    .await?;
-            }
-        }
-        other => bail!("no way to measure {other}"),
     }
-    Ok(())
+
+    async fn command(&self, name: &str, i: usize) -> anyhow::Result<()> {
+        let control = || -> anyhow::Result<String> {
+            Ok(self
+                .subjects
+                .command(Kind::Control, &Target::control("PB1")?))
+        };
+        let (subject, payload) = match name {
+            "cti.query.capabilities" => (control()?, self.capabilities.clone()),
+            "cti.query.agentinfo" => (control()?, self.agent_info.clone()),
+            "channel.request.ready" => {
+                let channel = &self.agents[i % self.agents.len()].channels[0].target;
+                let (name, body) = if (i / self.agents.len()) % 2 == 0 {
+                    ("channel.request.notready", json!({"reasonCode": "bench"}))
+                } else {
+                    ("channel.request.ready", json!({}))
+                };
+                let id = uuid::Uuid::new_v4().to_string();
+                let payload = pb_protocol::envelope::raw_command(name, channel, &id, body);
+                let target = Target::new(channel)?;
+                (
+                    self.subjects.command(Kind::Channel, &target),
+                    payload.into(),
+                )
+            }
+            other => bail!("no way to measure {other}"),
+        };
+        let reply = self.client.request(subject, payload).await?;
+        let response = pb_protocol::Response::decode(&reply.payload)?;
+        match response.outcome {
+            pb_protocol::Outcome::Success(_) => Ok(()),
+            pb_protocol::Outcome::Failure(why) => bail!("{name} failed: {why}"),
+        }
+    }
 }
 
 /// From a state change requested at the simulated CTI to the channel's event at the

@@ -110,6 +110,8 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     mut shutdown: Shutdown,
 ) -> Result<(), ServeError> {
+    // Shared, not cloned, per message: a clone copies clients and names (allocations).
+    let context = Arc::new(context);
     let mut tasks = JoinSet::new();
     let mut draining = false;
     loop {
@@ -162,7 +164,7 @@ pub async fn serve<H: Handler>(
 /// How long one NATS step of a shutdown may take before it is given up.
 pub const NATS_STEP: Duration = Duration::from_secs(3);
 
-async fn answer<H: Handler>(context: Context, handler: Arc<H>, message: async_nats::Message) {
+async fn answer<H: Handler>(context: Arc<Context>, handler: Arc<H>, message: async_nats::Message) {
     let Some((command, reply_to)) = decode(
         &context,
         &message.subject,
