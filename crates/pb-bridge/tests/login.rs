@@ -47,7 +47,8 @@ fn failure(r: &Response) -> String {
     }
 }
 
-/// A destination that does not exist (or no longer) has no responder (contract §5.6).
+/// A destination that does not exist (or no longer) has no responder, or answers FAILURE
+/// naming it unknown (contract §5.6).
 async fn assert_gone(driver: &Driver, name: &'static str, target: &str) {
     match driver.send(name, target, json!({})).await {
         Err(pb_bridge::flow::FlowError::Transport { message, .. }) => {
@@ -56,7 +57,14 @@ async fn assert_gone(driver: &Driver, name: &'static str, target: &str) {
                 "{name} on {target}: {message}"
             )
         }
-        other => panic!("{name} on {target} should have no responder: {other:?}"),
+        Ok(Response {
+            outcome: Outcome::Failure(why),
+            ..
+        }) => assert!(
+            why.starts_with("unknown ") && why.contains(&format!("destination `{target}`")),
+            "{name} on {target}: {why}"
+        ),
+        other => panic!("{name} on {target} should be gone: {other:?}"),
     }
 }
 
@@ -651,7 +659,7 @@ async fn a_command_queued_behind_a_dispose_is_answered_and_emptied_agents_are_fo
     assert_eq!(responses[1].json["header"]["result"], "FAILURE");
     assert_eq!(
         responses[1].json["header"]["errorMessage"],
-        format!("unknown channel destination `{ext}`: it has been disposed")
+        format!("unknown channel destination `{ext}`: it does not exist, or has been disposed")
     );
     drop(tap);
 
@@ -749,4 +757,61 @@ async fn channels_added_and_removed_at_the_cti_reach_the_group() {
             logged.group.clone()
         )]
     );
+}
+
+/// A channel-group replica subscribes once per kind per session (`pb.channel.<session>.>`),
+/// so one agent's subscription also carries the commands of a session whose target extends
+/// its own. Each command is answered once, by the agent whose destination it is; one for a
+/// destination nobody has is answered FAILURE once.
+#[tokio::test]
+async fn sessions_whose_targets_extend_one_another_answer_once_each() {
+    let w = world().await;
+    let outer = w.driver.login("1020", "pw-1020", "s20").await.unwrap();
+    let inner = w.driver.login("1021", "pw-1021", "s20.x").await.unwrap();
+    assert_eq!(inner.channels[0].target, "s20.x.g1.c1");
+    let mut tap = w.bridge.tap().await;
+    let cases = [
+        (
+            "channel.query.init",
+            inner.channels[0].target.as_str(),
+            "SUCCESS",
+        ),
+        (
+            "channel.query.init",
+            outer.channels[0].target.as_str(),
+            "SUCCESS",
+        ),
+        ("channelgroup.query.init", inner.group.as_str(), "SUCCESS"),
+        ("channel.query.init", "s20.x.g1.c9", "FAILURE"),
+        ("channel.query.init", "s20.g9.c1", "FAILURE"),
+        ("channelgroup.query.init", "s20.x.g7", "FAILURE"),
+    ];
+    for (i, (name, target, _)) in cases.iter().enumerate() {
+        w.bridge
+            .send_tapped(&tap, name, target, json!({}), &format!("q-{i}"))
+            .await;
+    }
+    let seen = tap.collect(SECOND).await;
+    for (i, (name, target, result)) in cases.iter().enumerate() {
+        let answers: Vec<_> = seen
+            .iter()
+            .filter(|s| s.kind() == "cti.response")
+            .filter(|s| s.json["header"]["requestId"] == format!("q-{i}"))
+            .collect();
+        assert_eq!(answers.len(), 1, "{name} on {target}: {answers:?}");
+        assert_eq!(
+            answers[0].json["header"]["result"], *result,
+            "{name} on {target}"
+        );
+        if *result == "FAILURE" {
+            let why = answers[0].json["header"]["errorMessage"].as_str().unwrap();
+            assert!(why.starts_with("unknown "), "{why}");
+        }
+    }
+    let init = w
+        .driver
+        .ok("channel.query.init", &inner.channels[0].target, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(init["agent-state"], "READY");
 }

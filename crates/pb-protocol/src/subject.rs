@@ -59,6 +59,20 @@ impl Kind {
         }
     }
 
+    /// How many segments a target of this kind has below its session's (contract §4: a
+    /// channel group is `<session>.<id>`, a channel `<group>.<id>`, ...); `None` for the
+    /// control, which belongs to no session.
+    pub fn below_session(self) -> Option<usize> {
+        match self {
+            Kind::Control => None,
+            Kind::Session => Some(0),
+            Kind::ChannelGroup => Some(1),
+            Kind::Channel => Some(2),
+            Kind::Interaction => Some(3),
+            Kind::Conversation => Some(4),
+        }
+    }
+
     /// How a person calls a destination of this kind, for error messages.
     pub fn describe(self) -> &'static str {
         match self {
@@ -143,6 +157,17 @@ impl Subjects {
         )
     }
 
+    /// `P.<kind>.<session>.>`: the commands to every destination of `kind` below the session
+    /// `session` (and below any session whose target extends it).
+    pub fn commands_below(&self, kind: Kind, session: &Target) -> String {
+        format!(
+            "{}.{}.{}.>",
+            self.prefix,
+            kind.token(),
+            session.to_subject_tokens()
+        )
+    }
+
     /// `P.evt.<kind>.<target>`: where the client publishes a destination's events.
     pub fn event(&self, kind: Kind, target: &Target) -> String {
         format!(
@@ -216,6 +241,16 @@ mod tests {
     }
 
     /// The table of contract §3, row by row.
+    #[test]
+    fn commands_below_a_session() {
+        let s = Subjects::default();
+        let session = Target::new("Main PB.s1").unwrap();
+        assert_eq!(
+            s.commands_below(Kind::Channel, &session),
+            "pb.channel.Main%20PB.s1.>"
+        );
+    }
+
     #[test]
     fn contract_subject_examples() {
         let s = Subjects::default();

@@ -53,6 +53,18 @@ impl Target {
         Ok(Self(format!("{}.{id}", self.0)))
     }
 
+    /// The session a destination of `kind` with this target belongs to (contract §4), or
+    /// `None` for the control or a target too short for its kind. Session targets may hold
+    /// dots: the segments below the session are counted from the end.
+    pub fn session_of(&self, kind: crate::Kind) -> Option<Target> {
+        let below = kind.below_session()?;
+        let mut end = self.0.len();
+        for _ in 0..below {
+            end = self.0[..end].rfind('.')?;
+        }
+        (end > 0).then(|| Self(self.0[..end].to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -277,6 +289,22 @@ mod tests {
             assert_eq!(decode_token(&encode_token(raw)).unwrap(), raw);
         }
         assert!(decode_token("a%2").is_err());
+    }
+
+    #[test]
+    fn the_session_of_a_destination() {
+        use crate::Kind;
+        let t = |s: &str| Target::new(s).unwrap();
+        let channel = t("a.b.g1.c1");
+        assert_eq!(channel.session_of(Kind::Channel), Some(t("a.b")));
+        assert_eq!(channel.session_of(Kind::ChannelGroup), Some(t("a.b.g1")));
+        assert_eq!(channel.session_of(Kind::Session), Some(channel.clone()));
+        assert_eq!(t("g1.c1").session_of(Kind::Channel), None);
+        assert_eq!(
+            t("s.g1.c1.i1.v1").session_of(Kind::Conversation),
+            Some(t("s"))
+        );
+        assert_eq!(t("PB1.CONTROL").session_of(Kind::Control), None);
     }
 
     #[test]

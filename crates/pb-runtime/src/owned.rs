@@ -3,10 +3,12 @@
 //! for one agent is serialised and each destination's commands are taken in the order the
 //! bridge sent them.
 //!
-//! * The owner subscribes to the exact subject of every destination of its units. NATS
-//!   delivers one publisher's messages to one subscription in order, so nothing can overtake
-//!   a command. A destination that does not exist has no subscriber: the bridge gets "no
-//!   responders" (contract §5.6).
+//! * The owner subscribes to its units' destinations ([`Listening`]): the session service
+//!   to each session's exact subject, the channel-group service once per kind per session
+//!   (`P.channel.<session>.>`). NATS delivers one publisher's messages to one subscription in
+//!   order, so nothing can overtake a command. A destination nobody has gets "no
+//!   responders", or FAILURE (unknown destination) when its session's owner hears it
+//!   (contract §5.6).
 //! * CTI events (`P.cti.evt.agent.<unit>`) arrive on one subscription per replica and go to
 //!   the inbox of the unit's actor if the unit is owned here (a subscription per unit would
 //!   cost a channel of its own, about 6 KiB, per agent).
@@ -95,16 +97,33 @@ pub trait Owner: Send + Sync + 'static {
     fn units(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
 }
 
+/// How an owning service subscribes to its units' destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// One subscription per destination, on its exact subject.
+    PerDestination,
+    /// One subscription per kind per session (`P.<kind>.<session>.>`), whatever the number
+    /// of destinations below it: for a service with several destinations per agent (each
+    /// subscription costs the client a channel of about 6 KiB, and the server an interest).
+    /// A command for a destination the unit does not have is answered FAILURE (unknown
+    /// destination, contract §5.6) unless it belongs to another agent's session.
+    PerSession,
+}
+
 /// A unit as its handler sees it: its name, and the destinations it answers for.
 #[derive(Debug)]
 pub struct Unit {
     name: String,
     client: Client,
     subjects: Subjects,
-    /// The unit's subscriptions by subject: its destinations.
+    listening: Listening,
+    /// The destinations the unit answers for.
+    served: std::collections::HashSet<(Kind, Target)>,
+    /// The unit's subscriptions by subject.
     streams: StreamMap<String, Subscriber>,
-    /// Commands that reached a destination just forgotten: answered FAILURE afterwards.
-    orphans: Vec<Message>,
+    /// Commands that reached a subscription just ended, with its subject: answered after
+    /// the current message (FAILURE, unknown destination).
+    orphans: Vec<(String, Message)>,
     /// The requests seen in the last [`RETENTION`], by a hash of target and `requestId`.
     seen: HashMap<u64, Instant>,
     /// From when every request of the unit in the last [`RETENTION`] went through this
@@ -118,41 +137,64 @@ impl Unit {
         &self.name
     }
 
+    /// The subscription that carries the commands to `target`.
+    fn subject_for(&self, kind: Kind, target: &Target) -> String {
+        match (self.listening, target.session_of(kind)) {
+            (Listening::PerSession, Some(session)) if kind != Kind::Session => {
+                self.subjects.commands_below(kind, &session)
+            }
+            _ => self.subjects.command(kind, target),
+        }
+    }
+
     /// Answer commands to `target` from now on: subscribed (and confirmed by the server)
     /// before this returns, so a create answered after it is answered truthfully (§5.5).
     /// Listening again is harmless, so a create that is repeated (after a failed attempt)
     /// always ends up listening.
     pub async fn listen(&mut self, kind: Kind, target: &Target) -> Result<(), String> {
-        let subject = self.subjects.command(kind, target);
-        if self.streams.contains_key(&subject) {
-            return Ok(());
+        let subject = self.subject_for(kind, target);
+        if !self.streams.contains_key(&subject) {
+            let subscriber = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+            self.client
+                .flush()
+                .await
+                .map_err(|e| format!("cannot confirm the subscription to {subject}: {e}"))?;
+            self.streams.insert(subject, subscriber);
         }
-        let subscriber = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| format!("cannot confirm the subscription to {subject}: {e}"))?;
-        if self.streams.insert(subject, subscriber).is_none() {
+        if self.served.insert((kind, target.clone())) {
             crate::metrics::metrics().destinations(kind.token(), 1);
         }
         Ok(())
     }
 
-    /// Stop answering for `target`. The server learns it before anything this unit publishes
-    /// next (one connection keeps its order), so once a dispose is answered the destination
-    /// has no responder (§5.6). Commands the server delivered before it learnt it are
-    /// answered FAILURE once the current message is done: none is left unanswered.
+    /// Stop answering for `target`: a command to it is answered FAILURE (unknown
+    /// destination) from the next message on. A subscription that no longer carries any
+    /// destination ends; the server learns it before anything this unit publishes next (one
+    /// connection keeps its order), so once a dispose is answered the destination has no
+    /// responder (§5.6); what the server delivered before it learnt it is answered once the
+    /// current message is done.
     pub async fn forget(&mut self, kind: Kind, target: &Target) {
-        let subject = self.subjects.command(kind, target);
-        let Some(subscriber) = self.streams.remove(&subject) else {
+        if !self.served.remove(&(kind, target.clone())) {
             return;
-        };
+        }
         crate::metrics::metrics().destinations(kind.token(), -1);
-        self.orphans.extend(drained(subscriber).await);
+        let subject = self.subject_for(kind, target);
+        if self
+            .served
+            .iter()
+            .any(|(k, t)| self.subject_for(*k, t) == subject)
+        {
+            return;
+        }
+        if let Some(subscriber) = self.streams.remove(&subject) {
+            let ended = drained(subscriber).await;
+            self.orphans
+                .extend(ended.into_iter().map(|m| (subject.clone(), m)));
+        }
     }
 
     /// Whether `command` is a request whose `requestId` the unit has surely never seen.
@@ -172,7 +214,7 @@ impl Unit {
 
     /// How many destinations the unit answers for.
     fn destinations(&self) -> usize {
-        self.streams.len()
+        self.served.len()
     }
 }
 
@@ -216,6 +258,8 @@ pub struct OwnedConfig {
     pub service: &'static str,
     /// How often the replicas check on one another (`PB_OWNER_CHECK_MS`).
     pub check_every: Duration,
+    /// How the units' destinations are subscribed.
+    pub listening: Listening,
 }
 
 /// Run an owning service until `shutdown`.
@@ -241,6 +285,8 @@ pub async fn run<H: Owner>(
             subjects: subjects.clone(),
             deadline: config.deadline,
         },
+        targets: crate::state::Targets::open(&buckets).await?,
+        listening: owned.listening,
         owners: buckets
             .open(crate::kv::buckets::OWNERS, Duration::ZERO)
             .await?,
@@ -377,6 +423,9 @@ async fn answer_pings<H: Owner>(shared: Arc<Shared<H>>, mut node: Subscriber) {
 /// What every task of one replica shares.
 struct Shared<H> {
     context: Context,
+    /// Session target -> unit: whose a command brought by a wide subscription is.
+    targets: crate::state::Targets,
+    listening: Listening,
     owners: kv::Store,
     members: kv::Store,
     service: &'static str,
@@ -407,8 +456,20 @@ enum Inbox {
 
 /// What an actor takes next.
 enum Work {
-    Command(Message),
+    /// A command, with the subject of the subscription that brought it.
+    Command(String, Message),
     Inbox(Inbox),
+}
+
+/// Whom a command is for, as a unit's actor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addressed {
+    /// One of the unit's destinations.
+    Here,
+    /// A destination nobody has (never created, or disposed).
+    Unknown,
+    /// Another unit's, or brought twice to this unit (by its other subscription).
+    Elsewhere,
 }
 
 enum Route {
@@ -783,6 +844,8 @@ impl<H: Owner> Shared<H> {
             name: unit.clone(),
             client: self.context.client.clone(),
             subjects: self.context.subjects.clone(),
+            listening: self.listening,
+            served: Default::default(),
             streams: StreamMap::new(),
             orphans: Vec::new(),
             seen: HashMap::new(),
@@ -792,7 +855,7 @@ impl<H: Owner> Shared<H> {
         // Stop when the unit has no destination left and nothing waits in the inbox.
         while ctx.destinations() > 0 || !inbox.is_empty() {
             let work = tokio::select! {
-                Some((_, message)) = ctx.streams.next() => Work::Command(message),
+                Some((subscription, message)) = ctx.streams.next() => Work::Command(subscription, message),
                 item = inbox.recv() => match item {
                     Some(item) => Work::Inbox(item),
                     None => return,
@@ -830,7 +893,7 @@ impl<H: Owner> Shared<H> {
     /// One message for the unit, then the commands its destinations left unanswered.
     async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
-            Work::Command(message) => self.command(ctx, message).await,
+            Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
             Work::Inbox(Inbox::CtiEvent(payload)) => {
                 let events = self.handler.cti_event(ctx, payload).await;
                 self.publish_events(events).await;
@@ -855,8 +918,8 @@ impl<H: Owner> Shared<H> {
                 let _ = done.send(()); // handled by the actor's loop
             }
         }
-        for orphan in std::mem::take(&mut ctx.orphans) {
-            self.orphan(orphan).await;
+        for (subscription, message) in std::mem::take(&mut ctx.orphans) {
+            self.command(ctx, &subscription, message).await;
         }
     }
 
@@ -889,34 +952,54 @@ impl<H: Owner> Shared<H> {
         let subjects: Vec<String> = ctx.streams.keys().cloned().collect();
         for subject in subjects {
             if let Some(subscriber) = ctx.streams.remove(&subject) {
-                pending.extend(drained(subscriber).await);
+                let ended = drained(subscriber).await;
+                pending.extend(ended.into_iter().map(|m| (subject.clone(), m)));
             }
         }
-        for message in pending {
-            self.command(ctx, message).await;
+        for (subscription, message) in pending {
+            self.command(ctx, &subscription, message).await;
         }
     }
 
-    /// A command for a destination that was disposed while it waited.
-    async fn orphan(&self, message: Message) {
-        if let Some((command, reply_to)) = decode(
-            &self.context,
-            &message.subject,
-            message.reply.as_ref(),
-            &message.payload,
-        )
-        .await
-        {
-            let why = format!(
-                "unknown {} destination `{}`: it has been disposed",
-                command.kind().describe(),
-                command.target
-            );
-            refuse(&self.context, &command, reply_to, why).await;
+    /// Whom a command that `subscription` brought is for.
+    async fn addressed(&self, ctx: &Unit, subscription: &str, subject: &str) -> Addressed {
+        // A subject that is no command's is answered FAILURE by decoding, naming the problem.
+        let Ok((kind, target)) = self.context.subjects.parse_command(subject) else {
+            return Addressed::Here;
+        };
+        let exact = ctx.subject_for(kind, &target);
+        if exact == subscription {
+            return if ctx.served.contains(&(kind, target.clone())) {
+                Addressed::Here
+            } else {
+                Addressed::Unknown
+            };
+        }
+        // Brought by a wider subscription than the one its session has (a session whose
+        // target extends one of this unit's): this unit's own, or another agent's.
+        if ctx.streams.contains_key(&exact) {
+            return Addressed::Elsewhere;
+        }
+        match target.session_of(kind) {
+            Some(session) => match self.targets.unit(&session).await {
+                Ok(Some(owner)) if owner != ctx.name => Addressed::Elsewhere,
+                Ok(_) => Addressed::Unknown,
+                Err(e) => {
+                    tracing::warn!(%session, error = %e, "cannot tell whose session this is");
+                    Addressed::Elsewhere
+                }
+            },
+            None => Addressed::Unknown,
         }
     }
 
-    async fn command(&self, ctx: &mut Unit, message: Message) {
+    /// A command that `subscription` brought: answered if it is for one of the unit's
+    /// destinations, FAILURE if for a destination nobody has, left alone if another unit's.
+    async fn command(&self, ctx: &mut Unit, subscription: &str, message: Message) {
+        let addressed = self.addressed(ctx, subscription, &message.subject).await;
+        if addressed == Addressed::Elsewhere {
+            return;
+        }
         let Some((command, reply_to)) = decode(
             &self.context,
             &message.subject,
@@ -927,6 +1010,14 @@ impl<H: Owner> Shared<H> {
         else {
             return;
         };
+        if addressed == Addressed::Unknown {
+            let why = format!(
+                "unknown {} destination `{}`: it does not exist, or has been disposed",
+                command.kind().describe(),
+                command.target
+            );
+            return refuse(&self.context, &command, reply_to, why).await;
+        }
         let new = ctx.first_sight(&command);
         respond(
             &self.context,

@@ -25,7 +25,7 @@ use pb_protocol::internal::InternalReply;
 use pb_protocol::{Command, Event, Kind, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::cti::Budget;
-use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
+use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::UnitStore;
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
 
@@ -62,6 +62,7 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
     Ok(OwnedConfig {
         service: "channelgroup",
         check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
+        listening: Listening::PerSession,
     })
 }
 

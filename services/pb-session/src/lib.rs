@@ -21,7 +21,7 @@ use pb_protocol::session::{ReasonCode, SessionEvent};
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::cti::Budget;
-use pb_runtime::owned::{self, OwnedConfig, OwnedError, Owner, Unit};
+use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{StateError, Targets, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
 
@@ -54,6 +54,7 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
     Ok(OwnedConfig {
         service: "session",
         check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
+        listening: Listening::PerDestination,
     })
 }
 
