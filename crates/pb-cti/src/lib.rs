@@ -39,21 +39,28 @@ pub fn link_events(subjects: &Subjects) -> String {
     subjects.internal("cti.evt.link")
 }
 
-/// `P.cti.evt.agent.<agentId>`: one agent's changes at the CTI (the id is percent-encoded
-/// like a target segment).
-pub fn agent_events(subjects: &Subjects, agent_id: &str) -> String {
-    subjects.internal(&format!("cti.evt.agent.{}", encode_token(agent_id)))
+/// `P.cti.evt.agent.<agentId>.<event>`: one agent's change at the CTI, `<event>` its
+/// [`AgentEvent::token`] (the id is percent-encoded like a target segment), so that a
+/// service hears only the changes it acts on.
+pub fn agent_event_subject(subjects: &Subjects, event: &AgentEvent) -> String {
+    subjects.internal(&format!(
+        "cti.evt.agent.{}.{}",
+        encode_token(event.agent_id()),
+        event.token()
+    ))
 }
 
-/// `P.cti.evt.agent.*`: every agent's changes, what a replica of a service subscribes to
-/// once (routing each to the agent's handler in the process).
-pub fn every_agent_events(subjects: &Subjects) -> String {
-    subjects.internal("cti.evt.agent.*")
+/// `P.cti.evt.agent.*.<event>`: every agent's changes of one kind (`event` an
+/// [`AgentEvent::token`], or `*` for all), what a replica of a service subscribes to once,
+/// routing each to the agent's handler in the process.
+pub fn every_agent_event(subjects: &Subjects, event: &str) -> String {
+    subjects.internal(&format!("cti.evt.agent.*.{event}"))
 }
 
-/// The agent whose change arrived on `subject` ([`agent_events`]), if it is one.
+/// The agent whose change arrived on `subject` ([`agent_event_subject`]), if it is one.
 pub fn agent_of(subjects: &Subjects, subject: &str) -> Option<String> {
-    let token = subject.strip_prefix(&subjects.internal("cti.evt.agent."))?;
+    let rest = subject.strip_prefix(&subjects.internal("cti.evt.agent."))?;
+    let (token, _event) = rest.split_once('.')?;
     pb_protocol::target::decode_token(token).ok()
 }
 
@@ -331,6 +338,33 @@ pub enum AgentEvent {
     },
 }
 
+impl AgentEvent {
+    /// The agent it is about.
+    pub fn agent_id(&self) -> &str {
+        match self {
+            AgentEvent::ChannelChanged { agent_id, .. }
+            | AgentEvent::ChannelAdded { agent_id, .. }
+            | AgentEvent::ChannelRemoved { agent_id, .. }
+            | AgentEvent::LoggedOut { agent_id, .. } => agent_id,
+        }
+    }
+
+    /// Its last subject token, the same as its `event` tag.
+    pub fn token(&self) -> &'static str {
+        match self {
+            AgentEvent::ChannelChanged { .. } => AgentEvent::CHANNEL_CHANGED,
+            AgentEvent::ChannelAdded { .. } => AgentEvent::CHANNEL_ADDED,
+            AgentEvent::ChannelRemoved { .. } => AgentEvent::CHANNEL_REMOVED,
+            AgentEvent::LoggedOut { .. } => AgentEvent::LOGGED_OUT,
+        }
+    }
+
+    pub const CHANNEL_CHANGED: &'static str = "channel-changed";
+    pub const CHANNEL_ADDED: &'static str = "channel-added";
+    pub const CHANNEL_REMOVED: &'static str = "channel-removed";
+    pub const LOGGED_OUT: &'static str = "logged-out";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,11 +373,23 @@ mod tests {
     #[test]
     fn agent_event_subjects_name_their_agent() {
         let subjects = Subjects::default();
-        let subject = agent_events(&subjects, "ag 7.x");
-        assert_eq!(subject, "pb.cti.evt.agent.ag%207%2Ex");
+        let event = AgentEvent::ChannelRemoved {
+            agent_id: "ag 7.x".into(),
+            place: "p".into(),
+            endpoint: "e".into(),
+            media: ChannelType::Email,
+        };
+        let subject = agent_event_subject(&subjects, &event);
+        assert_eq!(subject, "pb.cti.evt.agent.ag%207%2Ex.channel-removed");
         assert_eq!(agent_of(&subjects, &subject).as_deref(), Some("ag 7.x"));
         assert_eq!(agent_of(&subjects, "pb.cti.evt.link"), None);
-        assert_eq!(every_agent_events(&subjects), "pb.cti.evt.agent.*");
+        assert_eq!(
+            every_agent_event(&subjects, AgentEvent::LOGGED_OUT),
+            "pb.cti.evt.agent.*.logged-out"
+        );
+        // The token is the serde tag.
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["event"], event.token());
     }
 
     #[test]
@@ -364,8 +410,18 @@ mod tests {
         assert_eq!(call_subject(&s, Login::OP), "pb.cti.req.login");
         assert_eq!(all_calls(&s), "pb.cti.req.>");
         assert_eq!(link_events(&s), "pb.cti.evt.link");
-        assert_eq!(agent_events(&s, "1001"), "pb.cti.evt.agent.1001");
-        assert_eq!(agent_events(&s, "a.b c"), "pb.cti.evt.agent.a%2Eb%20c");
+        let out = |agent: &str| AgentEvent::LoggedOut {
+            agent_id: agent.into(),
+            reason_code: None,
+        };
+        assert_eq!(
+            agent_event_subject(&s, &out("1001")),
+            "pb.cti.evt.agent.1001.logged-out"
+        );
+        assert_eq!(
+            agent_event_subject(&s, &out("a.b c")),
+            "pb.cti.evt.agent.a%2Eb%20c.logged-out"
+        );
     }
 
     #[test]

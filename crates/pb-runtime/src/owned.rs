@@ -9,9 +9,10 @@
 //!   order, so nothing can overtake a command. A destination nobody has gets "no
 //!   responders", or FAILURE (unknown destination) when its session's owner hears it
 //!   (contract §5.6).
-//! * CTI events (`P.cti.evt.agent.<unit>`) arrive on one subscription per replica and go to
-//!   the inbox of the unit's actor if the unit is owned here (a subscription per unit would
-//!   cost a channel of its own, about 6 KiB, per agent).
+//! * CTI events (`P.cti.evt.agent.<unit>.<event>`) arrive on one subscription per replica
+//!   and kind of change the service acts on, and go to the inbox of the unit's actor if the
+//!   unit is owned here (a subscription per unit would cost a channel of its own, about
+//!   6 KiB, per agent).
 //! * Each owned unit is an actor: one task that takes one message at a time from its
 //!   subscriptions and its inbox, handles it, publishes the response, then the events, then
 //!   runs the follow-up work, before it takes the next.
@@ -260,6 +261,9 @@ pub struct OwnedConfig {
     pub check_every: Duration,
     /// How the units' destinations are subscribed.
     pub listening: Listening,
+    /// The CTI changes the service acts on ([`pb_cti::AgentEvent::token`]s): a replica
+    /// subscribes to these only, for every agent.
+    pub agent_events: &'static [&'static str],
 }
 
 /// Run an owning service until `shutdown`.
@@ -314,11 +318,17 @@ pub async fn run<H: Owner>(
         .queue_subscribe(disposed_subject.clone(), queue)
         .await
         .map_err(subscribe_err(&disposed_subject))?;
-    let agents_subject = pb_cti::every_agent_events(&subjects);
-    let agent_events = client
-        .subscribe(agents_subject.clone())
-        .await
-        .map_err(subscribe_err(&agents_subject))?;
+    let mut agent_events = Vec::new();
+    for event in owned.agent_events {
+        let subject = pb_cti::every_agent_event(&subjects, event);
+        agent_events.push(
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(subscribe_err(&subject))?,
+        );
+    }
+    let agent_events = futures::stream::select_all(agent_events);
     let node_subject = shared.node_of(&shared.me);
     let mut node = client
         .subscribe(node_subject.clone())
@@ -678,7 +688,10 @@ impl<H: Owner> Shared<H> {
     }
 
     /// Hand every agent's CTI event to the actor of its unit, if the unit is owned here.
-    async fn route_agent_events(self: Arc<Self>, mut events: Subscriber) {
+    async fn route_agent_events(
+        self: Arc<Self>,
+        mut events: futures::stream::SelectAll<Subscriber>,
+    ) {
         while let Some(message) = events.next().await {
             let Some(unit) = pb_cti::agent_of(&self.context.subjects, &message.subject) else {
                 tracing::warn!(subject = %message.subject, "CTI event for no agent ignored");

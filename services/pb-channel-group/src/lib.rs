@@ -4,7 +4,7 @@
 //! Groups are created by the session service's hand-off (`P.int.channelgroup.create`).
 //! Each agent's destinations are handled by one owner replica at a time
 //! ([`pb_runtime::owned`]); state is one record per agent in the `<prefix>_channels` bucket.
-//! CTI changes (`P.cti.evt.agent.<agentId>`) become channel events on the right targets.
+//! CTI changes (`P.cti.evt.agent.<agentId>.channel-*`) become channel events on the right targets.
 //!
 //! * [`cmd`]: the channel group and channel commands;
 //! * [`internal`]: creating a group, releasing an agent's destinations;
@@ -63,6 +63,11 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
         service: "channelgroup",
         check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
         listening: Listening::PerSession,
+        agent_events: &[
+            AgentEvent::CHANNEL_CHANGED,
+            AgentEvent::CHANNEL_ADDED,
+            AgentEvent::CHANNEL_REMOVED,
+        ],
     })
 }
 

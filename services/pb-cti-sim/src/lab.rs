@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::roster::AgentRecord;
 
-/// An event for one agent's subject.
-pub type Outgoing = (String, AgentEvent);
+/// A change to publish, on the subject of its agent and kind.
+pub type Outgoing = AgentEvent;
 
 /// What an operation returns: its reply and the agent events it caused.
 pub type Outcome<T> = Result<(T, Vec<Outgoing>), CtiError>;
@@ -273,15 +273,10 @@ impl Lab {
     fn changed(&self, place: &str, channel: &Channel, before: Option<&String>) -> Vec<Outgoing> {
         self.audience(place, &[before, channel.holder.as_ref()])
             .into_iter()
-            .map(|who| {
-                (
-                    who.clone(),
-                    AgentEvent::ChannelChanged {
-                        agent_id: who,
-                        place: place.to_owned(),
-                        channel: channel.snapshot(),
-                    },
-                )
+            .map(|who| AgentEvent::ChannelChanged {
+                agent_id: who,
+                place: place.to_owned(),
+                channel: channel.snapshot(),
             })
             .collect()
     }
@@ -398,13 +393,10 @@ impl Lab {
         for channel in freed {
             events.extend(self.changed(&place, &channel, Some(&who)));
         }
-        events.push((
-            who.clone(),
-            AgentEvent::LoggedOut {
-                agent_id: who,
-                reason_code: reason,
-            },
-        ));
+        events.push(AgentEvent::LoggedOut {
+            agent_id: who,
+            reason_code: reason,
+        });
         Ok((self.snapshot_of(agent_id, &place), events))
     }
 
@@ -445,13 +437,10 @@ impl Lab {
         let events = self
             .audience(place, &[])
             .into_iter()
-            .map(|who| {
-                let event = AgentEvent::ChannelAdded {
-                    agent_id: who.clone(),
-                    place: place.to_owned(),
-                    channel: channel.snapshot(),
-                };
-                (who, event)
+            .map(|who| AgentEvent::ChannelAdded {
+                agent_id: who,
+                place: place.to_owned(),
+                channel: channel.snapshot(),
             })
             .collect();
         Ok((Done {}, events))
@@ -493,14 +482,11 @@ impl Lab {
         }
         let events = audience
             .into_iter()
-            .map(|who| {
-                let event = AgentEvent::ChannelRemoved {
-                    agent_id: who.clone(),
-                    place: place.to_owned(),
-                    endpoint: removed.endpoint.clone(),
-                    media: removed.media,
-                };
-                (who, event)
+            .map(|who| AgentEvent::ChannelRemoved {
+                agent_id: who,
+                place: place.to_owned(),
+                endpoint: removed.endpoint.clone(),
+                media: removed.media,
             })
             .collect();
         Ok((Done {}, events))
@@ -606,10 +592,7 @@ mod tests {
         let (snap, events) = lab.logout("1001", Some("eod".into())).unwrap();
         assert!(!snap.logged_in);
         assert!(snap.channels.iter().all(|c| c.holder.is_none()));
-        assert!(matches!(
-            events.last(),
-            Some((_, AgentEvent::LoggedOut { .. }))
-        ));
+        assert!(matches!(events.last(), Some(AgentEvent::LoggedOut { .. })));
         assert_eq!(lab.logged_in_count(), 0);
         let (_, events) = lab.logout("1001", None).unwrap();
         assert!(events.is_empty(), "logging out twice changes nothing");
@@ -625,13 +608,13 @@ mod tests {
         lab.login("1002", "pw-1002", Some("place-1001")).unwrap();
         let (_, events) = lab.activate("1002", "ext-1001").unwrap();
         assert!(
-            events.iter().any(|(who, _)| who == "1001"),
+            events.iter().any(|e| e.agent_id() == "1001"),
             "the owner hears"
         );
         let e = lab.activate("1001", "ext-1001").unwrap_err();
         assert!(e.message.contains("held by agent `1002`"), "{}", e.message);
         let (_, events) = lab.deactivate("1002", "ext-1001").unwrap();
-        assert!(events.iter().any(|(who, _)| who == "1001"));
+        assert!(events.iter().any(|e| e.agent_id() == "1001"));
         assert!(lab.activate("1001", "ext-1001").is_ok());
     }
 
@@ -641,7 +624,9 @@ mod tests {
         let (_, events) = lab
             .add_channel("place-1001", "cb-1001", ChannelType::Callback)
             .unwrap();
-        assert!(matches!(&events[..], [(who, AgentEvent::ChannelAdded { .. })] if who == "1001"));
+        assert!(
+            matches!(&events[..], [e @ AgentEvent::ChannelAdded { .. }] if e.agent_id() == "1001")
+        );
         assert!(
             lab.add_channel("place-1001", "cb-1001", ChannelType::Callback)
                 .is_err()
@@ -653,7 +638,7 @@ mod tests {
         lab.deactivate("1001", "cb-1001").unwrap();
         let (_, events) = lab.remove_channel("place-1001", "cb-1001").unwrap();
         assert!(
-            matches!(&events[..], [(_, AgentEvent::ChannelRemoved { endpoint, .. })] if endpoint == "cb-1001")
+            matches!(&events[..], [AgentEvent::ChannelRemoved { endpoint, .. }] if endpoint == "cb-1001")
         );
         assert!(lab.snapshot("1001").unwrap().channel("cb-1001").is_none());
     }

@@ -154,8 +154,8 @@ impl Sim {
         if let Err(e) = self.client.publish(reply, body.into()).await {
             tracing::error!(error = %e, "reply failed");
         }
-        for (agent, event) in events {
-            self.publish(pb_cti::agent_events(&self.subjects, &agent), &event)
+        for event in events {
+            self.publish(pb_cti::agent_event_subject(&self.subjects, &event), &event)
                 .await;
         }
     }

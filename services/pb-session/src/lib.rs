@@ -55,6 +55,7 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
         service: "session",
         check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
         listening: Listening::PerDestination,
+        agent_events: &[AgentEvent::LOGGED_OUT],
     })
 }
 
