@@ -390,8 +390,12 @@ pub async fn run<H: Owner>(
     }
     // 1. Let the internal requests received so far reach their units. Pings are still
     //    answered meanwhile, so no peer takes a unit over while this replica finishes it.
+    //    Each step is bounded: NATS may go away while this replica stops.
     let pinging = tokio::spawn(answer_pings(shared.clone(), node));
-    while tasks.join_next().await.is_some() {}
+    let joined = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.deadline, joined).await.is_err() {
+        tracing::warn!("internal requests still running at shutdown were abandoned");
+    }
     // 2. From now on no unit starts here. Stop every unit: each finishes its inbox, then what
     //    its subscriptions hold.
     let actors: Vec<_> = {
@@ -418,7 +422,7 @@ pub async fn run<H: Owner>(
     let _ = pinging.await;
     if is_connected(&client) {
         let _ = tokio::time::timeout(NATS_STEP, client.flush()).await;
-        shared.nudge_peers().await;
+        let _ = tokio::time::timeout(NATS_STEP, shared.nudge_peers()).await;
     }
     Ok(())
 }
