@@ -502,8 +502,19 @@ impl<H: Owner> Shared<H> {
 
     /// Who owns `unit`; this replica claims it if nobody does.
     async fn route(&self, unit: &str) -> Result<Route, String> {
+        // A unit with an actor here is this replica's (it learns otherwise when a write of
+        // the unit's state is refused).
+        if self.actors.lock().expect("actors lock").contains_key(unit) {
+            return Ok(Route::Mine);
+        }
         let key = self.owner_key(unit);
         loop {
+            // Claim first: most internal requests create a unit nobody owns yet.
+            match self.owners.create(&key, self.me.clone().into()).await {
+                Ok(_) => return Ok(Route::Mine),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.to_string()),
+            }
             if let Some(owner) = self.owners.get(&key).await.map_err(|e| e.to_string())? {
                 let owner = String::from_utf8_lossy(&owner).into_owned();
                 return Ok(if owner == self.me {
@@ -511,11 +522,6 @@ impl<H: Owner> Shared<H> {
                 } else {
                     Route::Theirs(owner)
                 });
-            }
-            match self.owners.create(&key, self.me.clone().into()).await {
-                Ok(_) => return Ok(Route::Mine),
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e.to_string()),
             }
         }
     }
