@@ -1,6 +1,7 @@
 //! Failures while agents log in and change state, with two replicas of every service:
 //! SIGKILL of one replica of each service, SIGTERM of one of each, a nats-server restart.
-//! Afterwards every session answers and nothing the bridge was told SUCCESS about is lost.
+//! Afterwards every session answers and nothing the bridge was told SUCCESS about is lost;
+//! a request repeated after its agent was taken over is answered as the first time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,4 +196,64 @@ async fn the_services_carry_on_after_a_nats_server_restart() {
     let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
     let lives = lives_while(&mut stack, bridge, 150, |stack| stack.nats.restart()).await;
     all_there(&stack, &lives).await;
+}
+
+/// Contract §5.3 across a failover: a request answered by a replica that then dies is,
+/// when the bridge repeats it with the same requestId, answered by the replica that took
+/// the agent over with the recorded answer, and not acted on again.
+#[tokio::test]
+async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_redone() {
+    let mut stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let bridge = driver(client.clone());
+    bridge
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let logged = bridge.login("1030", "pw-1030", "s30").await.unwrap();
+    let ext = logged.channels[0].target.clone();
+    let not_ready = || json!({"reasonCode": "first"});
+    let first = bridge
+        .send_with_id("channel.request.notready", &ext, not_ready(), "once")
+        .await
+        .unwrap();
+    assert!(first.outcome.is_success(), "{first:?}");
+
+    // Kill the channel-group replica that owns the agent.
+    let owners = async_nats::jetstream::new(client.clone())
+        .get_key_value("pb_owners")
+        .await
+        .unwrap();
+    let owner = owners.get("channelgroup.1030").await.unwrap().unwrap();
+    let owner = String::from_utf8_lossy(&owner).into_owned();
+    let victim = ["pb-channel-group-0", "pb-channel-group-1"]
+        .into_iter()
+        .find(|p| owner.starts_with(&format!("{p}-")))
+        .unwrap_or_else(|| panic!("no process owns the agent: {owner}"));
+    stack.process(victim).signal("KILL");
+    stack
+        .process(victim)
+        .wait_exit(Duration::from_secs(5))
+        .await;
+
+    // The other replica takes the agent over and answers a new request.
+    let after = driver(client.clone()).retrying_unrouted(Duration::from_secs(20));
+    after
+        .ok("channel.request.ready", &ext, json!({}))
+        .await
+        .unwrap();
+    // The first request again: answered as the first time, and not redone.
+    let again = after
+        .send_with_id("channel.request.notready", &ext, not_ready(), "once")
+        .await
+        .unwrap();
+    assert_eq!(again.encode(), first.encode());
+    let init = after
+        .ok("channel.query.init", &ext, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        init["agent-state"], "READY",
+        "the repeated request was acted on"
+    );
 }
