@@ -574,6 +574,22 @@ async fn bad_input_on_every_destination_kind_is_answered_failure() {
         .ok("channel.request.ready", ext, json!({}))
         .await
         .unwrap();
+    // The same create again under a new requestId (a retry whose first answer was lost with
+    // its replica): made again, which changes nothing, and answered SUCCESS.
+    w.driver
+        .ok(
+            "session.request.createchannelgroup",
+            "s7",
+            json!({"id": "g1", "name": "place-1007"}),
+        )
+        .await
+        .unwrap();
+    let init = w
+        .driver
+        .ok("channelgroup.query.init", &logged.group, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(init["channels"].as_array().map(Vec::len), Some(3));
 }
 
 #[tokio::test]

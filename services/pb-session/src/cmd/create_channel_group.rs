@@ -38,10 +38,16 @@ pub async fn handle(
         Ok(group) => group,
         Err(e) => return Reply::failure(e.to_string()),
     };
-    if let Some(existing) = &session.group {
-        return Reply::failure(format!(
-            "the session already has its channel group `{existing}`; a session has exactly one"
-        ));
+    match &session.group {
+        // The same create again (a retry whose first answer was lost, perhaps with the
+        // replica that made it): made again, which changes nothing, and answered SUCCESS.
+        Some(existing) if *existing == group => {}
+        Some(existing) => {
+            return Reply::failure(format!(
+                "the session already has its channel group `{existing}`; a session has exactly one"
+            ));
+        }
+        None => {}
     }
     let create = GroupCreate {
         target: group.clone(),
