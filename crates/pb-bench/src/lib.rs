@@ -178,7 +178,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     if let Some(e) = logged_report.first_failure {
         bail!("the agents to work on did not log in: {e}");
     }
-    let probe = Probe::new(client.clone(), agents.clone());
+    let probe = Probe::new(client.clone(), agents.clone())?;
     for (name, cost) in report::COMMANDS {
         step(
             label,
@@ -274,19 +274,23 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
 struct Probe {
     client: async_nats::Client,
     subjects: Subjects,
+    /// Where the queries go: the control destination's subject.
+    control: String,
     agents: Vec<LoggedIn>,
     capabilities: bytes::Bytes,
     agent_info: bytes::Bytes,
 }
 
 impl Probe {
-    fn new(client: async_nats::Client, agents: Vec<LoggedIn>) -> Self {
+    fn new(client: async_nats::Client, agents: Vec<LoggedIn>) -> anyhow::Result<Self> {
         let query = |name: &str, body: serde_json::Value| -> bytes::Bytes {
             pb_protocol::envelope::raw_command(name, "PB1.CONTROL", "bench-query", body).into()
         };
-        Self {
+        let subjects = Subjects::default();
+        Ok(Self {
             client,
-            subjects: Subjects::default(),
+            control: subjects.command(Kind::Control, &Target::control("PB1")?),
+            subjects,
             agents,
             capabilities: query("cti.query.capabilities", json!({})),
             agent_info: query(
@@ -297,18 +301,13 @@ impl Probe {
                     "requestingAgentPassword": "pw-1001",
                 }),
             ),
-        }
+        })
     }
 
     async fn command(&self, name: &str, i: usize) -> anyhow::Result<()> {
-        let control = || -> anyhow::Result<String> {
-            Ok(self
-                .subjects
-                .command(Kind::Control, &Target::control("PB1")?))
-        };
         let (subject, payload) = match name {
-            "cti.query.capabilities" => (control()?, self.capabilities.clone()),
-            "cti.query.agentinfo" => (control()?, self.agent_info.clone()),
+            "cti.query.capabilities" => (self.control.clone(), self.capabilities.clone()),
+            "cti.query.agentinfo" => (self.control.clone(), self.agent_info.clone()),
             "channel.request.ready" => {
                 let channel = &self.agents[i % self.agents.len()].channels[0].target;
                 let (name, body) = if (i / self.agents.len()) % 2 == 0 {

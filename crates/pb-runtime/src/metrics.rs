@@ -86,22 +86,24 @@ impl Metrics {
             return String::new();
         };
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP pb_commands_total Commands answered, by message name and result."
+        family(
+            &mut out,
+            "pb_commands_total",
+            "counter",
+            "Commands answered, by message name and result.",
         );
-        let _ = writeln!(out, "# TYPE pb_commands_total counter");
         for ((name, result), n) in &m.commands {
             let _ = writeln!(
                 out,
                 "pb_commands_total{{name=\"{name}\",result=\"{result}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP pb_command_duration_seconds Time from receiving a command to publishing its response."
+        family(
+            &mut out,
+            "pb_command_duration_seconds",
+            "histogram",
+            "Time from receiving a command to publishing its response.",
         );
-        let _ = writeln!(out, "# TYPE pb_command_duration_seconds histogram");
         for (name, h) in &m.latency {
             for (count, bound) in h.counts.iter().zip(BUCKETS) {
                 let _ = writeln!(
@@ -125,35 +127,44 @@ impl Metrics {
                 h.count
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP pb_events_published_total Events published, by name."
+        family(
+            &mut out,
+            "pb_events_published_total",
+            "counter",
+            "Events published, by name.",
         );
-        let _ = writeln!(out, "# TYPE pb_events_published_total counter");
         for (name, n) in &m.events {
             let _ = writeln!(out, "pb_events_published_total{{name=\"{name}\"}} {n}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP pb_cti_calls_total Calls to the CTI adapter, by operation and result."
+        family(
+            &mut out,
+            "pb_cti_calls_total",
+            "counter",
+            "Calls to the CTI adapter, by operation and result.",
         );
-        let _ = writeln!(out, "# TYPE pb_cti_calls_total counter");
         for ((op, result), n) in &m.cti {
             let _ = writeln!(
                 out,
                 "pb_cti_calls_total{{op=\"{op}\",result=\"{result}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP pb_active_destinations Destinations this replica answers for, by kind."
+        family(
+            &mut out,
+            "pb_active_destinations",
+            "gauge",
+            "Destinations this replica answers for, by kind.",
         );
-        let _ = writeln!(out, "# TYPE pb_active_destinations gauge");
         for (kind, n) in &m.destinations {
             let _ = writeln!(out, "pb_active_destinations{{kind=\"{kind}\"}} {n}");
         }
         out
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]

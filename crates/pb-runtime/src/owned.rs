@@ -48,7 +48,9 @@ use crate::Shutdown;
 use crate::connect::is_connected;
 use crate::kv::{BucketError, Buckets, key};
 use crate::reply_cache::RETENTION;
-use crate::serve::{Context, NATS_STEP, Reply, decode, publish, publish_event, refuse, respond};
+use crate::serve::{
+    Context, NATS_STEP, Reply, publish, publish_event, read, refuse, reject, respond,
+};
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
@@ -455,8 +457,15 @@ struct Shared<H> {
     node_prefix: String,
 }
 
-/// Work handed to a unit's actor from outside its subscriptions.
+/// What reaches a unit's actor from outside its subscriptions.
 enum Inbox {
+    Job(Job),
+    /// Finish, then say so.
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Work handed to a unit's actor from outside its subscriptions.
+enum Job {
     /// A change at the CTI for the unit.
     CtiEvent(Bytes),
     Internal {
@@ -465,14 +474,13 @@ enum Inbox {
         reply: Option<Subject>,
         headers: Option<HeaderMap>,
     },
-    Stop(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What an actor takes next.
 enum Work {
     /// A command, with the subject of the subscription that brought it.
     Command(String, Message),
-    Inbox(Inbox),
+    Job(Job),
 }
 
 /// Whom a command is for, as a unit's actor sees it.
@@ -598,14 +606,14 @@ impl<H: Owner> Shared<H> {
         for _ in 0..3 {
             match self.route(&unit).await {
                 Ok(Route::Mine) => {
-                    let inbox = Inbox::Internal {
+                    let inbox = Inbox::Job(Job::Internal {
                         op,
                         payload,
                         reply,
                         headers,
-                    };
+                    });
                     if let Err(refused) = self.to_actor(&unit, Some(inbox))
-                        && let Inbox::Internal { reply, .. } = *refused
+                        && let Inbox::Job(Job::Internal { reply, .. }) = *refused
                     {
                         self.internal_reply(
                             reply.as_ref(),
@@ -709,7 +717,7 @@ impl<H: Owner> Shared<H> {
             };
             let actors = self.actors.lock().expect("actors lock");
             if let Some(actor) = actors.get(&unit) {
-                let _ = actor.send(Inbox::CtiEvent(message.payload));
+                let _ = actor.send(Inbox::Job(Job::CtiEvent(message.payload)));
             }
         }
     }
@@ -880,15 +888,15 @@ impl<H: Owner> Shared<H> {
             let work = tokio::select! {
                 Some((subscription, message)) = ctx.streams.next() => Work::Command(subscription, message),
                 item = inbox.recv() => match item {
-                    Some(item) => Work::Inbox(item),
+                    Some(Inbox::Job(job)) => Work::Job(job),
+                    Some(Inbox::Stop(done)) => {
+                        Box::pin(self.finish(&mut ctx)).await;
+                        let _ = done.send(());
+                        return;
+                    }
                     None => return,
                 },
             };
-            if let Work::Inbox(Inbox::Stop(done)) = work {
-                Box::pin(self.finish(&mut ctx)).await;
-                let _ = done.send(());
-                return;
-            }
             Box::pin(self.work(&mut ctx, work)).await;
         }
         Box::pin(self.release(&unit, inbox)).await;
@@ -917,11 +925,11 @@ impl<H: Owner> Shared<H> {
     async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
             Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
-            Work::Inbox(Inbox::CtiEvent(payload)) => {
+            Work::Job(Job::CtiEvent(payload)) => {
                 let events = self.handler.cti_event(ctx, payload).await;
                 self.publish_events(events).await;
             }
-            Work::Inbox(Inbox::Internal {
+            Work::Job(Job::Internal {
                 op,
                 payload,
                 reply,
@@ -937,9 +945,6 @@ impl<H: Owner> Shared<H> {
                 .instrument(span)
                 .await;
             }
-            Work::Inbox(Inbox::Stop(done)) => {
-                let _ = done.send(()); // handled by the actor's loop
-            }
         }
         for (subscription, message) in std::mem::take(&mut ctx.orphans) {
             self.command(ctx, &subscription, message).await;
@@ -951,7 +956,7 @@ impl<H: Owner> Shared<H> {
         self.actors.lock().expect("actors lock").remove(unit);
         inbox.close();
         while let Ok(item) = inbox.try_recv() {
-            if let Inbox::Internal { reply, .. } = item {
+            if let Inbox::Job(Job::Internal { reply, .. }) = item {
                 let why = "the unit was just released; retry".to_owned();
                 self.internal_reply(reply.as_ref(), InternalReply::Error(why))
                     .await;
@@ -984,13 +989,15 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Whom a command that `subscription` brought is for.
-    async fn addressed(&self, ctx: &Unit, subscription: &str, subject: &str) -> Addressed {
-        // A subject that is no command's is answered FAILURE by decoding, naming the problem.
-        let Ok((kind, target)) = self.context.subjects.parse_command(subject) else {
-            return Addressed::Here;
-        };
-        let exact = ctx.subject_for(kind, &target);
+    /// Whom a command to `target` that `subscription` brought is for.
+    async fn addressed(
+        &self,
+        ctx: &Unit,
+        subscription: &str,
+        kind: Kind,
+        target: &Target,
+    ) -> Addressed {
+        let exact = ctx.subject_for(kind, target);
         if exact == subscription {
             return if ctx.served.contains(&(kind, target.clone())) {
                 Addressed::Here
@@ -1019,19 +1026,31 @@ impl<H: Owner> Shared<H> {
     /// A command that `subscription` brought: answered if it is for one of the unit's
     /// destinations, FAILURE if for a destination nobody has, left alone if another unit's.
     async fn command(&self, ctx: &mut Unit, subscription: &str, message: Message) {
-        let addressed = self.addressed(ctx, subscription, &message.subject).await;
-        if addressed == Addressed::Elsewhere {
-            return;
-        }
-        let Some((command, reply_to)) = decode(
+        let Some((read, reply_to)) = read(
             &self.context,
             &message.subject,
             message.reply.as_ref(),
             &message.payload,
-        )
-        .await
-        else {
+        ) else {
             return;
+        };
+        let addressed = match &read {
+            Ok(command) => {
+                self.addressed(ctx, subscription, command.kind(), &command.target)
+                    .await
+            }
+            // Bad input is answered FAILURE, naming the problem, unless it is another unit's.
+            Err(_) => match self.context.subjects.parse_command(&message.subject) {
+                Ok((kind, target)) => self.addressed(ctx, subscription, kind, &target).await,
+                Err(_) => Addressed::Here,
+            },
+        };
+        let command = match (addressed, read) {
+            (Addressed::Elsewhere, _) => return,
+            (_, Err(bad)) => {
+                return reject(&self.context, &message.subject, &bad, reply_to).await;
+            }
+            (_, Ok(command)) => command,
         };
         if addressed == Addressed::Unknown {
             let why = format!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::{Client, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use pb_protocol::{Body, Command, Event, MessageType, Outcome, Subjects};
+use pb_protocol::{BadCommand, Body, Command, Event, MessageType, Outcome, Subjects};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -190,6 +190,23 @@ pub async fn decode(
     reply: Option<&Subject>,
     payload: &[u8],
 ) -> Option<(Command, Subject)> {
+    match read(context, subject, reply, payload)? {
+        (Ok(command), reply_to) => Some((command, reply_to)),
+        (Err(bad), reply_to) => {
+            reject(context, subject, &bad, reply_to).await;
+            None
+        }
+    }
+}
+
+/// A message as a command, or why it is none, with where to answer; `None` (logged) when
+/// it has no reply subject and cannot be answered.
+pub fn read(
+    context: &Context,
+    subject: &str,
+    reply: Option<&Subject>,
+    payload: &[u8],
+) -> Option<(Result<Command, Box<BadCommand>>, Subject)> {
     let Some(reply_to) = reply.cloned() else {
         tracing::warn!(
             %subject,
@@ -197,25 +214,27 @@ pub async fn decode(
         );
         return None;
     };
-    match Command::decode(&context.subjects, subject, payload) {
-        Ok(command) => Some((command, reply_to)),
-        Err(bad) => {
-            tracing::warn!(
-                %subject,
-                name = %bad.name,
-                request_id = %bad.request_id,
-                error = %bad.error,
-                "bad command answered FAILURE"
-            );
-            publish(
-                &context.client,
-                reply_to.to_string(),
-                bad.response().encode().into(),
-            )
-            .await;
-            None
-        }
-    }
+    Some((
+        Command::decode(&context.subjects, subject, payload),
+        reply_to,
+    ))
+}
+
+/// Answer a bad command FAILURE naming the problem (contract §5.2).
+pub async fn reject(context: &Context, subject: &str, bad: &BadCommand, reply_to: Subject) {
+    tracing::warn!(
+        %subject,
+        name = %bad.name,
+        request_id = %bad.request_id,
+        error = %bad.error,
+        "bad command answered FAILURE"
+    );
+    publish(
+        &context.client,
+        reply_to.to_string(),
+        bad.response().encode().into(),
+    )
+    .await;
 }
 
 /// Answer a decoded command: consult the reply cache (requests; not when the caller knows
