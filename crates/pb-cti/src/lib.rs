@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | call, service to adapter | `P.cti.req.<op>` | request-reply; adapters serve in queue group [`QUEUE_GROUP`] |
 //! | link up/down, adapter to services | `P.cti.evt.link` | publish ([`LinkEvent`]) |
-//! | an agent's change at the CTI | `P.cti.evt.agent.<agentId>` | publish ([`AgentEvent`]) |
+//! | an agent's change at the CTI | `P.cti.evt.agent.<agentId>.<event>` | publish ([`AgentEvent`]) |
 //!
 //! Every call is a [`CtiCall`]: a request struct with its operation name and reply type.
 //! The reply payload is a [`CtiReply`]: `{"ok": <reply>}` or
@@ -15,9 +15,13 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use pb_protocol::Secret;
 use pb_protocol::channel::{AgentState, ChannelType};
 use pb_protocol::control::{AgentInfo, Capabilities};
+use pb_protocol::conversation::ConversationState;
+use pb_protocol::interaction::{
+    ConversationId, ConversationRole, Conversations, InteractionState,
+};
+use pb_protocol::{Body, Secret};
 use pb_protocol::subject::Subjects;
 use pb_protocol::target::encode_token;
 
@@ -235,6 +239,8 @@ impl CtiCall for Deactivate {
 }
 
 /// `logout`: give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
+/// While the agent has an interaction that has not ended, the logout waits for it
+/// ([`AgentSnapshot::logout_pending`]) and takes effect, with its event, when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logout {
     pub agent_id: String,
@@ -248,6 +254,8 @@ impl CtiCall for Logout {
 }
 
 /// `setstate`: set an agent's state on one channel (ready, not ready with a reason, ...).
+/// While the channel has an interaction that has not ended, the change waits for it
+/// ([`ChannelSnapshot::pending_state`]) and takes effect, with its event, when it ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetAgentState {
     pub agent_id: String,
@@ -262,6 +270,141 @@ impl CtiCall for SetAgentState {
     type Reply = ChannelSnapshot;
 }
 
+/// `interaction`: one of an agent's interactions as the CTI has it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetInteraction {
+    pub agent_id: String,
+    /// The interaction's CTI name ([`InteractionSnapshot::name`]).
+    pub interaction: String,
+}
+
+impl CtiCall for GetInteraction {
+    const OP: &'static str = "interaction";
+    type Reply = InteractionSnapshot;
+}
+
+/// `dial`: place an outbound call from a telephony channel the agent holds; the reply is
+/// the new interaction, DIALING until the far end answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dial {
+    pub agent_id: String,
+    pub endpoint: String,
+    /// An external number, another channel's endpoint or another agent's id.
+    pub destination: String,
+}
+
+impl CtiCall for Dial {
+    const OP: &'static str = "dial";
+    type Reply = InteractionSnapshot;
+}
+
+/// `act`: act on one of an agent's interactions, or on one of its legs; the reply is the
+/// interaction after the action. A refusal is [`CtiErrorCode::InvalidState`] when the action
+/// does not fit the interaction's or leg's state, with a message saying why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Act {
+    pub agent_id: String,
+    pub interaction: String,
+    pub action: Action,
+}
+
+impl CtiCall for Act {
+    const OP: &'static str = "act";
+    type Reply = InteractionSnapshot;
+}
+
+/// What [`Act`] does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Take an ALERTING interaction (for a call: answer its primary leg).
+    Accept,
+    /// Give an ALERTING interaction back to the queue it came from; it is COMPLETED for
+    /// this agent.
+    Reject,
+    /// Finish the interaction: an ENDED one (any media), or a STARTED chat or email.
+    Complete,
+    /// Merge attached data (top-level keys replace, `null` removes).
+    SetData { data: Body },
+    /// Telephony, STARTED: hold the primary leg and dial a consult leg.
+    Consult { destination: String },
+    /// Telephony: connect the primary's party to the connected consult party and leave.
+    Transfer,
+    /// Telephony: join the connected consult party to the primary call.
+    Conference,
+    /// Telephony: hold whichever of primary and consult is connected, retrieve the other.
+    Alternate,
+    Answer { leg: String },
+    Release { leg: String },
+    Hold { leg: String },
+    Retrieve { leg: String },
+    BlindTransfer { leg: String, destination: String },
+    BlindConference { leg: String, destination: String },
+    /// Digits `0-9`, `*`, `#`, `A-D`.
+    SendDtmf { leg: String, digits: String },
+}
+
+/// One of an agent's interactions: a call, a chat or an email offered to or handled by the
+/// agent. Another agent on the same call (a consult, a transfer) has its own interaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionSnapshot {
+    /// Its CTI name, unique at the CTI.
+    pub name: String,
+    /// The channel it is on.
+    pub endpoint: String,
+    pub media: ChannelType,
+    pub state: InteractionState,
+    /// Attached (screen-pop) data: values strings or objects.
+    #[serde(default)]
+    pub data: Body,
+    /// Telephony: its call legs, ended ones included (their last state is ENDED).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<LegSnapshot>,
+    /// Grows with every change of this interaction, as [`ChannelSnapshot::revision`].
+    pub revision: u64,
+}
+
+impl InteractionSnapshot {
+    /// The leg with this name.
+    pub fn leg(&self, name: &str) -> Option<&LegSnapshot> {
+        self.legs.iter().find(|l| l.name == name)
+    }
+
+    /// The legs that have not ended, as `interaction.query.init` lists them.
+    pub fn conversations(&self) -> Conversations {
+        let live = |role| {
+            self.legs
+                .iter()
+                .find(|l| l.role == role && l.state != ConversationState::Ended)
+                .map(|l| ConversationId { id: l.name.clone() })
+        };
+        Conversations {
+            primary: live(ConversationRole::Primary),
+            consult: live(ConversationRole::Consult),
+        }
+    }
+
+    /// Whether it is still alerting, dialing or started.
+    pub fn live(&self) -> bool {
+        matches!(
+            self.state,
+            InteractionState::Alerting | InteractionState::Dialing | InteractionState::Started
+        )
+    }
+}
+
+/// One leg of a call, as the agent's conversation sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegSnapshot {
+    /// Its CTI name, unique at the CTI.
+    pub name: String,
+    pub role: ConversationRole,
+    pub state: ConversationState,
+    /// The far end: a number, or another agent's endpoint; several, comma-separated, in a
+    /// conference.
+    pub remote: String,
+}
+
 /// The link state, as a call's reply and as the event on `P.cti.evt.link`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkEvent {
@@ -272,7 +415,7 @@ pub struct LinkEvent {
 }
 
 /// An agent's place and channels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSnapshot {
     pub agent_id: String,
     /// Whether the agent is logged in at the CTI.
@@ -280,6 +423,12 @@ pub struct AgentSnapshot {
     /// The place (channel group) the agent is logged into, or its own place when logged out.
     pub place: String,
     pub channels: Vec<ChannelSnapshot>,
+    /// The agent's interactions that are not COMPLETED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interactions: Vec<InteractionSnapshot>,
+    /// A logout waits for an interaction to end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logout_pending: bool,
 }
 
 impl AgentSnapshot {
@@ -301,6 +450,11 @@ pub struct ChannelSnapshot {
     pub agent_state: AgentState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
+    /// A state change that waits for the channel's interactions to end, and its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_state: Option<AgentState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
     /// Grows with every change of this channel: events can arrive after a later call's
     /// reply, and a consumer ignores a snapshot older than one it has applied.
     pub revision: u64,
@@ -308,7 +462,7 @@ pub struct ChannelSnapshot {
 
 /// Published on `P.cti.evt.agent.<agentId>` whenever something changes for the agent at the
 /// CTI, whoever caused it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum AgentEvent {
     /// A channel of the agent's place changed (holder or state).
@@ -330,6 +484,11 @@ pub enum AgentEvent {
         endpoint: String,
         media: ChannelType,
     },
+    /// One of the agent's interactions appeared or changed (state, data or legs).
+    InteractionChanged {
+        agent_id: String,
+        interaction: InteractionSnapshot,
+    },
     /// The agent was logged out of every channel.
     LoggedOut {
         agent_id: String,
@@ -345,6 +504,7 @@ impl AgentEvent {
             AgentEvent::ChannelChanged { agent_id, .. }
             | AgentEvent::ChannelAdded { agent_id, .. }
             | AgentEvent::ChannelRemoved { agent_id, .. }
+            | AgentEvent::InteractionChanged { agent_id, .. }
             | AgentEvent::LoggedOut { agent_id, .. } => agent_id,
         }
     }
@@ -355,6 +515,7 @@ impl AgentEvent {
             AgentEvent::ChannelChanged { .. } => AgentEvent::CHANNEL_CHANGED,
             AgentEvent::ChannelAdded { .. } => AgentEvent::CHANNEL_ADDED,
             AgentEvent::ChannelRemoved { .. } => AgentEvent::CHANNEL_REMOVED,
+            AgentEvent::InteractionChanged { .. } => AgentEvent::INTERACTION_CHANGED,
             AgentEvent::LoggedOut { .. } => AgentEvent::LOGGED_OUT,
         }
     }
@@ -362,7 +523,10 @@ impl AgentEvent {
     pub const CHANNEL_CHANGED: &'static str = "channel-changed";
     pub const CHANNEL_ADDED: &'static str = "channel-added";
     pub const CHANNEL_REMOVED: &'static str = "channel-removed";
+    pub const INTERACTION_CHANGED: &'static str = "interaction-changed";
     pub const LOGGED_OUT: &'static str = "logged-out";
+    /// Every kind: one subscription keeps the order of all of an agent's changes.
+    pub const ALL: &'static str = "*";
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! (request-reply, reply [`pb_cti::CtiReply`]). Only the simulator has these; a real
 //! platform's adapter does not. The bridge emulator's `sim` commands and the tests use them.
 
-use pb_cti::{Done, LinkEvent};
-use pb_protocol::Subjects;
+use pb_cti::{Done, InteractionSnapshot, LinkEvent};
 use pb_protocol::channel::{AgentState, ChannelType};
+use pb_protocol::{Body, Subjects};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,91 @@ impl AdminOp for RemoveChannel {
     type Reply = Done;
 }
 
+/// A customer contacts the centre: a call, a chat or an email joins the queue and is
+/// routed to a ready agent holding a channel of its media (the one waiting longest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// TELEPHONY, CHAT or EMAIL.
+    #[serde(rename = "type")]
+    pub media: ChannelType,
+    /// Attached data, shown to the agent (for example `caller`, `accountId`).
+    #[serde(default)]
+    pub data: Body,
+    /// Telephony: the caller's number (a generated one when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Route only to this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
+impl AdminOp for Offer {
+    const OP: &'static str = "offer";
+    type Reply = Offered;
+}
+
+/// The offered interaction's CTI name, the name the agent's interaction will have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offered {
+    pub name: String,
+}
+
+/// The customer leaves: the external party of the interaction's call hangs up, or the
+/// chat or email is closed by the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hangup {
+    pub interaction: String,
+}
+
+impl AdminOp for Hangup {
+    const OP: &'static str = "hangup";
+    type Reply = Done;
+}
+
+/// Generate traffic: new calls, chats and emails per second (0 stops each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    #[serde(default)]
+    pub calls: f64,
+    #[serde(default)]
+    pub chats: f64,
+    #[serde(default)]
+    pub emails: f64,
+}
+
+impl AdminOp for Traffic {
+    const OP: &'static str = "traffic";
+    type Reply = Done;
+}
+
+/// Ask for every interaction at the CTI and the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetInteractions {}
+
+impl AdminOp for GetInteractions {
+    const OP: &'static str = "interactions";
+    type Reply = Interactions;
+}
+
+/// Every interaction at the CTI that is not COMPLETED, and the queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interactions {
+    pub interactions: Vec<AgentInteraction>,
+    /// Offered interactions waiting for an agent, oldest first.
+    pub queued: Vec<String>,
+}
+
+/// One agent's interaction, and what the far ends of its legs heard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentInteraction {
+    pub agent_id: String,
+    #[serde(flatten)]
+    pub interaction: InteractionSnapshot,
+    /// DTMF digits sent on each leg, by leg name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub digits: std::collections::BTreeMap<String, String>,
+}
+
 /// Ask for the lab's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetStatus {}
@@ -125,4 +210,13 @@ pub struct SimStatus {
     pub delay_ms: u64,
     pub agents: usize,
     pub logged_in: usize,
+    /// The traffic being generated.
+    pub traffic: Traffic,
+    /// Interactions offered, waiting in the queue, live at agents, completed, and given up
+    /// by the customer before an agent took them.
+    pub offered: u64,
+    pub queued: usize,
+    pub live: usize,
+    pub completed: u64,
+    pub abandoned: u64,
 }
