@@ -68,3 +68,11 @@ pub struct SessionInit {
 pub struct NamedGroup {
     pub name: String,
 }
+
+/// Response body of `session.request.logout` (project-defined): `pending` when the agent is
+/// on an interaction and the CTI logs it out once that ends (`session.loggedout` then).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutAnswer {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}

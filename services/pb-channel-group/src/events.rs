@@ -1,9 +1,11 @@
-//! CTI changes applied to an agent's channel groups and channels: pure, so the rules are
-//! tested without a CTI.
+//! CTI changes applied to an agent's destinations: pure, so the rules are tested without a
+//! CTI.
 
-use pb_cti::AgentEvent;
+use pb_cti::{AgentEvent, InteractionSnapshot};
 use pb_protocol::Event;
+use pb_protocol::channel::{ChannelEvent, InteractionRef};
 use pb_protocol::channel_group::{ChannelEndpoint, ChannelGroupEvent, ChannelInGroup};
+use pb_protocol::interaction::InteractionState;
 
 use crate::state::AgentTree;
 
@@ -69,8 +71,69 @@ pub fn apply(tree: &mut AgentTree, agent_id: &str, event: AgentEvent) -> (bool, 
                 ));
             }
         }
+        AgentEvent::InteractionChanged { interaction, .. } => {
+            return interaction_changed(tree, &interaction);
+        }
         AgentEvent::LoggedOut { .. } => {}
     }
+    (changed, events)
+}
+
+/// Apply the CTI's view of one of the agent's interactions, from an event or a call's
+/// reply: whether anything changed, and the events, in this order: `channel.interaction.added`
+/// on every initialised channel of its endpoint that has not announced it; each interaction
+/// destination's data and conversation events; each conversation destination's state
+/// change; each interaction destination's state change.
+pub fn interaction_changed(
+    tree: &mut AgentTree,
+    snapshot: &InteractionSnapshot,
+) -> (bool, Vec<Event>) {
+    let mut changed = false;
+    let mut events = Vec::new();
+    let completed = snapshot.state == InteractionState::Completed;
+    for (target, channel) in tree.channels.iter_mut() {
+        if channel.endpoint != snapshot.endpoint || channel.unsupported || !channel.initialised() {
+            continue;
+        }
+        if completed {
+            changed |= channel.interactions.remove(&snapshot.name);
+        } else if channel.interactions.insert(snapshot.name.clone()) {
+            changed = true;
+            events.push(Event::new(
+                target.clone(),
+                ChannelEvent::InteractionAdded(InteractionRef {
+                    name: snapshot.name.clone(),
+                    media: snapshot.media,
+                }),
+            ));
+        }
+    }
+    let mut last = Vec::new();
+    for (target, interaction) in tree.interactions.iter_mut() {
+        if interaction.name != snapshot.name {
+            continue;
+        }
+        if let Some(change) = interaction.apply(snapshot) {
+            changed = true;
+            events.extend(
+                change
+                    .first
+                    .into_iter()
+                    .map(|e| Event::new(target.clone(), e)),
+            );
+            last.extend(change.last.map(|e| Event::new(target.clone(), e)));
+        }
+    }
+    for (target, conversation) in tree.conversations.iter_mut() {
+        if conversation.interaction != snapshot.name {
+            continue;
+        }
+        if let Some(raised) = conversation.apply(snapshot) {
+            changed = true;
+            events.extend(raised.into_iter().map(|e| Event::new(target.clone(), e)));
+        }
+    }
+    events.extend(last);
     (changed, events)
 }
 
@@ -108,6 +171,8 @@ mod tests {
                 holder: None,
                 agent_state: AgentState::NotReady,
                 reason_code: None,
+                pending_state: None,
+                pending_reason: None,
                 revision: 0,
             },
         }
@@ -138,5 +203,203 @@ mod tests {
         let mut t = tree(false);
         let (changed, events) = apply(&mut t, "1001", added("cb-1001"));
         assert!(!changed && events.is_empty());
+    }
+
+    mod interactions {
+        use super::*;
+        use crate::state::{Channel, Conversation, Interaction, InteractionSeen, Reported};
+        use pb_cti::LegSnapshot;
+        use pb_protocol::channel::ChannelState;
+        use pb_protocol::conversation::ConversationState;
+        use pb_protocol::interaction::ConversationRole;
+
+        fn leg(name: &str, role: ConversationRole, state: ConversationState) -> LegSnapshot {
+            LegSnapshot {
+                name: name.into(),
+                role,
+                state,
+                remote: "+15550100".into(),
+            }
+        }
+
+        fn call(
+            state: InteractionState,
+            legs: Vec<LegSnapshot>,
+            revision: u64,
+        ) -> InteractionSnapshot {
+            InteractionSnapshot {
+                name: "call-1".into(),
+                endpoint: "ext-1001".into(),
+                media: ChannelType::Telephony,
+                state,
+                data: pb_protocol::Body::new(),
+                legs,
+                revision,
+            }
+        }
+
+        /// An agent with an initialised telephony channel `s.g.c`, and (when `created`) the
+        /// call's interaction `s.g.c.i` and primary conversation `s.g.c.i.p`, initialised
+        /// from `first`.
+        fn tree(created: Option<&InteractionSnapshot>) -> AgentTree {
+            let mut t = AgentTree::default();
+            t.channels.insert(
+                Target::new("s.g.c").unwrap(),
+                Channel {
+                    endpoint: "ext-1001".into(),
+                    media: ChannelType::Telephony,
+                    unsupported: false,
+                    reported: Some(Reported {
+                        state: ChannelState::Active,
+                        agent_state: AgentState::Ready,
+                        reason_code: None,
+                        pending: None,
+                    }),
+                    revision: 0,
+                    interactions: Default::default(),
+                },
+            );
+            if let Some(first) = created {
+                t.channels.values_mut().for_each(|c| {
+                    c.interactions.insert(first.name.clone());
+                });
+                t.interactions.insert(
+                    Target::new("s.g.c.i").unwrap(),
+                    Interaction {
+                        name: first.name.clone(),
+                        media: first.media,
+                        reported: Some(InteractionSeen::of(first)),
+                        revision: first.revision,
+                    },
+                );
+                t.conversations.insert(
+                    Target::new("s.g.c.i.p").unwrap(),
+                    Conversation {
+                        interaction: first.name.clone(),
+                        leg: "call-1.p".into(),
+                        reported: Some(first.legs[0].state),
+                        revision: first.revision,
+                    },
+                );
+            }
+            t
+        }
+
+        fn names(events: &[Event]) -> Vec<(String, String)> {
+            events
+                .iter()
+                .map(|e| (e.name().to_owned(), e.target.to_string()))
+                .collect()
+        }
+
+        #[test]
+        fn a_new_interaction_is_announced_once_and_forgotten_when_completed() {
+            use ConversationRole::Primary;
+            let alerting = call(
+                InteractionState::Alerting,
+                vec![leg("call-1.p", Primary, ConversationState::Alerting)],
+                1,
+            );
+            let mut t = tree(None);
+            let (changed, events) = interaction_changed(&mut t, &alerting);
+            assert!(changed);
+            assert_eq!(
+                names(&events),
+                [("channel.interaction.added".to_owned(), "s.g.c".to_owned())]
+            );
+            let (_, again) = interaction_changed(&mut t, &alerting);
+            assert!(again.is_empty(), "announced once");
+            let done = call(InteractionState::Completed, vec![], 9);
+            let (changed, events) = interaction_changed(&mut t, &done);
+            assert!(changed && events.is_empty());
+            assert!(t.channels.values().all(|c| c.interactions.is_empty()));
+        }
+
+        #[test]
+        fn legs_change_before_the_call_and_stale_snapshots_are_ignored() {
+            use ConversationRole::{Consult, Primary};
+            use ConversationState::*;
+            let alerting = call(
+                InteractionState::Alerting,
+                vec![leg("call-1.p", Primary, Alerting)],
+                1,
+            );
+            let mut t = tree(Some(&alerting));
+            let answered = call(
+                InteractionState::Started,
+                vec![leg("call-1.p", Primary, Connected)],
+                2,
+            );
+            let (_, events) = interaction_changed(&mut t, &answered);
+            assert_eq!(
+                names(&events),
+                [
+                    (
+                        "conversation.statechanged".to_owned(),
+                        "s.g.c.i.p".to_owned()
+                    ),
+                    ("interaction.statechanged".to_owned(), "s.g.c.i".to_owned()),
+                ]
+            );
+            let (changed, events) = interaction_changed(&mut t, &alerting);
+            assert!(!changed && events.is_empty(), "older revision: ignored");
+
+            let mut consulting = call(
+                InteractionState::Started,
+                vec![
+                    leg("call-1.p", Primary, Held),
+                    leg("call-1.c1", Consult, Dialing),
+                ],
+                3,
+            );
+            consulting.data.insert("disposition".into(), "sale".into());
+            let (_, events) = interaction_changed(&mut t, &consulting);
+            assert_eq!(
+                names(&events),
+                [
+                    ("interaction.datachanged".to_owned(), "s.g.c.i".to_owned()),
+                    (
+                        "interaction.conversation.added".to_owned(),
+                        "s.g.c.i".to_owned()
+                    ),
+                    (
+                        "conversation.statechanged".to_owned(),
+                        "s.g.c.i.p".to_owned()
+                    ),
+                ]
+            );
+            let seen = t
+                .interactions
+                .values()
+                .next()
+                .unwrap()
+                .reported
+                .clone()
+                .unwrap();
+            assert!(
+                seen.legs.contains("call-1.c1"),
+                "the consult may now be created"
+            );
+        }
+
+        #[test]
+        fn nothing_is_raised_before_init() {
+            use ConversationRole::Primary;
+            let alerting = call(
+                InteractionState::Alerting,
+                vec![leg("call-1.p", Primary, ConversationState::Alerting)],
+                1,
+            );
+            let mut t = tree(Some(&alerting));
+            t.interactions.values_mut().for_each(|i| i.reported = None);
+            t.conversations.values_mut().for_each(|c| c.reported = None);
+            let ended = call(
+                InteractionState::Ended,
+                vec![leg("call-1.p", Primary, ConversationState::Ended)],
+                2,
+            );
+            let (_, events) = interaction_changed(&mut t, &ended);
+            assert!(events.is_empty(), "{events:?}");
+        }
     }
 }

@@ -71,9 +71,7 @@ async fn release(groups: &Groups, ctx: &mut Unit) -> InternalReply {
     if let Err(e) = groups.store.save(unit, &mut loaded).await {
         return InternalReply::Error(e.to_string());
     }
-    let groups_gone = tree.groups.into_keys().map(|t| (Kind::ChannelGroup, t));
-    let channels_gone = tree.channels.into_keys().map(|t| (Kind::Channel, t));
-    for (kind, target) in groups_gone.chain(channels_gone) {
+    for (kind, target) in tree.destinations() {
         ctx.forget(kind, &target).await;
     }
     InternalReply::Ok

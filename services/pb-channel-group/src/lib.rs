@@ -1,12 +1,12 @@
-//! The channel-group service: serves channel group and channel destinations
-//! (`P.channelgroup.<target>`, `P.channel.<target>`); interaction and conversation
-//! destinations will live here too.
+//! The channel-group service: serves channel group, channel, interaction and conversation
+//! destinations (`P.channelgroup.<target>`, `P.channel.<target>`, `P.interaction.<target>`,
+//! `P.conversation.<target>`).
 //! Groups are created by the session service's hand-off (`P.int.channelgroup.create`).
 //! Each agent's destinations are handled by one owner replica at a time
 //! ([`pb_runtime::owned`]); state is one record per agent in the `<prefix>_channels` bucket.
-//! CTI changes (`P.cti.evt.agent.<agentId>.channel-*`) become channel events on the right targets.
+//! CTI changes (`P.cti.evt.agent.<agentId>.<event>`) become events on the right targets.
 //!
-//! * [`cmd`]: the channel group and channel commands;
+//! * [`cmd`]: the commands, one module per destination kind;
 //! * [`internal`]: creating a group, releasing an agent's destinations;
 //! * [`events`]: CTI changes applied to the agent's destinations, and the events they raise;
 //! * [`state`]: the record, and the rules from CTI states to reported states and events.
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pb_cti::AgentEvent;
+use pb_cti::{AgentEvent, CtiCall};
 use pb_protocol::internal::InternalReply;
 use pb_protocol::{Command, Event, Kind, Target};
 use pb_runtime::config::{ConfigError, millis};
@@ -40,20 +40,32 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// The time left for the calls of a command starting now.
-    fn budget(&self) -> Budget {
-        Budget::start(self.deadline)
-    }
-
-    /// The agent's place and channels as the CTI has them now, for an init answer.
-    async fn snapshot(&self, agent_id: &str) -> Result<pb_cti::AgentSnapshot, Reply> {
-        let call = pb_cti::GetSnapshot {
-            agent_id: agent_id.to_owned(),
-        };
+    /// Make a CTI call within the deadline of a command starting now; a failure is the
+    /// command's FAILURE answer, with the CTI's reason.
+    async fn call<C: CtiCall + Sync>(&self, call: &C) -> Result<C::Reply, Reply> {
         self.cti
-            .call(&call, self.budget().left())
+            .call(call, Budget::start(self.deadline).left())
             .await
             .map_err(|e| Reply::failure(e.to_string()))
+    }
+
+    /// The agent's place, channels and interactions as the CTI has them now.
+    async fn snapshot(&self, agent_id: &str) -> Result<pb_cti::AgentSnapshot, Reply> {
+        let agent_id = agent_id.to_owned();
+        self.call(&pb_cti::GetSnapshot { agent_id }).await
+    }
+
+    /// One of the agent's interactions as the CTI has it now.
+    async fn interaction(
+        &self,
+        agent_id: &str,
+        name: &str,
+    ) -> Result<pb_cti::InteractionSnapshot, Reply> {
+        let call = pb_cti::GetInteraction {
+            agent_id: agent_id.to_owned(),
+            interaction: name.to_owned(),
+        };
+        self.call(&call).await
     }
 }
 
@@ -63,15 +75,15 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
         service: "channelgroup",
         check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
         listening: Listening::PerSession,
-        agent_events: &[
-            AgentEvent::CHANNEL_CHANGED,
-            AgentEvent::CHANNEL_ADDED,
-            AgentEvent::CHANNEL_REMOVED,
-        ],
+        // Channel and interaction changes on one subscription, so that an agent's changes
+        // are applied in the order the CTI made them (a pending state after the interaction
+        // whose end applied it); the session service's logouts are ignored.
+        agent_events: &[AgentEvent::ALL],
     })
 }
 
-/// Serve channel group and channel destinations until `shutdown`.
+/// Serve the channel group, channel, interaction and conversation destinations until
+/// `shutdown`.
 pub async fn run(
     client: async_nats::Client,
     config: Config,
@@ -95,9 +107,7 @@ impl Owner for Groups {
             .await
             .map_err(|e| e.to_string())?
             .value;
-        let groups = tree.groups.into_keys().map(|t| (Kind::ChannelGroup, t));
-        let channels = tree.channels.into_keys().map(|t| (Kind::Channel, t));
-        Ok(groups.chain(channels).collect())
+        Ok(tree.destinations())
     }
 
     async fn command(&self, unit: &mut Unit, command: Command) -> Reply {

@@ -1,21 +1,59 @@
-//! The channel-group service's state: one record per agent holding its channel group and
-//! channel destinations, and the pure rules that turn CTI channel states into the states a
-//! channel reports and the events that move the bridge from one to the next.
+//! The channel-group service's state: one record per agent holding its channel group,
+//! channel, interaction and conversation destinations, and the pure rules that turn CTI
+//! states into the states a destination reports and the events that move the bridge from
+//! one to the next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use pb_cti::ChannelSnapshot;
-use pb_protocol::Target;
+use pb_cti::{ChannelSnapshot, InteractionSnapshot};
 use pb_protocol::channel::{AgentState, ChannelEvent, ChannelState, ChannelType};
 use pb_protocol::channel_group::ChannelInGroup;
+use pb_protocol::conversation::{ConversationEvent, ConversationState, ConversationStateChanged};
+use pb_protocol::interaction::{
+    ConversationAdded, InteractionData, InteractionEvent, InteractionState, InteractionStateChanged,
+};
 use pb_protocol::session::ReasonCode;
+use pb_protocol::{Body, Kind, Target};
 use serde::{Deserialize, Serialize};
 
-/// Every channel group and channel destination of one agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Every destination of one agent below its session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentTree {
     pub groups: BTreeMap<Target, Group>,
     pub channels: BTreeMap<Target, Channel>,
+    #[serde(default)]
+    pub interactions: BTreeMap<Target, Interaction>,
+    #[serde(default)]
+    pub conversations: BTreeMap<Target, Conversation>,
+}
+
+impl AgentTree {
+    /// Every destination, by kind.
+    pub fn destinations(self) -> Vec<(Kind, Target)> {
+        let of = |kind, targets: Vec<Target>| targets.into_iter().map(move |t| (kind, t));
+        of(Kind::ChannelGroup, self.groups.into_keys().collect())
+            .chain(of(Kind::Channel, self.channels.into_keys().collect()))
+            .chain(of(
+                Kind::Interaction,
+                self.interactions.into_keys().collect(),
+            ))
+            .chain(of(
+                Kind::Conversation,
+                self.conversations.into_keys().collect(),
+            ))
+            .collect()
+    }
+
+    /// Forget the destination `target` of `kind`.
+    pub fn remove(&mut self, kind: Kind, target: &Target) {
+        match kind {
+            Kind::ChannelGroup => drop(self.groups.remove(target)),
+            Kind::Channel => drop(self.channels.remove(target)),
+            Kind::Interaction => drop(self.interactions.remove(target)),
+            Kind::Conversation => drop(self.conversations.remove(target)),
+            Kind::Control | Kind::Session => {}
+        }
+    }
 }
 
 /// A channel group destination.
@@ -38,6 +76,10 @@ pub struct Channel {
     pub reported: Option<Reported>,
     /// The CTI revision of the channel that `reported` reflects.
     pub revision: u64,
+    /// The CTI names of the interactions on this channel the bridge was told of (by the
+    /// init answer or `channel.interaction.added`) and that are not COMPLETED.
+    #[serde(default)]
+    pub interactions: BTreeSet<String>,
 }
 
 impl Channel {
@@ -89,6 +131,9 @@ pub struct Reported {
     pub state: ChannelState,
     pub agent_state: AgentState,
     pub reason_code: Option<String>,
+    /// A change that waits for the channel's interactions to end (no event of its own).
+    #[serde(default)]
+    pub pending: Option<AgentState>,
 }
 
 impl Reported {
@@ -100,6 +145,7 @@ impl Reported {
                 state: ChannelState::Active,
                 agent_state: channel.agent_state,
                 reason_code: channel.reason_code.clone(),
+                pending: channel.pending_state,
             },
             holder => Reported {
                 state: if holder.is_some() {
@@ -109,8 +155,128 @@ impl Reported {
                 },
                 agent_state: AgentState::NotReady,
                 reason_code: None,
+                pending: None,
             },
         }
+    }
+}
+
+/// An interaction destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Its CTI name.
+    pub name: String,
+    pub media: ChannelType,
+    /// What the bridge was last told; `None` before init.
+    pub reported: Option<InteractionSeen>,
+    /// The CTI revision `reported` reflects.
+    pub revision: u64,
+}
+
+/// An interaction as the bridge sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionSeen {
+    pub state: InteractionState,
+    pub data: Body,
+    /// The legs the bridge was told of (by the init answer or
+    /// `interaction.conversation.added`): the conversations it may create.
+    pub legs: BTreeSet<String>,
+}
+
+impl InteractionSeen {
+    /// What the init answer shows of `snapshot`: its live legs are now known.
+    pub fn of(snapshot: &InteractionSnapshot) -> Self {
+        let live = snapshot.conversations();
+        Self {
+            state: snapshot.state,
+            data: snapshot.data.clone(),
+            legs: [live.primary, live.consult]
+                .into_iter()
+                .flatten()
+                .map(|c| c.id)
+                .collect(),
+        }
+    }
+}
+
+/// The events an interaction raises for a CTI change: those about its data and
+/// conversations (raised before its conversations' own events), then its state change
+/// (raised after them: a call's legs change before the call does).
+#[derive(Debug, Default, PartialEq)]
+pub struct InteractionChange {
+    pub first: Vec<InteractionEvent>,
+    pub last: Option<InteractionEvent>,
+}
+
+impl Interaction {
+    pub fn initialised(&self) -> bool {
+        self.reported.is_some()
+    }
+
+    /// Take a CTI snapshot into account; `None` before init or when it is stale.
+    pub fn apply(&mut self, snapshot: &InteractionSnapshot) -> Option<InteractionChange> {
+        if snapshot.revision < self.revision {
+            return None;
+        }
+        let seen = self.reported.as_mut()?;
+        self.revision = snapshot.revision;
+        let mut change = InteractionChange::default();
+        if seen.data != snapshot.data {
+            seen.data = snapshot.data.clone();
+            change
+                .first
+                .push(InteractionEvent::DataChanged(InteractionData {
+                    data: seen.data.clone(),
+                }));
+        }
+        for leg in &snapshot.legs {
+            if leg.state != ConversationState::Ended && seen.legs.insert(leg.name.clone()) {
+                change
+                    .first
+                    .push(InteractionEvent::ConversationAdded(ConversationAdded {
+                        name: leg.name.clone(),
+                        role: leg.role,
+                    }));
+            }
+        }
+        if seen.state != snapshot.state {
+            seen.state = snapshot.state;
+            change.last = Some(InteractionEvent::StateChanged(InteractionStateChanged {
+                state: snapshot.state,
+            }));
+        }
+        Some(change)
+    }
+}
+
+/// A conversation destination: one leg of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The CTI names of its interaction and of its leg.
+    pub interaction: String,
+    pub leg: String,
+    /// The leg's state the bridge was last told; `None` before init.
+    pub reported: Option<ConversationState>,
+    /// The CTI revision (of the interaction) `reported` reflects.
+    pub revision: u64,
+}
+
+impl Conversation {
+    /// Take a CTI snapshot of its interaction into account; `None` before init, when it is
+    /// stale or does not have the leg.
+    pub fn apply(&mut self, snapshot: &InteractionSnapshot) -> Option<Vec<ConversationEvent>> {
+        if snapshot.revision < self.revision || self.reported.is_none() {
+            return None;
+        }
+        let leg = snapshot.leg(&self.leg)?;
+        self.revision = snapshot.revision;
+        if self.reported == Some(leg.state) {
+            return Some(Vec::new());
+        }
+        self.reported = Some(leg.state);
+        Some(vec![ConversationEvent::StateChanged(
+            ConversationStateChanged { state: leg.state },
+        )])
     }
 }
 
@@ -152,6 +318,8 @@ mod tests {
             holder: holder.map(str::to_owned),
             agent_state: state,
             reason_code: reason.map(str::to_owned),
+            pending_state: None,
+            pending_reason: None,
             revision: 0,
         }
     }
@@ -164,6 +332,7 @@ mod tests {
             unsupported: false,
             reported: None,
             revision: 0,
+            interactions: BTreeSet::new(),
         };
         let at = |rev, state| ChannelSnapshot {
             revision: rev,

@@ -1,17 +1,24 @@
 //! The channel commands: init, activate / deactivate, ready / not ready, dial,
 //! createinteraction, dispose. A state change is made at the CTI, recorded, answered, and
-//! followed by the events that take the bridge to the new state, all under the agent's lock,
-//! so concurrent requests on one channel are applied one after the other.
+//! followed by the events that take the bridge to the new state, all in the agent's actor,
+//! so concurrent requests on one channel are applied one after the other. A state change
+//! asked for while the channel has a live interaction waits at the CTI for it to end
+//! (`pending-agent-state`); its event comes when it takes effect.
 
 use pb_cti::{Activate, ChannelSnapshot, CtiCall, Deactivate, SetAgentState};
-use pb_protocol::channel::{AgentState, ChannelCommand, ChannelEvent, ChannelInit, ChannelType};
+use pb_protocol::channel::{
+    AgentState, ChannelCommand, ChannelEvent, ChannelInit, ChannelType, InteractionRef,
+};
+use pb_protocol::interaction::InteractionState;
+use pb_protocol::session::CreateChild;
 use pb_protocol::{Event, Kind, Target};
+use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
-use pb_runtime::{CtiCallError, Reply};
 
+use super::Existing;
 use crate::Groups;
-use crate::state::{AgentTree, Reported};
+use crate::state::{AgentTree, Interaction, Reported};
 
 pub async fn handle(
     groups: &Groups,
@@ -30,9 +37,11 @@ pub async fn handle(
     match message {
         ChannelCommand::Init => return init(groups, unit, target, loaded).await,
         ChannelCommand::Dispose => {
-            let initialised = channel.initialised();
+            let disposed = channel
+                .initialised()
+                .then(|| Event::new(target.clone(), ChannelEvent::Disposed));
             ctx.forget(Kind::Channel, target).await;
-            return dispose(groups, unit, target, initialised);
+            return super::dispose(groups, unit, (Kind::Channel, target), disposed);
         }
         _ if channel.unsupported => {
             return Reply::failure(format!(
@@ -89,13 +98,23 @@ pub async fn handle(
                 channel.media.as_str()
             ))
         }
-        ChannelCommand::Dial(_) => Reply::failure(
-            "this client does not place outbound calls yet (the interaction destinations are not built)",
-        ),
-        ChannelCommand::CreateInteraction(child) => Reply::failure(format!(
-            "channel `{endpoint}` has no interaction `{}`",
-            child.name
-        )),
+        ChannelCommand::Dial(dial) => {
+            let call = pb_cti::Dial {
+                agent_id,
+                endpoint,
+                destination: dial.destination,
+            };
+            super::interaction_call(groups, unit, loaded, &call, |new| {
+                pb_protocol::to_body(&InteractionRef {
+                    name: new.name.clone(),
+                    media: new.media,
+                })
+            })
+            .await
+        }
+        ChannelCommand::CreateInteraction(child) => {
+            create_interaction(groups, ctx, target, loaded, child).await
+        }
         ChannelCommand::Init | ChannelCommand::Dispose => Reply::failure("handled above"),
     }
 }
@@ -122,12 +141,25 @@ async fn init(
     };
     let now = Reported::of(unit, cti);
     channel.revision = cti.revision;
+    // Every interaction on the channel that is not COMPLETED: the bridge may create them.
+    let interactions: Vec<InteractionRef> = snapshot
+        .interactions
+        .iter()
+        .filter(|i| i.endpoint == channel.endpoint && i.state != InteractionState::Completed)
+        .map(|i| InteractionRef {
+            name: i.name.clone(),
+            media: i.media,
+        })
+        .collect();
+    if !channel.unsupported {
+        channel.interactions = interactions.iter().map(|i| i.name.clone()).collect();
+    }
     let body = pb_protocol::to_body(&ChannelInit {
         state: now.state,
         agent_state: now.agent_state,
         reason_code: now.reason_code.clone(),
-        pending_agent_state: None,
-        interactions: (!channel.unsupported).then(Vec::new),
+        pending_agent_state: now.pending,
+        interactions: (!channel.unsupported).then_some(interactions),
     });
     channel.reported = Some(now);
     match groups.store.save(unit, loaded).await {
@@ -148,11 +180,9 @@ async fn change<C>(
 where
     C: CtiCall<Reply = ChannelSnapshot> + Sync,
 {
-    let until = groups.budget();
-    let snapshot = match groups.cti.call(call, until.left()).await {
+    let snapshot = match groups.call(call).await {
         Ok(snapshot) => snapshot,
-        Err(CtiCallError::Refused(e)) => return Reply::failure(e.message),
-        Err(e) => return Reply::failure(e.to_string()),
+        Err(failure) => return failure,
     };
     let Some(channel) = loaded.value.channels.get_mut(target) else {
         return Reply::failure("the channel vanished");
@@ -166,24 +196,47 @@ where
     })
 }
 
-/// Answered, `channel.disposed` raised (if the bridge knows the channel), then released.
-fn dispose(groups: &Groups, unit: &str, target: &Target, initialised: bool) -> Reply {
-    let store = groups.store.clone();
-    let unit = unit.to_owned();
-    let released = target.clone();
-    let reply = Reply::success().then(async move {
-        let release = async {
-            let mut loaded = store.load(&unit).await?;
-            loaded.value.channels.remove(&released);
-            store.save(&unit, &mut loaded).await
-        };
-        if let Err(e) = release.await {
-            tracing::error!(target = %released, error = %e, "could not release the channel");
-        }
-    });
-    if initialised {
-        reply.with_event(Event::new(target.clone(), ChannelEvent::Disposed))
-    } else {
-        reply
+/// The interaction destination `<channel>.<id>` for one of the channel's interactions the
+/// bridge was told of.
+async fn create_interaction(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    child: CreateChild,
+) -> Reply {
+    let Some(channel) = loaded.value.channels.get(target) else {
+        return Reply::failure("the channel vanished");
+    };
+    if !channel.interactions.contains(&child.name) {
+        return Reply::failure(format!(
+            "channel `{}` has no interaction `{}` (an interaction is created after channel.interaction.added or channel.query.init names it, until it is COMPLETED)",
+            channel.endpoint, child.name
+        ));
     }
+    let media = channel.media;
+    let interaction_target = match target.child(&child.id) {
+        Ok(t) => t,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    let existing = match loaded.value.interactions.get(&interaction_target) {
+        None => Existing::None,
+        Some(i) if i.name == child.name => Existing::Same,
+        Some(i) => Existing::Other(format!(
+            "destination `{interaction_target}` is already interaction `{}`",
+            i.name
+        )),
+    };
+    let interaction = Interaction {
+        name: child.name,
+        media,
+        reported: None,
+        revision: 0,
+    };
+    let at = (Kind::Interaction, &interaction_target);
+    super::create(groups, ctx, loaded, at, existing, |tree| {
+        tree.interactions
+            .insert(interaction_target.clone(), interaction);
+    })
+    .await
 }

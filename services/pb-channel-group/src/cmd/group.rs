@@ -10,6 +10,7 @@ use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
+use super::Existing;
 use crate::Groups;
 use crate::state::{AgentTree, Channel};
 
@@ -28,7 +29,7 @@ pub async fn handle(
         }
         ChannelGroupCommand::Dispose => {
             ctx.forget(Kind::ChannelGroup, target).await;
-            dispose(groups, &unit, target)
+            super::dispose(groups, &unit, (Kind::ChannelGroup, target), None)
         }
     }
 }
@@ -79,8 +80,6 @@ async fn create_channel(
     loaded: &mut Loaded<AgentTree>,
     create: CreateChannel,
 ) -> Reply {
-    let unit = ctx.name().to_owned();
-    let unit = unit.as_str();
     let Some(group) = loaded.value.groups.get(target) else {
         return Reply::failure("the channel group vanished");
     };
@@ -108,52 +107,25 @@ async fn create_channel(
         Ok(t) => t,
         Err(e) => return Reply::failure(e.to_string()),
     };
-    if let Some(existing) = loaded.value.channels.get(&channel_target) {
-        return if existing.endpoint == create.name {
-            match ctx.listen(Kind::Channel, &channel_target).await {
-                Ok(()) => Reply::success(),
-                Err(why) => Reply::failure(why),
-            }
-        } else {
-            Reply::failure(format!(
-                "destination `{channel_target}` is already channel `{}`",
-                existing.endpoint
-            ))
-        };
-    }
-    let media = known.channel_type;
-    loaded.value.channels.insert(
-        channel_target.clone(),
-        Channel {
-            endpoint: create.name,
-            media,
-            unsupported,
-            reported: None,
-            revision: 0,
-        },
-    );
-    if let Err(e) = groups.store.save(unit, loaded).await {
-        return Reply::failure(e.to_string());
-    }
-    match ctx.listen(Kind::Channel, &channel_target).await {
-        Ok(()) => Reply::success(),
-        Err(why) => Reply::failure(why),
-    }
-}
-
-/// Answered, then released. The group's channels are disposed by their own requests.
-fn dispose(groups: &Groups, unit: &str, target: &Target) -> Reply {
-    let store = groups.store.clone();
-    let unit = unit.to_owned();
-    let target = target.clone();
-    Reply::success().then(async move {
-        let released = async {
-            let mut loaded = store.load(&unit).await?;
-            loaded.value.groups.remove(&target);
-            store.save(&unit, &mut loaded).await
-        };
-        if let Err(e) = released.await {
-            tracing::error!(%target, error = %e, "could not release the channel group");
-        }
+    let existing = match loaded.value.channels.get(&channel_target) {
+        None => Existing::None,
+        Some(c) if c.endpoint == create.name => Existing::Same,
+        Some(c) => Existing::Other(format!(
+            "destination `{channel_target}` is already channel `{}`",
+            c.endpoint
+        )),
+    };
+    let channel = Channel {
+        endpoint: create.name,
+        media: known.channel_type,
+        unsupported,
+        reported: None,
+        revision: 0,
+        interactions: Default::default(),
+    };
+    let at = (Kind::Channel, &channel_target);
+    super::create(groups, ctx, loaded, at, existing, |tree| {
+        tree.channels.insert(channel_target.clone(), channel);
     })
+    .await
 }

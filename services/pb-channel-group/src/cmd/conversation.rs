@@ -1,0 +1,93 @@
+//! The conversation commands: init, answer, release, hold, retrieve, blind transfer, blind
+//! conference, DTMF, dispose. Each acts on the call leg at the CTI, which refuses what does
+//! not fit the leg's state with its reason.
+
+use pb_cti::{Act, Action};
+use pb_protocol::conversation::{ConversationCommand, ConversationInit};
+use pb_protocol::{Kind, Target};
+use pb_runtime::Reply;
+use pb_runtime::owned::Unit;
+use pb_runtime::state::Loaded;
+
+use crate::Groups;
+use crate::state::AgentTree;
+
+pub async fn handle(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    message: ConversationCommand,
+) -> Reply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let Some(conversation) = loaded.value.conversations.get(target) else {
+        return Reply::failure("the conversation vanished");
+    };
+    let leg = conversation.leg.clone();
+    let action = match message {
+        ConversationCommand::Init => return init(groups, unit, target, loaded).await,
+        ConversationCommand::Dispose => {
+            ctx.forget(Kind::Conversation, target).await;
+            return super::dispose(groups, unit, (Kind::Conversation, target), None);
+        }
+        _ if conversation.reported.is_none() => {
+            return Reply::failure("conversation.query.init has not been answered yet");
+        }
+        ConversationCommand::Answer => Action::Answer { leg },
+        ConversationCommand::Release => Action::Release { leg },
+        ConversationCommand::Hold => Action::Hold { leg },
+        ConversationCommand::Retrieve => Action::Retrieve { leg },
+        ConversationCommand::BlindTransfer(to) => Action::BlindTransfer {
+            leg,
+            destination: to.destination,
+        },
+        ConversationCommand::BlindConference(to) => Action::BlindConference {
+            leg,
+            destination: to.destination,
+        },
+        ConversationCommand::SendDtmf(dtmf) => Action::SendDtmf {
+            leg,
+            digits: dtmf.digits,
+        },
+    };
+    let call = Act {
+        agent_id: unit.to_owned(),
+        interaction: conversation.interaction.clone(),
+        action,
+    };
+    super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
+}
+
+/// The leg as the CTI has it now.
+async fn init(
+    groups: &Groups,
+    unit: &str,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+) -> Reply {
+    let Some(conversation) = loaded.value.conversations.get_mut(target) else {
+        return Reply::failure("the conversation vanished");
+    };
+    let snapshot = match groups.interaction(unit, &conversation.interaction).await {
+        Ok(snapshot) => snapshot,
+        Err(failure) => return failure,
+    };
+    let Some(leg) = snapshot.leg(&conversation.leg) else {
+        return Reply::failure(format!(
+            "interaction `{}` has no conversation `{}` at the CTI",
+            snapshot.name, conversation.leg
+        ));
+    };
+    conversation.reported = Some(leg.state);
+    conversation.revision = snapshot.revision;
+    let body = pb_protocol::to_body(&ConversationInit {
+        state: leg.state,
+        role: leg.role,
+        remote: leg.remote.clone(),
+    });
+    match groups.store.save(unit, loaded).await {
+        Ok(()) => Reply::body(body),
+        Err(e) => Reply::failure(e.to_string()),
+    }
+}

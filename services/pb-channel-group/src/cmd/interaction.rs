@@ -1,0 +1,167 @@
+//! The interaction commands: init, accept / reject / complete, setdata, and for telephony
+//! consult, transfer, conference, alternate and createconversation; dispose. Every action is
+//! the CTI's to judge: one that does not fit the interaction's state is refused with the
+//! CTI's reason.
+
+use pb_cti::{Act, Action};
+use pb_protocol::channel::ChannelType;
+use pb_protocol::interaction::{
+    InteractionCommand, InteractionEvent, InteractionInit, InteractionState,
+};
+use pb_protocol::session::CreateChild;
+use pb_protocol::{Event, Kind, Target};
+use pb_runtime::Reply;
+use pb_runtime::owned::Unit;
+use pb_runtime::state::Loaded;
+
+use super::Existing;
+use crate::Groups;
+use crate::state::{AgentTree, Conversation, InteractionSeen};
+
+pub async fn handle(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    message: InteractionCommand,
+) -> Reply {
+    let unit = ctx.name().to_owned();
+    let unit = unit.as_str();
+    let Some(interaction) = loaded.value.interactions.get(target) else {
+        return Reply::failure("the interaction vanished");
+    };
+    let name = interaction.name.clone();
+    let media = interaction.media;
+    let action = match message {
+        InteractionCommand::Init => return init(groups, unit, target, loaded).await,
+        InteractionCommand::Dispose => {
+            ctx.forget(Kind::Interaction, target).await;
+            return super::dispose(groups, unit, (Kind::Interaction, target), None);
+        }
+        _ if !interaction.initialised() => {
+            return Reply::failure("interaction.query.init has not been answered yet");
+        }
+        m @ (InteractionCommand::Consult(_)
+        | InteractionCommand::Transfer
+        | InteractionCommand::Conference
+        | InteractionCommand::Alternate
+        | InteractionCommand::CreateConversation(_))
+            if media != ChannelType::Telephony =>
+        {
+            return Reply::failure(format!(
+                "{} is for telephony interactions; `{name}` is {}",
+                m.name(),
+                media.as_str()
+            ));
+        }
+        InteractionCommand::CreateConversation(child) => {
+            return create_conversation(groups, ctx, target, loaded, child).await;
+        }
+        InteractionCommand::Accept => Action::Accept,
+        InteractionCommand::Reject => Action::Reject,
+        InteractionCommand::Complete => Action::Complete,
+        InteractionCommand::SetData(data) => Action::SetData { data: data.data },
+        InteractionCommand::Consult(consult) => Action::Consult {
+            destination: consult.destination,
+        },
+        InteractionCommand::Transfer => Action::Transfer,
+        InteractionCommand::Conference => Action::Conference,
+        InteractionCommand::Alternate => Action::Alternate,
+    };
+    let call = Act {
+        agent_id: unit.to_owned(),
+        interaction: name,
+        action,
+    };
+    super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
+}
+
+/// The interaction as the CTI has it now. A chat or email still alerting then raises
+/// `interaction.alerting` (reference §9.5.3): its first event, after the init answer.
+async fn init(
+    groups: &Groups,
+    unit: &str,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+) -> Reply {
+    let Some(interaction) = loaded.value.interactions.get_mut(target) else {
+        return Reply::failure("the interaction vanished");
+    };
+    let snapshot = match groups.interaction(unit, &interaction.name).await {
+        Ok(snapshot) => snapshot,
+        Err(failure) => return failure,
+    };
+    let telephony = interaction.media == ChannelType::Telephony;
+    let conversations = telephony.then(|| snapshot.conversations());
+    if let Some(Err(why)) = conversations.as_ref().map(|c| c.fit(snapshot.state)) {
+        return Reply::failure(format!(
+            "the CTI reports interaction `{}` in a state this client cannot show: {why}",
+            snapshot.name
+        ));
+    }
+    interaction.reported = Some(InteractionSeen::of(&snapshot));
+    interaction.revision = snapshot.revision;
+    let body = pb_protocol::to_body(&InteractionInit {
+        state: snapshot.state,
+        data: snapshot.data,
+        conversations,
+    });
+    if let Err(e) = groups.store.save(unit, loaded).await {
+        return Reply::failure(e.to_string());
+    }
+    let reply = Reply::body(body);
+    if !telephony && snapshot.state == InteractionState::Alerting {
+        reply.with_event(Event::new(target.clone(), InteractionEvent::Alerting))
+    } else {
+        reply
+    }
+}
+
+/// The conversation destination `<interaction>.<id>` for a leg the bridge was told of (by
+/// the init answer or `interaction.conversation.added`).
+async fn create_conversation(
+    groups: &Groups,
+    ctx: &mut Unit,
+    target: &Target,
+    loaded: &mut Loaded<AgentTree>,
+    child: CreateChild,
+) -> Reply {
+    let Some(interaction) = loaded.value.interactions.get(target) else {
+        return Reply::failure("the interaction vanished");
+    };
+    let known = interaction
+        .reported
+        .as_ref()
+        .is_some_and(|seen| seen.legs.contains(&child.name));
+    if !known {
+        return Reply::failure(format!(
+            "interaction `{}` has no conversation `{}` (a conversation is created after interaction.query.init or interaction.conversation.added names it)",
+            interaction.name, child.name
+        ));
+    }
+    let call = interaction.name.clone();
+    let conversation_target = match target.child(&child.id) {
+        Ok(t) => t,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    let existing = match loaded.value.conversations.get(&conversation_target) {
+        None => Existing::None,
+        Some(c) if c.leg == child.name => Existing::Same,
+        Some(c) => Existing::Other(format!(
+            "destination `{conversation_target}` is already conversation `{}`",
+            c.leg
+        )),
+    };
+    let conversation = Conversation {
+        interaction: call,
+        leg: child.name,
+        reported: None,
+        revision: 0,
+    };
+    let at = (Kind::Conversation, &conversation_target);
+    super::create(groups, ctx, loaded, at, existing, |tree| {
+        tree.conversations
+            .insert(conversation_target.clone(), conversation);
+    })
+    .await
+}
