@@ -3,14 +3,16 @@
 //! log out and dispose. Used by the CLI's commands and load runs, and by the tests.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::Client;
+use async_nats::{Client, Subscriber};
+use futures::StreamExt;
 use pb_protocol::channel::ChannelType;
 use pb_protocol::channel_group::ChannelGroupInit;
 use pb_protocol::session::SessionInit;
-use pb_protocol::{Body, Kind, Outcome, Response, Subjects, Target};
+use pb_protocol::{Body, CommandMessage, Kind, Outcome, Response, Subjects, Target};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -35,6 +37,8 @@ pub enum FlowError {
         target: String,
         message: String,
     },
+    #[error("cannot watch events on {subject}: {message}")]
+    Watch { subject: String, message: String },
 }
 
 /// Response times by message name.
@@ -120,6 +124,46 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// The subjects of the deployment it talks to.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// How long it waits for each response.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Start receiving the events published on `subject` (a pattern such as `P.evt.>`);
+    /// the server has the subscription when this returns, so no later event is missed.
+    pub async fn events(&self, subject: String) -> Result<Subscriber, FlowError> {
+        let watch = |message: String| FlowError::Watch {
+            subject: subject.clone(),
+            message,
+        };
+        let subscriber = self
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| watch(e.to_string()))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| watch(e.to_string()))?;
+        Ok(subscriber)
+    }
+
+    /// Send a typed command and require SUCCESS; its body.
+    pub async fn act(
+        &self,
+        target: &str,
+        message: impl Into<CommandMessage>,
+    ) -> Result<Body, FlowError> {
+        let message = message.into();
+        self.ok(message.name(), target, Value::Object(message.to_body()))
+            .await
+    }
+
     /// Send `name` to `target` with `body` and a fresh requestId; the response as it came.
     pub async fn send(
         &self,
@@ -166,7 +210,12 @@ impl Driver {
                 target: target.to_owned(),
                 timeout: self.timeout,
             })?
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    transport(format!("no responders: {}", unknown_destination(kind)))
+                }
+                _ => transport(e.to_string()),
+            })?;
         if let Some(latencies) = &self.latencies {
             latencies
                 .lock()
@@ -257,6 +306,7 @@ impl Driver {
         )
         .await?;
         let init: SessionInit = read(
+            "session.query.init",
             self.ok("session.query.init", session, json!({})).await?,
             session,
         )?;
@@ -273,6 +323,7 @@ impl Driver {
         .await?;
         let group = format!("{session}.g1");
         let init: ChannelGroupInit = read(
+            "channelgroup.query.init",
             self.ok("channelgroup.query.init", &group, json!({}))
                 .await?,
             &group,
@@ -303,6 +354,45 @@ impl Driver {
             group,
             channels,
         })
+    }
+
+    /// Log agents `first..first+count` in (password `pw-<id>`, session `<prefix>-<id>`),
+    /// `concurrency` at a time, counting each finished login in `done`.
+    pub async fn login_range(
+        &self,
+        first: u64,
+        count: usize,
+        concurrency: usize,
+        prefix: &str,
+        done: &AtomicUsize,
+    ) -> Vec<Result<LoggedIn, FlowError>> {
+        futures::stream::iter(first..first + count as u64)
+            .map(|id| async move {
+                let id = id.to_string();
+                let result = self
+                    .login(&id, &format!("pw-{id}"), &format!("{prefix}-{id}"))
+                    .await;
+                done.fetch_add(1, Ordering::Relaxed);
+                result
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Log every agent of `logged` out ([`Driver::logout`]), `concurrency` at a time; the
+    /// failures, by agent id.
+    pub async fn logout_all(
+        &self,
+        logged: &[LoggedIn],
+        concurrency: usize,
+    ) -> Vec<(String, FlowError)> {
+        futures::stream::iter(logged)
+            .map(|l| async move { self.logout(l).await.err().map(|e| (l.agent_id.clone(), e)) })
+            .buffer_unordered(concurrency.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await
     }
 
     /// Log a session out, then dispose the destinations `login` creates under it
@@ -363,10 +453,23 @@ impl Driver {
     }
 }
 
-fn read<T: serde::de::DeserializeOwned>(body: Body, target: &str) -> Result<T, FlowError> {
+/// Why nobody answers a command to a destination of `kind`, and what to check.
+pub(crate) fn unknown_destination(kind: Kind) -> String {
+    format!(
+        "no such {} destination (never created, or disposed), or its service is not running",
+        kind.describe()
+    )
+}
+
+/// Read the body of `name`'s answer from `target` as `T`.
+pub(crate) fn read<T: serde::de::DeserializeOwned>(
+    name: &str,
+    body: Body,
+    target: &str,
+) -> Result<T, FlowError> {
     pb_protocol::from_body(body).map_err(|message| FlowError::Transport {
-        name: "init".into(),
+        name: name.to_owned(),
         target: target.to_owned(),
-        message: format!("unreadable init answer: {message}"),
+        message: format!("unreadable answer: {message}"),
     })
 }

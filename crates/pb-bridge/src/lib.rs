@@ -1,9 +1,13 @@
 //! The bridge emulator: plays the Processor Bridge against a running system. It sends any
 //! query or request by name with a JSON body, watches events, runs the control
-//! initialisation, and drives the simulated CTI's fault injection.
+//! initialisation, logs agents in, handles interactions and conversations one request at a
+//! time or as an automatic desk, and drives the simulated CTI.
 
+pub mod desk;
 pub mod flow;
+pub mod interaction;
 pub mod probe;
+pub mod report;
 pub mod storm;
 
 use std::io::Write;
@@ -15,8 +19,17 @@ use async_nats::Client;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use pb_cti_sim::admin::{self, AdminOp};
-use pb_protocol::{Kind, Outcome, Response, Subjects, Target};
+use pb_protocol::channel::{ChannelCommand, ChannelType};
+use pb_protocol::conversation::{ConversationCommand, Destination, Dtmf};
+use pb_protocol::interaction::InteractionCommand;
+use pb_protocol::session::ReasonCode;
+use pb_protocol::{CommandMessage, Kind, Outcome, Response, Subjects, Target};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+use crate::flow::FlowError;
+use crate::interaction::{Leg, StepError, Taken, id_of, set_disposition};
 
 /// `println!` that returns an error instead of panicking (a closed pipe, for example).
 macro_rules! say {
@@ -122,6 +135,40 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Handle an interaction (a call, a chat, an email) one request at a time.
+    ///
+    /// Its target is `<channel target>.<id>`, for example `s-1001.g1.c1.call-7`, as
+    /// `interaction take` prints it.
+    #[command(subcommand, visible_alias = "ix")]
+    Interaction(InteractionVerb),
+    /// Act on a conversation (a leg of a call) one request at a time.
+    ///
+    /// Its target is `<interaction target>.<id>`, as `interaction take` prints it.
+    #[command(subcommand, visible_alias = "conv")]
+    Conversation(ConversationVerb),
+    /// An automatic agent desk: log agents in and handle every interaction that reaches them.
+    ///
+    /// Each interaction is taken, answered (or accepted), talked through, released, given a
+    /// disposition, completed and disposed, concurrently. After --for-s (or Ctrl-C) the
+    /// agents are made not ready, what is in hand is finished, the agents are logged out,
+    /// and a table of rates, handling times and latencies is printed.
+    Desk {
+        /// How many agents (sessions `desk-<id>`).
+        #[arg(long, default_value_t = 10)]
+        agents: usize,
+        /// The first agent id.
+        #[arg(long, default_value_t = 1001)]
+        first: u64,
+        /// How long each interaction is talked through, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        talk_ms: u64,
+        /// The disposition set on each interaction before it is completed.
+        #[arg(long, default_value = "resolved")]
+        disposition: String,
+        /// Stop after this many seconds (counted once the agents are logged in).
+        #[arg(long)]
+        for_s: Option<u64>,
+    },
     /// Print the NATS server authorization block (one user per process, each allowed only
     /// its subjects), as `deploy/base/nats/auth.conf` holds it.
     NatsAuth,
@@ -130,6 +177,116 @@ pub enum Command {
     /// Drive the simulated CTI (fault injection and changes made at the CTI).
     #[command(subcommand)]
     Sim(SimCommand),
+}
+
+/// Requests to an interaction: `<channel target>.<id>`.
+#[derive(Debug, Subcommand)]
+pub enum InteractionVerb {
+    /// Take an interaction a channel announced (`channel.interaction.added`): create its
+    /// destination, read it, and create a destination for each of its conversations.
+    Take {
+        /// The channel target, for example `s-1001.g1.c1`.
+        channel: String,
+        /// The interaction's CTI name, as the event (or `sim offer`) gave it.
+        name: String,
+        /// The interaction's id, the last segment of its target (default: its name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Place a call from a telephony channel, then take it.
+    Dial {
+        /// The channel target, for example `s-1001.g1.c1`.
+        channel: String,
+        /// A number, another channel's endpoint or another agent's id.
+        destination: String,
+        /// The interaction's id (default: its CTI name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Accept an alerting interaction (a call: answer its primary conversation).
+    Accept { target: String },
+    /// Give an alerting interaction back to its queue.
+    Reject { target: String },
+    /// Call: hold the primary party and dial `destination`; then take the consult leg.
+    Consult { target: String, destination: String },
+    /// Call: connect the primary party to the consulted one and leave.
+    Transfer { target: String },
+    /// Call: join the consulted party to the primary call.
+    Conference { target: String },
+    /// Call: swap between the primary and the consulted party.
+    Alternate { target: String },
+    /// Complete an ended interaction (a chat or an email also when started).
+    Complete {
+        target: String,
+        /// Set `{"disposition": X}` on it first.
+        #[arg(long)]
+        disposition: Option<String>,
+    },
+    /// Dispose of the interaction's destination.
+    Dispose { target: String },
+}
+
+/// Requests to a conversation: `<interaction target>.<id>`.
+#[derive(Debug, Subcommand)]
+pub enum ConversationVerb {
+    /// Answer an alerting leg.
+    Answer { target: String },
+    /// Put the far end on hold.
+    Hold { target: String },
+    /// Take the far end off hold.
+    Retrieve { target: String },
+    /// Hang the leg up.
+    Release { target: String },
+    /// Send DTMF digits (`0-9`, `*`, `#`, `A-D`).
+    Dtmf { target: String, digits: String },
+    /// Transfer the far end to `destination` without consulting.
+    BlindTransfer { target: String, destination: String },
+    /// Add `destination` to the call without consulting.
+    BlindConference { target: String, destination: String },
+    /// Dispose of the conversation's destination.
+    Dispose { target: String },
+}
+
+impl ConversationVerb {
+    /// The request it sends, and to which target.
+    fn request(self) -> (String, ConversationCommand) {
+        use ConversationCommand as C;
+        let blind = |destination| Destination { destination };
+        match self {
+            Self::Answer { target } => (target, C::Answer),
+            Self::Hold { target } => (target, C::Hold),
+            Self::Retrieve { target } => (target, C::Retrieve),
+            Self::Release { target } => (target, C::Release),
+            Self::Dtmf { target, digits } => (target, C::SendDtmf(Dtmf { digits })),
+            Self::BlindTransfer {
+                target,
+                destination,
+            } => (target, C::BlindTransfer(blind(destination))),
+            Self::BlindConference {
+                target,
+                destination,
+            } => (target, C::BlindConference(blind(destination))),
+            Self::Dispose { target } => (target, C::Dispose),
+        }
+    }
+}
+
+/// The media `sim offer` offers.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MediaArg {
+    Telephony,
+    Chat,
+    Email,
+}
+
+impl From<MediaArg> for ChannelType {
+    fn from(media: MediaArg) -> Self {
+        match media {
+            MediaArg::Telephony => ChannelType::Telephony,
+            MediaArg::Chat => ChannelType::Chat,
+            MediaArg::Email => ChannelType::Email,
+        }
+    }
 }
 
 /// The states `pb-bridge state` sets.
@@ -178,6 +335,38 @@ pub enum SimCommand {
     },
     /// Remove a channel nobody holds from a place.
     RemoveChannel { place: String, endpoint: String },
+    /// A customer contacts the centre: a call, chat or email joins the queue and goes to a
+    /// ready agent holding a channel of its media. Prints its CTI name.
+    Offer {
+        /// TELEPHONY, CHAT or EMAIL.
+        #[arg(long = "type", value_name = "TYPE", value_enum, ignore_case = true)]
+        media: MediaArg,
+        /// Attached data, a JSON object (for example `{"caller":"Ann"}`).
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// A call's caller number (a generated one by default).
+        #[arg(long)]
+        from: Option<String>,
+        /// Route it only to this agent.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// The customer leaves: the caller hangs up, or the chat or email is closed.
+    Hangup {
+        /// The interaction's CTI name.
+        interaction: String,
+    },
+    /// Generate traffic: new calls, chats and emails per second (0 stops each).
+    Traffic {
+        #[arg(long, default_value_t = 0.0)]
+        calls: f64,
+        #[arg(long, default_value_t = 0.0)]
+        chats: f64,
+        #[arg(long, default_value_t = 0.0)]
+        emails: f64,
+    },
+    /// List the interactions at the CTI and the queue.
+    Interactions,
     /// Show the lab's state.
     Status,
 }
@@ -232,8 +421,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             request_id,
             json,
         } => {
-            let body: Value = serde_json::from_str(&body)
-                .with_context(|| format!("--body is not JSON: {body}"))?;
+            let body: Value = parse_json("--body", "JSON", &body)?;
             let target = bridge.target_for(&name, target)?;
             let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let started = Instant::now();
@@ -284,17 +472,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state,
             reason,
         } => {
-            let (name, body) = match state {
-                AgentStateArg::Ready => ("channel.request.ready", json!({})),
-                AgentStateArg::Notready => {
-                    ("channel.request.notready", json!({"reasonCode": reason}))
-                }
+            let request = match state {
+                AgentStateArg::Ready => ChannelCommand::Ready,
+                AgentStateArg::Notready => ChannelCommand::NotReady(ReasonCode {
+                    reason_code: reason,
+                }),
             };
-            let id = uuid::Uuid::new_v4().to_string();
-            let started = Instant::now();
-            let response = bridge.send(name, &target, body, &id).await?;
-            print_exchange(name, &target, &id, &response, started.elapsed())?;
-            Ok(exit_code(&response))
+            bridge.exchanges([(target, request.into())]).await
         }
         Command::Logout { session } => {
             let disposed = bridge.driver().logout_session(&session).await?;
@@ -310,6 +494,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             first,
             keep,
         } => bridge.storm(agents, concurrency, first, keep).await,
+        Command::Interaction(verb) => bridge.interaction(verb).await,
+        Command::Conversation(verb) => {
+            let (target, request) = verb.request();
+            bridge.exchanges([(target, request.into())]).await
+        }
+        Command::Desk {
+            agents,
+            first,
+            talk_ms,
+            disposition,
+            for_s,
+        } => {
+            let config = desk::DeskConfig {
+                first,
+                agents,
+                talk: Duration::from_millis(talk_ms),
+                disposition,
+                run_for: for_s.map(Duration::from_secs),
+                progress: true,
+            };
+            bridge.desk(&config).await
+        }
         Command::NatsAuth | Command::Probe { .. } => Ok(ExitCode::SUCCESS), // answered above
         Command::Sim(command) => {
             let reply = match command {
@@ -383,12 +589,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .admin(&admin::RemoveChannel { place, endpoint })
                         .await?
                 }
+                SimCommand::Offer {
+                    media,
+                    data,
+                    from,
+                    agent,
+                } => {
+                    let op = admin::Offer {
+                        media: media.into(),
+                        data: parse_json("--data", "a JSON object", &data)?,
+                        from,
+                        agent_id: agent,
+                    };
+                    bridge.admin(&op).await?
+                }
+                SimCommand::Hangup { interaction } => {
+                    bridge.admin(&admin::Hangup { interaction }).await?
+                }
+                SimCommand::Traffic {
+                    calls,
+                    chats,
+                    emails,
+                } => {
+                    let op = admin::Traffic {
+                        calls,
+                        chats,
+                        emails,
+                    };
+                    bridge.admin(&op).await?
+                }
+                SimCommand::Interactions => bridge.admin(&admin::GetInteractions {}).await?,
                 SimCommand::Status => bridge.admin(&admin::GetStatus {}).await?,
             };
             say!("{}", serde_json::to_string_pretty(&reply)?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `text`, given with `flag`, read as `what`.
+fn parse_json<T: DeserializeOwned>(flag: &str, what: &str, text: &str) -> anyhow::Result<T> {
+    serde_json::from_str(text).with_context(|| format!("{flag} is not {what}: {text}"))
+}
+
+/// How the protocol writes an enumeration's value (`ALERTING`, `primary`).
+fn wire<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// How a command made of several steps ended: shown on success; on FAILURE (or when the
+/// system did not follow up), the reason and exit code 1; when it could not talk to the
+/// system at all, an error (exit code 2).
+fn conclude<T>(
+    result: Result<T, StepError>,
+    show: impl FnOnce(&T) -> std::io::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(value) => {
+            show(&value)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StepError::Flow(
+            e @ (FlowError::Timeout { .. } | FlowError::Transport { .. } | FlowError::Watch { .. }),
+        )) => Err(e.into()),
+        Err(e) => {
+            say!("FAILURE: {e}")?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_taken(taken: &Taken) -> std::io::Result<()> {
+    say!(
+        "interaction {} (CTI {}): {}",
+        taken.target,
+        taken.name,
+        wire(&taken.init.state)
+    )?;
+    if !taken.init.data.is_empty() {
+        say!("  data: {}", Value::Object(taken.init.data.clone()))?;
+    }
+    taken.conversations.iter().try_for_each(print_leg)
+}
+
+fn print_leg(leg: &Leg) -> std::io::Result<()> {
+    say!(
+        "  conversation {} (CTI {}): {} {}, remote {}",
+        leg.target,
+        leg.name,
+        wire(&leg.init.role),
+        wire(&leg.init.state),
+        leg.init.remote
+    )
 }
 
 /// A failed NATS request, worded once (async-nats nests the same text in its sources).
@@ -448,6 +744,32 @@ impl Emulator {
         )
     }
 
+    /// A driver for agents `first..first+agents` of the simulated CTI, once it has them and
+    /// the control reports its status (which lets sessions be created).
+    async fn driver_for_agents(&self, first: u64, agents: usize) -> anyhow::Result<flow::Driver> {
+        if agents == 0 {
+            bail!("no agents: give --agents 1 or more");
+        }
+        if first < 1001 {
+            bail!("the simulated CTI's agents are 1001 upward: give --first 1001 or more");
+        }
+        let status = self.admin(&admin::GetStatus {}).await?;
+        let available = status["agents"].as_u64().unwrap_or(0);
+        let last = first.saturating_add(agents as u64 - 1);
+        if last > 1000 + available {
+            bail!(
+                "the simulated CTI has agents 1001 to {}: start it with SIM_AGENTS={} or more",
+                1000 + available,
+                last - 1000
+            );
+        }
+        let driver = self.driver();
+        driver
+            .ok("cti.request.serverstatus", self.control.as_str(), json!({}))
+            .await?;
+        Ok(driver)
+    }
+
     async fn storm(
         &self,
         agents: usize,
@@ -455,40 +777,112 @@ impl Emulator {
         first: u64,
         keep: bool,
     ) -> anyhow::Result<ExitCode> {
-        let status = self.admin(&admin::GetStatus {}).await?;
-        let available = status["agents"].as_u64().unwrap_or(0);
-        if first < 1001 || first - 1001 + agents as u64 > available {
-            bail!(
-                "the simulated CTI has agents 1001 to {}: start it with SIM_AGENTS={} or more",
-                1000 + available,
-                first - 1000 + agents as u64 - 1
-            );
-        }
-        let driver = self.driver();
-        driver
-            .ok("cti.request.serverstatus", self.control.as_str(), json!({}))
-            .await?;
+        let driver = self.driver_for_agents(first, agents).await?;
         eprintln!("logging {agents} agents in, {concurrency} at a time...");
         let (report, logged) = storm::storm(&driver, first, agents, concurrency, true).await;
         say!("{}", report.table())?;
         if !keep {
             eprintln!("logging them out again (not timed)...");
-            futures::stream::iter(logged)
-                .for_each_concurrent(concurrency.max(1), |l| {
-                    let driver = driver.clone();
-                    async move {
-                        if let Err(e) = driver.logout(&l).await {
-                            eprintln!("logout of {} failed: {e}", l.agent_id);
-                        }
-                    }
-                })
-                .await;
+            for (agent, e) in driver.logout_all(&logged, concurrency).await {
+                eprintln!("logout of {agent} failed: {e}");
+            }
         }
         Ok(if report.failures == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         })
+    }
+
+    async fn desk(&self, config: &desk::DeskConfig) -> anyhow::Result<ExitCode> {
+        let driver = self.driver_for_agents(config.first, config.agents).await?;
+        // Listening for Ctrl-C from now on: the agents are logged out however the desk stops.
+        let shutdown = pb_runtime::shutdown::Shutdown::on_signals();
+        eprintln!(
+            "desk: logging agents {} to {} in, then handling what reaches them (Ctrl-C stops)",
+            config.first,
+            config.first + config.agents as u64 - 1
+        );
+        let report = desk::run(&driver, config, shutdown).await?;
+        say!("{}", report.table())?;
+        Ok(if report.clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    async fn interaction(&self, verb: InteractionVerb) -> anyhow::Result<ExitCode> {
+        use InteractionCommand as C;
+        let driver = self.driver();
+        match verb {
+            InteractionVerb::Take { channel, name, id } => {
+                let id = id.unwrap_or_else(|| id_of(&name));
+                let taken = driver.take(&channel, &name, &id).await;
+                conclude(taken.map_err(StepError::from), print_taken)
+            }
+            InteractionVerb::Dial {
+                channel,
+                destination,
+                id,
+            } => {
+                let taken = driver.dial(&channel, &destination, id.as_deref()).await;
+                conclude(taken.map_err(StepError::from), print_taken)
+            }
+            InteractionVerb::Consult {
+                target,
+                destination,
+            } => conclude(driver.consult(&target, &destination).await, |leg| {
+                say!("interaction {target}: consulting {destination}")?;
+                print_leg(leg)
+            }),
+            InteractionVerb::Complete {
+                target,
+                disposition,
+            } => {
+                let data = disposition.map(|d| (target.clone(), set_disposition(&d).into()));
+                let complete = (target, C::Complete.into());
+                self.exchanges(data.into_iter().chain([complete])).await
+            }
+            InteractionVerb::Accept { target } => {
+                self.exchanges([(target, C::Accept.into())]).await
+            }
+            InteractionVerb::Reject { target } => {
+                self.exchanges([(target, C::Reject.into())]).await
+            }
+            InteractionVerb::Transfer { target } => {
+                self.exchanges([(target, C::Transfer.into())]).await
+            }
+            InteractionVerb::Conference { target } => {
+                self.exchanges([(target, C::Conference.into())]).await
+            }
+            InteractionVerb::Alternate { target } => {
+                self.exchanges([(target, C::Alternate.into())]).await
+            }
+            InteractionVerb::Dispose { target } => {
+                self.exchanges([(target, C::Dispose.into())]).await
+            }
+        }
+    }
+
+    /// Send each request in turn, printing each exchange; stop at the first FAILURE (exit
+    /// code 1).
+    async fn exchanges(
+        &self,
+        requests: impl IntoIterator<Item = (String, CommandMessage)>,
+    ) -> anyhow::Result<ExitCode> {
+        for (target, request) in requests {
+            let id = uuid::Uuid::new_v4().to_string();
+            let name = request.name();
+            let body = Value::Object(request.to_body());
+            let started = Instant::now();
+            let response = self.send(name, &target, body, &id).await?;
+            print_exchange(name, &target, &id, &response, started.elapsed())?;
+            if !response.outcome.is_success() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn target_for(&self, name: &str, target: Option<String>) -> anyhow::Result<String> {
@@ -526,13 +920,7 @@ impl Emulator {
         )
         .await
         .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?
-        .map_err(|e| {
-            let who = format!(
-                "no such {} destination (never created, or disposed), or its service is not running",
-                kind.describe()
-            );
-            request_error(e, &subject, &who)
-        })?;
+        .map_err(|e| request_error(e, &subject, &flow::unknown_destination(kind)))?;
         Response::decode(&reply.payload).context("the response is not a valid envelope")
     }
 

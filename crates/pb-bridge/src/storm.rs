@@ -2,14 +2,15 @@
 //! concurrency, progress while it runs, and a closing table of logins per second and
 //! latency percentiles per message name.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-
 use crate::flow::{Driver, Latencies, LoggedIn};
+use crate::report::{self, Progress};
+
+/// Kept here for the benchmark harness, which reads percentiles through this path.
+pub use crate::report::percentile;
 
 /// What a storm measured.
 #[derive(Debug)]
@@ -39,26 +40,10 @@ impl StormReport {
             self.elapsed.as_secs_f64(),
             self.logins_per_second()
         );
-        out.push_str(&format!(
-            "{:<38} {:>7} {:>8} {:>8} {:>8} {:>8}\n",
-            "message", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        out.push_str(&report::latency_table(
+            "message",
+            report::by_message(&self.latencies, &ORDER),
         ));
-        let mut names: Vec<_> = self.latencies.keys().copied().collect();
-        names.sort_by_key(|name| ORDER.iter().position(|n| n == name).unwrap_or(usize::MAX));
-        for name in names {
-            let mut times = self.latencies[name].clone();
-            times.sort();
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            out.push_str(&format!(
-                "{:<38} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
-                name,
-                times.len(),
-                ms(percentile(&times, 50.0)),
-                ms(percentile(&times, 90.0)),
-                ms(percentile(&times, 99.0)),
-                ms(times.last().copied().unwrap_or_default()),
-            ));
-        }
         if let Some(first) = &self.first_failure {
             out.push_str(&format!("\nfirst failure: {first}\n"));
         }
@@ -78,16 +63,6 @@ const ORDER: [&str; 8] = [
     "channel.request.ready",
 ];
 
-/// The `p`th percentile (nearest rank) of sorted durations.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    // Less a hair, so that 99.9% of 1000 is rank 999 despite floating point.
-    let rank = ((p / 100.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Log agents `first..first+agents` in (sessions `storm-<id>`), `concurrency` at a time;
 /// `progress` says whether to show progress on standard error.
 pub async fn storm(
@@ -100,27 +75,15 @@ pub async fn storm(
     let driver = driver.clone().recording();
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let ticker = progress.then(|| tokio::spawn(show_progress(done.clone(), agents, started)));
-    let results: Vec<_> = futures::stream::iter(0..agents as u64)
-        .map(|i| {
-            let driver = driver.clone();
-            let done = done.clone();
-            async move {
-                let id = (first + i).to_string();
-                let result = driver
-                    .login(&id, &format!("pw-{id}"), &format!("storm-{id}"))
-                    .await;
-                done.fetch_add(1, Ordering::Relaxed);
-                result
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
+    let progress = progress.then(Progress::default);
+    let ticker = progress.map(|p| tokio::spawn(show_progress(p, done.clone(), agents, started)));
+    let results = driver
+        .login_range(first, agents, concurrency, "storm", &done)
         .await;
     let elapsed = started.elapsed();
-    if let Some(ticker) = ticker {
+    if let (Some(ticker), Some(progress)) = (ticker, progress) {
         ticker.abort();
-        eprintln!();
+        progress.finish();
     }
     let mut logged = Vec::new();
     let mut failures = 0;
@@ -146,46 +109,17 @@ pub async fn storm(
     (report, logged)
 }
 
-async fn show_progress(done: Arc<AtomicUsize>, total: usize, started: Instant) {
-    let terminal = std::io::stderr().is_terminal();
-    let every = if terminal {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(1)
-    };
+async fn show_progress(progress: Progress, done: Arc<AtomicUsize>, total: usize, started: Instant) {
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(progress.every()).await;
         let n = done.load(Ordering::Relaxed);
         let width = 30;
         let filled = width * n / total.max(1);
         let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let line = format!(
+        progress.show(&format!(
             "[{}{}] {n}/{total} agents  {rate:.0}/s",
             "#".repeat(filled),
             ".".repeat(width - filled)
-        );
-        if terminal {
-            eprint!("\r{line}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let ms = |v: u64| Duration::from_millis(v);
-        let sorted: Vec<_> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 50.0), ms(50));
-        assert_eq!(percentile(&sorted, 99.0), ms(99));
-        assert_eq!(percentile(&sorted, 100.0), ms(100));
-        let thousand: Vec<_> = (1..=1000).map(ms).collect();
-        assert_eq!(percentile(&thousand, 99.9), ms(999));
-        assert_eq!(percentile(&[ms(7)], 99.0), ms(7));
-        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+        ));
     }
 }

@@ -168,10 +168,230 @@ async fn a_closed_output_pipe_is_a_quiet_exit_not_a_panic() {
 
 mod whole_chain {
     use super::*;
-    use pb_testkit::Stack;
+    use pb_testkit::{Bridge, Stack};
+    use serde_json::{Value, json};
 
     async fn run(stack: &Stack, args: &[&str]) -> Output {
         cli(&stack.nats, args).await
+    }
+
+    /// Run a command that must succeed; its standard output.
+    async fn ok(stack: &Stack, args: &[&str]) -> String {
+        let out = run(stack, args).await;
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "pb-bridge {}: {text}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// A destination's init answer, through `send --json`.
+    async fn init(stack: &Stack, name: &str, target: &str) -> Value {
+        let text = ok(stack, &["send", name, "--target", target, "--json"]).await;
+        serde_json::from_str::<Value>(&text).unwrap()["body"].clone()
+    }
+
+    /// The simulator's status, through `sim status`.
+    async fn sim_status(stack: &Stack) -> Value {
+        serde_json::from_str(&ok(stack, &["sim", "status"]).await).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_inbound_call_taken_answered_held_retrieved_released_and_completed() {
+        let stack = Stack::start(1, &[]).await;
+        ok(&stack, &["init"]).await;
+        ok(&stack, &["login", "1001"]).await;
+        let ext = "s-1001.g1.c1";
+        let mut events = Bridge::new(stack.nats.client().await).events().await;
+        let offered = ok(
+            &stack,
+            &[
+                "sim",
+                "offer",
+                "--type",
+                "TELEPHONY",
+                "--agent",
+                "1001",
+                "--from",
+                "+15550100",
+                "--data",
+                r#"{"accountId":"ACC-42"}"#,
+            ],
+        )
+        .await;
+        let offered: Value = serde_json::from_str(&offered).unwrap();
+        let name = offered["name"].as_str().unwrap().to_owned();
+        let added = events
+            .expect("channel.interaction.added", Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (added.target.as_str(), &added.body["name"]),
+            (ext, &json!(name))
+        );
+
+        // An interaction the channel does not have: FAILURE, exit 1, the reason shown.
+        let out = run(&stack, &["interaction", "take", ext, "no-such-call"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(
+                "FAILURE: channel.request.createinteraction on s-1001.g1.c1 failed: channel `ext-1001` has no interaction `no-such-call`"
+            ),
+            "{}",
+            stdout(&out)
+        );
+
+        let text = ok(&stack, &["interaction", "take", ext, &name, "--id", "i1"]).await;
+        let call = "s-1001.g1.c1.i1";
+        assert!(
+            text.contains(&format!("interaction {call} (CTI {name}): ALERTING")),
+            "{text}"
+        );
+        assert!(text.contains(r#"  data: {"accountId":"ACC-42"}"#), "{text}");
+        let leg = text
+            .lines()
+            .find_map(|l| l.strip_prefix("  conversation "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no conversation in {text}"))
+            .to_owned();
+        assert!(leg.starts_with(&format!("{call}.")), "{leg}");
+        assert!(
+            text.contains("): primary ALERTING, remote +15550100"),
+            "{text}"
+        );
+
+        for (verb, state) in [
+            ("answer", "CONNECTED"),
+            ("hold", "HELD"),
+            ("retrieve", "CONNECTED"),
+            ("release", "ENDED"),
+        ] {
+            let text = ok(&stack, &["conversation", verb, &leg]).await;
+            assert!(
+                text.contains(&format!(
+                    "-> conversation.request.{verb}  {leg}  (requestId "
+                )),
+                "{text}"
+            );
+            assert!(text.contains("<- SUCCESS in "), "{text}");
+            let now = init(&stack, "conversation.query.init", &leg).await;
+            assert_eq!(now["conversation-state"], state, "after {verb}");
+        }
+        assert_eq!(
+            init(&stack, "interaction.query.init", call).await["interaction-state"],
+            "ENDED"
+        );
+
+        // A request the leg's state does not allow: FAILURE, exit 1, the reason shown.
+        let out = run(&stack, &["conversation", "answer", &leg]).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stdout(&out).contains("<- FAILURE in "), "{}", stdout(&out));
+
+        let text = ok(
+            &stack,
+            &["interaction", "complete", call, "--disposition", "sale"],
+        )
+        .await;
+        let setdata = text
+            .find(&format!("-> interaction.request.setdata  {call}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let complete = text
+            .find(&format!("-> interaction.request.complete  {call}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(setdata < complete, "{text}");
+        assert_eq!(text.matches("<- SUCCESS").count(), 2, "{text}");
+        // The bridge is told: the data with the disposition, then COMPLETED.
+        let mut data = Value::Null;
+        loop {
+            let event = events
+                .next(Duration::from_secs(5))
+                .await
+                .expect("interaction.statechanged COMPLETED");
+            match event.name.as_str() {
+                _ if event.target != call => {}
+                "interaction.datachanged" => data = event.body["interaction-data"].clone(),
+                "interaction.statechanged" if event.body["interaction-state"] == "COMPLETED" => {
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(data, json!({"accountId": "ACC-42", "disposition": "sale"}));
+
+        ok(&stack, &["conversation", "dispose", &leg]).await;
+        ok(&stack, &["interaction", "dispose", call]).await;
+        let out = run(&stack, &["conversation", "hold", &leg]).await;
+        assert_eq!(out.status.code(), Some(2), "a disposed destination");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no such conversation destination"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = sim_status(&stack).await;
+        assert_eq!(
+            (&status["completed"], &status["live"]),
+            (&json!(1), &json!(0))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_desk_handles_a_call_a_chat_and_an_email_then_logs_out() {
+        let stack = Stack::start(1, &[]).await;
+        let desk = tokio::process::Command::new(env!("CARGO_BIN_EXE_pb-bridge"))
+            .args(["desk", "--agents", "2", "--talk-ms", "200", "--for-s", "8"])
+            .env("NATS_URL", stack.nats.url())
+            .output();
+        let desk = tokio::spawn(desk);
+        // Offered before the agents are ready, an interaction waits in the queue.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while sim_status(&stack).await["logged_in"] != 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the desk logged nobody in"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for media in ["TELEPHONY", "chat", "EMAIL"] {
+            ok(&stack, &["sim", "offer", "--type", media]).await;
+        }
+        let out = desk.await.unwrap().expect("run the desk");
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("desk: 2 agents for "), "{text}");
+        assert!(
+            text.contains("handled: 3 (failed 0, unfinished 0)"),
+            "{text}"
+        );
+        let row = |label: &str, count: usize| format!("{label:<38} {count:>7} ");
+        for (label, count) in [
+            ("TELEPHONY", 1),
+            ("CHAT", 1),
+            ("EMAIL", 1),
+            ("all", 3),
+            ("channel.request.createinteraction", 3),
+            ("interaction.request.createconversation", 1),
+            ("conversation.request.answer", 1),
+            ("interaction.request.accept", 2),
+            ("conversation.request.release", 1),
+            ("interaction.request.setdata", 3),
+            ("interaction.request.complete", 3),
+            ("interaction.request.dispose", 3),
+        ] {
+            assert!(text.contains(&row(label, count)), "{label}: {text}");
+        }
+        let status = sim_status(&stack).await;
+        assert_eq!(status["completed"], 3, "{status}");
+        assert_eq!(status["live"], 0, "{status}");
+        assert_eq!(
+            status["logged_in"], 0,
+            "the desk logged its agents out: {status}"
+        );
     }
 
     #[tokio::test]

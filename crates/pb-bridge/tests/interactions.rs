@@ -192,8 +192,12 @@ impl World {
 
     /// A call offered to `agent` on its telephony channel, taken and answered.
     async fn answered_call(&mut self, agent: &LoggedIn, id: &str) -> Call {
-        self.offer("TELEPHONY", json!({"accountId": "ACC-42"}), Some(&agent.agent_id))
-            .await;
+        self.offer(
+            "TELEPHONY",
+            json!({"accountId": "ACC-42"}),
+            Some(&agent.agent_id),
+        )
+        .await;
         let (call, _) = self.take_call(&agent.channels[0].target, id).await;
         self.ok("conversation.request.answer", &call.primary, json!({}))
             .await;
@@ -319,7 +323,11 @@ async fn an_inbound_call_is_answered_held_retrieved_released_and_completed() {
     w.interaction_is(&call.interaction, "ENDED").await;
     let ended = w.init(&call.interaction).await;
     assert_eq!(ended["interaction-state"], "ENDED");
-    assert_eq!(ended["conversations"], json!({}), "no conversation once ended");
+    assert_eq!(
+        ended["conversations"],
+        json!({}),
+        "no conversation once ended"
+    );
 
     w.ok(
         "interaction.request.setdata",
@@ -327,9 +335,7 @@ async fn an_inbound_call_is_answered_held_retrieved_released_and_completed() {
         json!({"interaction-data": {"disposition": "sale"}}),
     )
     .await;
-    let changed = w
-        .until("interaction.datachanged", &call.interaction)
-        .await;
+    let changed = w.until("interaction.datachanged", &call.interaction).await;
     assert_eq!(changed.body["interaction-data"]["disposition"], "sale");
     assert_eq!(changed.body["interaction-data"]["accountId"], "ACC-42");
 
@@ -426,7 +432,10 @@ async fn a_consult_ends_in_a_transfer_on_both_agents() {
     let leg = w.init(&theirs.primary).await;
     assert_eq!(leg["conversation-state"], "CONNECTED");
     assert_eq!(leg["remote"], "+15550100");
-    assert_eq!(w.init(&theirs.interaction).await["interaction-state"], "STARTED");
+    assert_eq!(
+        w.init(&theirs.interaction).await["interaction-state"],
+        "STARTED"
+    );
 
     w.ok("interaction.request.complete", &call.interaction, json!({}))
         .await;
@@ -443,17 +452,29 @@ async fn alternate_swaps_the_legs_and_a_conference_keeps_the_others_talking() {
     let call = w.answered_call(&a, "i1").await;
     let (consult, theirs) = w.consulted(&call, &b).await;
 
-    w.ok("interaction.request.alternate", &call.interaction, json!({}))
-        .await;
+    w.ok(
+        "interaction.request.alternate",
+        &call.interaction,
+        json!({}),
+    )
+    .await;
     w.conversation_is(&call.primary, "CONNECTED").await;
     w.conversation_is(&consult, "HELD").await;
-    w.ok("interaction.request.alternate", &call.interaction, json!({}))
-        .await;
+    w.ok(
+        "interaction.request.alternate",
+        &call.interaction,
+        json!({}),
+    )
+    .await;
     w.conversation_is(&call.primary, "HELD").await;
     w.conversation_is(&consult, "CONNECTED").await;
 
-    w.ok("interaction.request.conference", &call.interaction, json!({}))
-        .await;
+    w.ok(
+        "interaction.request.conference",
+        &call.interaction,
+        json!({}),
+    )
+    .await;
     w.conversation_is(&consult, "ENDED").await;
     w.conversation_is(&call.primary, "CONNECTED").await;
     let mine = w.init(&call.interaction).await;
@@ -465,7 +486,10 @@ async fn alternate_swaps_the_legs_and_a_conference_keeps_the_others_talking() {
         remote.contains("+15550100") && remote.contains(&b.channels[0].endpoint),
         "three parties: {remote}"
     );
-    assert_eq!(w.init(&theirs.primary).await["conversation-state"], "CONNECTED");
+    assert_eq!(
+        w.init(&theirs.primary).await["conversation-state"],
+        "CONNECTED"
+    );
 
     // The conferencing agent leaves; the other two keep talking.
     w.ok("conversation.request.release", &call.primary, json!({}))
@@ -553,7 +577,8 @@ async fn chats_and_emails_are_accepted_completed_or_rejected_back_to_the_queue()
     assert!(why.contains("telephony"), "{why}");
     w.ok("interaction.request.accept", &target, json!({})).await;
     w.interaction_is(&target, "STARTED").await;
-    w.ok("interaction.request.complete", &target, json!({})).await;
+    w.ok("interaction.request.complete", &target, json!({}))
+        .await;
     w.interaction_is(&target, "COMPLETED").await;
 
     // An email rejected goes back to the queue, and to the next agent who is ready.
@@ -662,7 +687,11 @@ async fn a_state_change_asked_while_busy_waits_for_the_interaction_to_end() {
     w.ok("channel.request.ready", &ext, json!({})).await;
     let call = w.answered_call(&a, "i2").await;
     let answer = w
-        .ok("session.request.logout", &a.session, json!({"reasonCode": "eod"}))
+        .ok(
+            "session.request.logout",
+            &a.session,
+            json!({"reasonCode": "eod"}),
+        )
         .await;
     assert_eq!(answer, json!({"pending": true}));
     assert_eq!(
@@ -728,12 +757,22 @@ async fn requests_that_do_not_fit_the_state_are_answered_failure_and_retries_are
     // A retried answer gets its first answer; a new one is refused: already connected.
     let first = w
         .bridge
-        .send_with_id("conversation.request.answer", &primary, json!({}), "answer-x")
+        .send_with_id(
+            "conversation.request.answer",
+            &primary,
+            json!({}),
+            "answer-x",
+        )
         .await;
     assert_eq!(first.outcome, Outcome::success());
     let again = w
         .bridge
-        .send_with_id("conversation.request.answer", &primary, json!({}), "answer-x")
+        .send_with_id(
+            "conversation.request.answer",
+            &primary,
+            json!({}),
+            "answer-x",
+        )
         .await;
     assert_eq!(again.outcome, Outcome::success(), "a retry is not redone");
     let why = w
@@ -756,16 +795,61 @@ async fn the_simulator_generates_traffic_that_reaches_ready_agents() {
     let a = w.login("1001").await;
     let reply = w
         .bridge
-        .sim("traffic", json!({"calls": 20.0, "chats": 20.0, "emails": 20.0}))
+        .sim(
+            "traffic",
+            json!({"calls": 20.0, "chats": 20.0, "emails": 20.0}),
+        )
         .await;
     assert!(reply.get("ok").is_some(), "{reply}");
     for channel in &a.channels {
         w.until("channel.interaction.added", &channel.target).await;
     }
     w.bridge
-        .sim("traffic", json!({"calls": 0.0, "chats": 0.0, "emails": 0.0}))
+        .sim(
+            "traffic",
+            json!({"calls": 0.0, "chats": 0.0, "emails": 0.0}),
+        )
         .await;
     let status = w.bridge.sim("status", json!({})).await["ok"].clone();
     assert!(status["offered"].as_u64().unwrap() >= 3, "{status}");
-    assert_eq!(status["live"], 3, "one per channel of the one ready agent: {status}");
+    assert_eq!(
+        status["live"], 3,
+        "one per channel of the one ready agent: {status}"
+    );
+}
+
+#[tokio::test]
+async fn no_event_before_an_interactions_init_and_init_shows_what_changed() {
+    let mut w = world().await;
+    let a = w.login("1001").await;
+    let ext = a.channels[0].target.clone();
+    let name = w.offer("TELEPHONY", json!({}), Some("1001")).await;
+    w.until("channel.interaction.added", &ext).await;
+    w.ok(
+        "channel.request.createinteraction",
+        &ext,
+        json!({"id": "i1", "name": name}),
+    )
+    .await;
+    w.hangup(&name).await;
+    let target = format!("{ext}.i1");
+    let early = w.events.collect(QUIET).await;
+    assert!(
+        !early.iter().any(|e| e.target.starts_with(&target)),
+        "no event before init: {early:?}"
+    );
+    let init = w.init(&target).await;
+    assert_eq!(init["interaction-state"], "ENDED");
+    assert_eq!(init["conversations"], json!({}));
+    let why = w
+        .failure(
+            "interaction.request.createconversation",
+            &target,
+            json!({"id": "p", "name": format!("{name}.p")}),
+        )
+        .await;
+    assert!(
+        why.contains("no conversation"),
+        "an ended call's legs: {why}"
+    );
 }

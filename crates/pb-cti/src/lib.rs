@@ -18,12 +18,10 @@ use serde::{Deserialize, Serialize};
 use pb_protocol::channel::{AgentState, ChannelType};
 use pb_protocol::control::{AgentInfo, Capabilities};
 use pb_protocol::conversation::ConversationState;
-use pb_protocol::interaction::{
-    ConversationId, ConversationRole, Conversations, InteractionState,
-};
-use pb_protocol::{Body, Secret};
+use pb_protocol::interaction::{ConversationId, ConversationRole, Conversations, InteractionState};
 use pb_protocol::subject::Subjects;
 use pb_protocol::target::encode_token;
+use pb_protocol::{Body, Secret};
 
 /// The queue group every adapter replica serves calls in.
 pub const QUEUE_GROUP: &str = "pb-cti";
@@ -325,23 +323,44 @@ pub enum Action {
     /// Finish the interaction: an ENDED one (any media), or a STARTED chat or email.
     Complete,
     /// Merge attached data (top-level keys replace, `null` removes).
-    SetData { data: Body },
+    SetData {
+        data: Body,
+    },
     /// Telephony, STARTED: hold the primary leg and dial a consult leg.
-    Consult { destination: String },
+    Consult {
+        destination: String,
+    },
     /// Telephony: connect the primary's party to the connected consult party and leave.
     Transfer,
     /// Telephony: join the connected consult party to the primary call.
     Conference,
     /// Telephony: hold whichever of primary and consult is connected, retrieve the other.
     Alternate,
-    Answer { leg: String },
-    Release { leg: String },
-    Hold { leg: String },
-    Retrieve { leg: String },
-    BlindTransfer { leg: String, destination: String },
-    BlindConference { leg: String, destination: String },
+    Answer {
+        leg: String,
+    },
+    Release {
+        leg: String,
+    },
+    Hold {
+        leg: String,
+    },
+    Retrieve {
+        leg: String,
+    },
+    BlindTransfer {
+        leg: String,
+        destination: String,
+    },
+    BlindConference {
+        leg: String,
+        destination: String,
+    },
     /// Digits `0-9`, `*`, `#`, `A-D`.
-    SendDtmf { leg: String, digits: String },
+    SendDtmf {
+        leg: String,
+        digits: String,
+    },
 }
 
 /// One of an agent's interactions: a call, a chat or an email offered to or handled by the

@@ -204,7 +204,7 @@ impl AdminOp for GetStatus {
 }
 
 /// The lab's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimStatus {
     pub link: LinkEvent,
     pub delay_ms: u64,

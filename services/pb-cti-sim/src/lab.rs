@@ -1,13 +1,25 @@
-//! The lab CTI's state machine: agents, places, channels, the link and the faults. Pure:
-//! every operation returns its reply and the events to publish; [`crate::run`] does the IO.
+//! The lab CTI's state machine: agents, places, channels, their interactions ([`crate::calls`]),
+//! the link and the faults. Pure: every operation returns its reply and the events to
+//! publish, and timers for later ([`Lab::take_timers`]); [`crate::run`] does the IO.
+//!
+//! After every change the lab settles: the changed interactions are published (each to its
+//! agent, in the order they changed); the logouts and state changes that waited for
+//! interactions to end take effect and the queue is routed, the interactions this changed
+//! are published, then the channel changes and logouts that took effect.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
-use pb_cti::{AgentEvent, AgentSnapshot, ChannelSnapshot, CtiError, CtiErrorCode, Done, LinkEvent};
+use pb_cti::{
+    Action, AgentEvent, AgentSnapshot, ChannelSnapshot, CtiError, CtiErrorCode, Done,
+    InteractionSnapshot, LinkEvent,
+};
 use pb_protocol::channel::{AgentState, ChannelType};
 use pb_protocol::control::{AgentInfo, AgentName, Capabilities};
 use serde_json::json;
 
+use crate::admin;
+use crate::calls::{CallId, Calls, Candidate, Tally, Target, Timer};
 use crate::roster::AgentRecord;
 
 /// A change to publish, on the subject of its agent and kind.
@@ -23,10 +35,24 @@ struct Channel {
     holder: Option<String>,
     state: AgentState,
     reason: Option<String>,
+    /// A state (and reason) waiting for the channel's interactions to end.
+    pending: Option<(AgentState, Option<String>)>,
     revision: u64,
 }
 
 impl Channel {
+    fn new(endpoint: &str, media: ChannelType) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            media,
+            holder: None,
+            state: AgentState::NotReady,
+            reason: None,
+            pending: None,
+            revision: 0,
+        }
+    }
+
     fn snapshot(&self) -> ChannelSnapshot {
         ChannelSnapshot {
             endpoint: self.endpoint.clone(),
@@ -34,16 +60,42 @@ impl Channel {
             holder: self.holder.clone(),
             agent_state: self.state,
             reason_code: self.reason.clone(),
+            pending_state: self.pending.as_ref().map(|(state, _)| *state),
+            pending_reason: self.pending.as_ref().and_then(|(_, r)| r.clone()),
             revision: self.revision,
         }
     }
 
-    /// Set who holds the channel and in which state; a new revision.
+    /// Set who holds the channel and in which state, dropping a pending state; a new
+    /// revision.
     fn set(&mut self, holder: Option<String>, state: AgentState, reason: Option<String>) {
         self.holder = holder;
         self.state = state;
         self.reason = reason;
+        self.pending = None;
         self.revision += 1;
+    }
+
+    /// The holder's state changes now; whether anything changed.
+    fn change(&mut self, state: AgentState, reason: Option<String>) -> bool {
+        if self.state == state && self.reason == reason {
+            return false;
+        }
+        let holder = self.holder.clone();
+        self.set(holder, state, reason);
+        true
+    }
+
+    /// The holder's state changes when the channel's interactions end (the current state:
+    /// no change waits); whether anything changed.
+    fn wait(&mut self, state: AgentState, reason: Option<String>) -> bool {
+        let pending = (self.state != state || self.reason != reason).then_some((state, reason));
+        if self.pending == pending {
+            return false;
+        }
+        self.pending = pending;
+        self.revision += 1;
+        true
     }
 }
 
@@ -60,6 +112,11 @@ pub struct Lab {
     logged_in: HashMap<String, String>,
     link: LinkEvent,
     rejected: HashSet<String>,
+    calls: Calls,
+    /// agent -> the reason of its logout, waiting for its interactions to end.
+    leaving: BTreeMap<String, Option<String>>,
+    /// endpoint -> place of the channels whose state change waits.
+    waiting: BTreeMap<String, String>,
 }
 
 fn err(code: CtiErrorCode, message: impl Into<String>) -> CtiError {
@@ -67,7 +124,8 @@ fn err(code: CtiErrorCode, message: impl Into<String>) -> CtiError {
 }
 
 impl Lab {
-    pub fn new(roster: Vec<AgentRecord>) -> Self {
+    /// A lab with these agents, nobody logged in; external numbers answer after `answer`.
+    pub fn new(roster: Vec<AgentRecord>, answer: Duration) -> Self {
         let mut places: BTreeMap<String, Vec<Channel>> = BTreeMap::new();
         let mut owners: HashMap<String, Vec<String>> = HashMap::new();
         for a in &roster {
@@ -78,14 +136,7 @@ impl Lab {
             let channels = places.entry(a.place.clone()).or_default();
             for c in &a.channels {
                 if !channels.iter().any(|x| x.endpoint == c.endpoint) {
-                    channels.push(Channel {
-                        endpoint: c.endpoint.clone(),
-                        media: c.media,
-                        holder: None,
-                        state: AgentState::NotReady,
-                        reason: None,
-                        revision: 0,
-                    });
+                    channels.push(Channel::new(&c.endpoint, c.media));
                 }
             }
         }
@@ -106,6 +157,9 @@ impl Lab {
                 reason: None,
             },
             rejected: HashSet::new(),
+            calls: Calls::new(answer),
+            leaving: BTreeMap::new(),
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -256,6 +310,8 @@ impl Lab {
                 .get(place)
                 .map(|cs| cs.iter().map(Channel::snapshot).collect())
                 .unwrap_or_default(),
+            interactions: self.calls.of_agent(agent_id),
+            logout_pending: self.leaving.contains_key(agent_id),
         }
     }
 
@@ -356,15 +412,24 @@ impl Lab {
         }
         channel.set(Some(agent_id.to_owned()), AgentState::NotReady, None);
         let channel = channel.clone();
+        self.calls.freed(endpoint);
         let events = self.changed(&place, &channel, None);
         Ok((channel.snapshot(), events))
     }
 
-    /// An agent gives a channel back (no change if it does not hold it).
+    /// An agent gives a channel back (no change if it does not hold it); not while an
+    /// interaction on it is live.
     pub fn deactivate(&mut self, agent_id: &str, endpoint: &str) -> Outcome<ChannelSnapshot> {
+        let live = self.calls.live_on(endpoint);
         let (place, channel) = self.channel_of(agent_id, endpoint)?;
         if channel.holder.as_deref() != Some(agent_id) {
             return Ok((channel.snapshot(), Vec::new()));
+        }
+        if live {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("channel `{endpoint}` has a live interaction"),
+            ));
         }
         channel.set(None, AgentState::NotReady, None);
         let channel = channel.clone();
@@ -373,13 +438,27 @@ impl Lab {
         Ok((channel.snapshot(), events))
     }
 
-    /// Give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
-    /// Logging out an agent that is not logged in changes nothing.
+    /// Give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows. While
+    /// the agent dials or handles an interaction, the logout waits for it to end
+    /// ([`AgentSnapshot::logout_pending`]). Logging out an agent that is not logged in
+    /// changes nothing.
     pub fn logout(&mut self, agent_id: &str, reason: Option<String>) -> Outcome<AgentSnapshot> {
         self.link_up()?;
         let own = self.agent(agent_id)?.place.clone();
-        let Some(place) = self.logged_in.remove(agent_id) else {
+        let Some(place) = self.logged_in.get(agent_id).cloned() else {
             return Ok((self.snapshot_of(agent_id, &own), Vec::new()));
+        };
+        self.leaving.insert(agent_id.to_owned(), reason);
+        let events = self.settle();
+        Ok((self.snapshot_of(agent_id, &place), events))
+    }
+
+    /// The logout takes effect: the agent's alerting interactions leave it, its ended ones
+    /// are COMPLETED, its channels are given back.
+    fn log_out_now(&mut self, agent_id: &str, reason: Option<String>) -> Vec<Outgoing> {
+        self.calls.give_back(agent_id);
+        let Some(place) = self.logged_in.remove(agent_id) else {
+            return Vec::new();
         };
         let mut freed = Vec::new();
         for channel in self.places.get_mut(&place).into_iter().flatten() {
@@ -397,7 +476,7 @@ impl Lab {
             agent_id: who,
             reason_code: reason,
         });
-        Ok((self.snapshot_of(agent_id, &place), events))
+        events
     }
 
     /// Add a channel to a place (an administrator's change at the CTI).
@@ -425,14 +504,7 @@ impl Lab {
                 format!("the CTI knows no place `{place}`"),
             ));
         };
-        let channel = Channel {
-            endpoint: endpoint.to_owned(),
-            media,
-            holder: None,
-            state: AgentState::NotReady,
-            reason: None,
-            revision: 0,
-        };
+        let channel = Channel::new(endpoint, media);
         channels.push(channel.clone());
         let events = self
             .audience(place, &[])
@@ -492,7 +564,8 @@ impl Lab {
         Ok((Done {}, events))
     }
 
-    /// Set an agent's state on a channel it holds.
+    /// Set an agent's state on a channel it holds. While an interaction on the channel is
+    /// live, the change waits for it to end ([`ChannelSnapshot::pending_state`]).
     pub fn set_state(
         &mut self,
         agent_id: &str,
@@ -500,6 +573,7 @@ impl Lab {
         state: AgentState,
         reason: Option<String>,
     ) -> Outcome<ChannelSnapshot> {
+        let busy = self.calls.live_on(endpoint);
         let (place, channel) = self.channel_of(agent_id, endpoint)?;
         if channel.holder.as_deref() != Some(agent_id) {
             return Err(err(
@@ -511,18 +585,338 @@ impl Lab {
             AgentState::NotReady | AgentState::WorkNotReady => reason,
             AgentState::Ready | AgentState::WorkReady => None,
         };
-        let changed = channel.state != state || channel.reason != reason;
-        if changed {
-            let holder = channel.holder.clone();
-            channel.set(holder, state, reason);
-        }
+        let changed = if busy {
+            channel.wait(state, reason)
+        } else {
+            channel.change(state, reason)
+        };
         let channel = channel.clone();
-        let events = if changed {
+        if channel.pending.is_some() {
+            self.waiting.insert(endpoint.to_owned(), place.clone());
+        }
+        let mut events = if changed {
             self.changed(&place, &channel, None)
         } else {
             Vec::new()
         };
+        events.extend(self.settle());
         Ok((channel.snapshot(), events))
+    }
+
+    /// Every interaction at the CTI that is not COMPLETED, and the queue.
+    pub fn interactions(&self) -> admin::Interactions {
+        self.calls.listing()
+    }
+
+    /// The interactions counted.
+    pub fn tally(&self) -> Tally {
+        self.calls.tally()
+    }
+
+    /// The timers set since the last take, with their delays: fire each with [`Lab::fire`]
+    /// when its delay has passed.
+    pub fn take_timers(&mut self) -> Vec<(Duration, Timer)> {
+        self.calls.take_timers()
+    }
+
+    /// A timer's delay has passed.
+    pub fn fire(&mut self, timer: Timer) -> Vec<Outgoing> {
+        self.calls.fire(timer);
+        self.settle()
+    }
+
+    /// A customer's call, chat or email joins the queue (for one agent only if it names
+    /// one), and goes to an agent when one is ready.
+    pub fn offer(&mut self, offer: admin::Offer) -> Outcome<admin::Offered> {
+        if let Some(agent_id) = &offer.agent_id {
+            self.agent(agent_id)?;
+        }
+        let name = self.calls.offer(offer)?;
+        Ok((admin::Offered { name }, self.settle()))
+    }
+
+    /// The customer of an interaction (or of an offer waiting) leaves.
+    pub fn hangup(&mut self, interaction: &str) -> Outcome<Done> {
+        self.calls.hangup(interaction)?;
+        Ok((Done {}, self.settle()))
+    }
+
+    /// One of the agent's interactions as it is now.
+    pub fn interaction(&self, agent_id: &str, name: &str) -> Result<InteractionSnapshot, CtiError> {
+        self.link_up()?;
+        self.agent(agent_id)?;
+        self.calls.snapshot(agent_id, name)
+    }
+
+    /// Place a call from a telephony channel the agent holds, DIALING, to another agent
+    /// (by id or endpoint), or to an external number, which answers after a while.
+    pub fn dial(
+        &mut self,
+        agent_id: &str,
+        endpoint: &str,
+        destination: &str,
+    ) -> Outcome<InteractionSnapshot> {
+        self.line(agent_id, endpoint)?;
+        let target = self.target(agent_id, destination)?;
+        let name = self.calls.dial(agent_id, endpoint, target);
+        self.finish(agent_id, &name)
+    }
+
+    /// Act on one of the agent's interactions or on one of its legs.
+    pub fn act(
+        &mut self,
+        agent_id: &str,
+        interaction: &str,
+        action: Action,
+    ) -> Outcome<InteractionSnapshot> {
+        self.usable_agent(agent_id)?;
+        let id = self.calls.find(agent_id, interaction)?;
+        match action {
+            Action::Accept => self.calls.accept(id),
+            Action::Reject => self.calls.reject(id),
+            Action::Complete => self.calls.complete(id),
+            Action::SetData { data } => self.calls.set_data(id, data),
+            Action::Consult { destination } => self.consult(agent_id, id, &destination),
+            Action::Transfer => self.calls.transfer(id),
+            Action::Conference => self.calls.conference(id),
+            Action::Alternate => self.calls.alternate(id),
+            Action::Answer { leg } => self.calls.answer(id, &leg),
+            Action::Release { leg } => self.calls.release(id, &leg),
+            Action::Hold { leg } => self.calls.hold(id, &leg),
+            Action::Retrieve { leg } => self.calls.retrieve(id, &leg),
+            Action::BlindTransfer { leg, destination } => {
+                self.blind(agent_id, id, &leg, &destination, false)
+            }
+            Action::BlindConference { leg, destination } => {
+                self.blind(agent_id, id, &leg, &destination, true)
+            }
+            Action::SendDtmf { leg, digits } => self.calls.send_dtmf(id, &leg, &digits),
+        }?;
+        self.finish(agent_id, interaction)
+    }
+
+    fn consult(&mut self, agent_id: &str, id: CallId, destination: &str) -> Result<(), CtiError> {
+        self.calls.can_consult(id)?;
+        let target = self.target(agent_id, destination)?;
+        self.calls.consult(id, target);
+        Ok(())
+    }
+
+    fn blind(
+        &mut self,
+        agent_id: &str,
+        id: CallId,
+        leg: &str,
+        destination: &str,
+        stays: bool,
+    ) -> Result<(), CtiError> {
+        let leg = self.calls.can_blind(id, leg)?;
+        let target = self.target(agent_id, destination)?;
+        self.calls.blind(id, leg, target, stays);
+        Ok(())
+    }
+
+    /// Settle, and answer with the interaction as the operation left it (or as it is, if
+    /// unchanged): what settling did to it follows in the events.
+    fn finish(&mut self, agent_id: &str, name: &str) -> Outcome<InteractionSnapshot> {
+        let events = self.settle();
+        let published = events.iter().find_map(|e| match e {
+            AgentEvent::InteractionChanged {
+                agent_id: to,
+                interaction,
+            } if to == agent_id && interaction.name == name => Some(interaction.clone()),
+            _ => None,
+        });
+        let snapshot = match published {
+            Some(snapshot) => snapshot,
+            None => self.calls.snapshot(agent_id, name)?,
+        };
+        Ok((snapshot, events))
+    }
+
+    /// Check that `endpoint` is a telephony channel the agent holds with nothing live on it.
+    fn line(&mut self, agent_id: &str, endpoint: &str) -> Result<(), CtiError> {
+        let live = self.calls.live_on(endpoint);
+        let (_, channel) = self.channel_of(agent_id, endpoint)?;
+        if channel.media != ChannelType::Telephony {
+            return Err(err(
+                CtiErrorCode::BadRequest,
+                format!("channel `{endpoint}` is not a TELEPHONY channel: it cannot dial"),
+            ));
+        }
+        if channel.holder.as_deref() != Some(agent_id) {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` does not hold channel `{endpoint}`"),
+            ));
+        }
+        if live {
+            return Err(err(
+                CtiErrorCode::InvalidState,
+                format!("channel `{endpoint}` has a live interaction: consult from it instead"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whom a call from `from` to `destination` reaches: an agent (by id or by endpoint)
+    /// that holds a telephony channel with nothing live on it, or else an external number.
+    fn target(&self, from: &str, destination: &str) -> Result<Target, CtiError> {
+        let destination = destination.trim();
+        if destination.is_empty() {
+            return Err(err(CtiErrorCode::BadRequest, "the destination is empty"));
+        }
+        let (agent_id, endpoint) = if self.agents.contains_key(destination) {
+            (destination, self.phone_of(destination)?)
+        } else if let Some(channel) = self
+            .places
+            .values()
+            .flatten()
+            .find(|c| c.endpoint == destination)
+        {
+            if channel.media != ChannelType::Telephony {
+                return Err(err(
+                    CtiErrorCode::BadRequest,
+                    format!(
+                        "channel `{destination}` is not a TELEPHONY channel: it cannot be called"
+                    ),
+                ));
+            }
+            let holder = channel.holder.as_deref().ok_or_else(|| {
+                err(
+                    CtiErrorCode::InvalidState,
+                    format!("channel `{destination}` is not available: nobody holds it"),
+                )
+            })?;
+            (holder, destination)
+        } else {
+            return Ok(Target::External(destination.to_owned()));
+        };
+        let unavailable = |why: &str| {
+            Err(err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` is not available: {why}"),
+            ))
+        };
+        if agent_id == from {
+            return unavailable("an agent cannot call itself");
+        }
+        if self.leaving.contains_key(agent_id) {
+            return unavailable("it is logging out");
+        }
+        if self.calls.live_on(endpoint) {
+            return unavailable("busy");
+        }
+        Ok(Target::Agent {
+            agent_id: agent_id.to_owned(),
+            endpoint: endpoint.to_owned(),
+        })
+    }
+
+    /// The telephony channel a logged-in agent holds.
+    fn phone_of(&self, agent_id: &str) -> Result<&str, CtiError> {
+        let unavailable = |why: &str| {
+            err(
+                CtiErrorCode::InvalidState,
+                format!("agent `{agent_id}` is not available: {why}"),
+            )
+        };
+        let place = self
+            .logged_in
+            .get(agent_id)
+            .ok_or_else(|| unavailable("not logged in"))?;
+        self.places
+            .get(place)
+            .into_iter()
+            .flatten()
+            .find(|c| c.media == ChannelType::Telephony && c.holder.as_deref() == Some(agent_id))
+            .map(|c| c.endpoint.as_str())
+            .ok_or_else(|| unavailable("it holds no telephony channel"))
+    }
+
+    /// After a change: its interactions' changes; then logouts and state changes that
+    /// waited take effect and the queue is routed, and the interactions' changes this made
+    /// (an ended interaction COMPLETED at a logout, an offer alerting) come before the
+    /// channels' changes and the logouts.
+    fn settle(&mut self) -> Vec<Outgoing> {
+        let mut events = self.calls.emit();
+        let mut later = self.apply_logouts();
+        later.extend(self.apply_states());
+        self.route();
+        events.extend(self.calls.emit());
+        events.extend(later);
+        events
+    }
+
+    /// The waiting logouts of agents no longer dialing or handling an interaction.
+    fn apply_logouts(&mut self) -> Vec<Outgoing> {
+        let mut events = Vec::new();
+        loop {
+            let due: Vec<String> = self
+                .leaving
+                .keys()
+                .filter(|a| !self.calls.working(a))
+                .cloned()
+                .collect();
+            if due.is_empty() {
+                return events;
+            }
+            for agent_id in due {
+                let reason = self.leaving.remove(&agent_id).flatten();
+                events.extend(self.log_out_now(&agent_id, reason));
+            }
+        }
+    }
+
+    /// The waiting state changes of channels with nothing live on them any more.
+    fn apply_states(&mut self) -> Vec<Outgoing> {
+        let due: Vec<(String, String)> = self
+            .waiting
+            .iter()
+            .filter(|(endpoint, _)| !self.calls.live_on(endpoint))
+            .map(|(endpoint, place)| (endpoint.clone(), place.clone()))
+            .collect();
+        let mut events = Vec::new();
+        for (endpoint, place) in due {
+            self.waiting.remove(&endpoint);
+            let Some(channel) = self
+                .places
+                .get_mut(&place)
+                .and_then(|cs| cs.iter_mut().find(|c| c.endpoint == endpoint))
+            else {
+                continue;
+            };
+            let Some((state, reason)) = channel.pending.take() else {
+                continue;
+            };
+            let holder = channel.holder.clone();
+            channel.set(holder, state, reason);
+            let channel = channel.clone();
+            events.extend(self.changed(&place, &channel, None));
+        }
+        events
+    }
+
+    /// Offer the queue to the channels held READY by agents not logging out.
+    fn route(&mut self) {
+        if !self.calls.has_queue() {
+            return;
+        }
+        let candidates = self
+            .places
+            .values()
+            .flatten()
+            .filter(|c| c.state == AgentState::Ready)
+            .filter_map(|c| {
+                let holder = c.holder.as_ref()?;
+                (!self.leaving.contains_key(holder)).then(|| Candidate {
+                    agent_id: holder.clone(),
+                    endpoint: c.endpoint.clone(),
+                    media: c.media,
+                })
+            })
+            .collect();
+        self.calls.route(candidates);
     }
 }
 
@@ -532,7 +926,7 @@ mod tests {
     use crate::roster::generate;
 
     fn lab() -> Lab {
-        Lab::new(generate(3))
+        Lab::new(generate(3), Duration::from_millis(300))
     }
 
     #[test]

@@ -2,18 +2,22 @@
 //! ([`pb_cti`]), so the whole system runs on one machine with nothing else.
 //!
 //! * [`roster`]: the agents (generated from `SIM_AGENTS`, or a roster file);
-//! * [`lab`]: the platform's state machine (pure);
+//! * [`lab`]: the platform's state machine (pure), with its interactions in [`calls`];
 //! * [`admin`]: fault injection and changes made at the CTI, on `P.sim.<op>`;
-//! * [`run`]: serves `P.cti.req.>` and `P.sim.>` and publishes link and agent events.
+//! * [`traffic`]: the generated customers' offers (pure);
+//! * [`run`]: serves `P.cti.req.>` and `P.sim.>`, publishes link and agent events, fires
+//!   the lab's timers and generates the traffic.
 
 pub mod admin;
+pub mod calls;
 pub mod lab;
 pub mod roster;
+pub mod traffic;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subject};
 use futures::StreamExt;
@@ -23,11 +27,12 @@ use pb_runtime::Shutdown;
 use pb_runtime::config::{ConfigError, number};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tracing::Instrument;
 
-use crate::admin::AdminOp;
+use crate::admin::{AdminOp, Traffic};
 use crate::lab::{Lab, Outgoing};
+use crate::traffic::Pacer;
 
 /// The simulator's settings.
 #[derive(Debug, Clone)]
@@ -42,6 +47,11 @@ pub struct SimConfig {
     pub roster: Option<PathBuf>,
     /// `SIM_DELAY_MS`, default 0: how long every CTI call takes.
     pub delay: Duration,
+    /// `SIM_ANSWER_MS`, default 300: how long an external number takes to answer.
+    pub answer: Duration,
+    /// `SIM_CALLS_PER_S`, `SIM_CHATS_PER_S`, `SIM_EMAILS_PER_S`, default 0: the traffic
+    /// generated at start.
+    pub traffic: Traffic,
 }
 
 impl SimConfig {
@@ -57,8 +67,31 @@ impl SimConfig {
             agents: number(&lookup, "SIM_AGENTS", 100)? as usize,
             roster: lookup("SIM_ROSTER").map(PathBuf::from),
             delay: Duration::from_millis(number(&lookup, "SIM_DELAY_MS", 0)?),
+            answer: Duration::from_millis(number(&lookup, "SIM_ANSWER_MS", 300)?),
+            traffic: Traffic {
+                calls: rate(&lookup, "SIM_CALLS_PER_S")?,
+                chats: rate(&lookup, "SIM_CHATS_PER_S")?,
+                emails: rate(&lookup, "SIM_EMAILS_PER_S")?,
+            },
         })
     }
+}
+
+/// Read a rate of offers per second (default 0).
+fn rate(lookup: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<f64, ConfigError> {
+    let Some(value) = lookup(var) else {
+        return Ok(0.0);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var,
+        value: value.clone(),
+        reason,
+    };
+    let rate = value
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| invalid("expected a number".into()))?;
+    traffic::check_rate(rate).map_err(invalid)
 }
 
 /// The simulator could not run.
@@ -77,6 +110,8 @@ struct Sim {
     subjects: Subjects,
     lab: Mutex<Lab>,
     delay_ms: AtomicU64,
+    /// The rates the generator offers at.
+    traffic: watch::Sender<Traffic>,
 }
 
 /// Serve until `shutdown`.
@@ -104,9 +139,11 @@ pub async fn run(
     let sim = Arc::new(Sim {
         client: client.clone(),
         subjects: config.subjects.clone(),
-        lab: Mutex::new(Lab::new(roster)),
+        lab: Mutex::new(Lab::new(roster, config.answer)),
         delay_ms: AtomicU64::new(config.delay.as_millis() as u64),
+        traffic: watch::Sender::new(config.traffic),
     });
+    let generator = tokio::spawn(sim.clone().generate());
     // Tell the services the link is up (they may have started first).
     let link = sim.lab.lock().await.link();
     sim.publish(pb_cti::link_events(&sim.subjects), &link).await;
@@ -129,6 +166,7 @@ pub async fn run(
             _ = shutdown.requested() => break,
         }
     }
+    generator.abort();
     drop(ops);
     match tokio::time::timeout(pb_runtime::serve::NATS_STEP, client.flush()).await {
         Ok(flushed) => flushed.map_err(|e| nats(&e)),
@@ -154,9 +192,64 @@ impl Sim {
         if let Err(e) = self.client.publish(reply, body.into()).await {
             tracing::error!(error = %e, "reply failed");
         }
+        self.events(events).await;
+    }
+
+    async fn events(&self, events: Vec<Outgoing>) {
         for event in events {
             self.publish(pb_cti::agent_event_subject(&self.subjects, &event), &event)
                 .await;
+        }
+    }
+
+    /// Start the timers the lab set: each sleeps its delay, then fires under the lab's lock
+    /// and publishes what followed.
+    fn schedule(self: &Arc<Self>, lab: &mut Lab) {
+        for (after, timer) in lab.take_timers() {
+            let sim = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let mut lab = sim.lab.lock().await;
+                let events = lab.fire(timer);
+                sim.schedule(&mut lab);
+                sim.events(events).await;
+            });
+        }
+    }
+
+    /// Offer generated traffic at the rates set, until the task is stopped.
+    async fn generate(self: Arc<Self>) {
+        let mut rates = self.traffic.subscribe();
+        let start = Instant::now();
+        let mut pacer = Pacer::new(*rates.borrow_and_update(), start.elapsed());
+        loop {
+            let wait = pacer.wait(start.elapsed());
+            tokio::select! {
+                changed = rates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    pacer.set(*rates.borrow_and_update(), start.elapsed());
+                }
+                () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {
+                    for offer in pacer.due(start.elapsed()) {
+                        self.offer(offer).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Offer one generated interaction, as the `offer` admin operation does.
+    async fn offer(self: &Arc<Self>, offer: admin::Offer) {
+        let mut lab = self.lab.lock().await;
+        match lab.offer(offer) {
+            Ok((offered, events)) => {
+                tracing::debug!(name = offered.name, "generated offer");
+                self.schedule(&mut lab);
+                self.events(events).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "generated offer not taken"),
         }
     }
 
@@ -216,14 +309,25 @@ impl Sim {
             pb_cti::SetAgentState::OP => act(payload, |c: pb_cti::SetAgentState| {
                 lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
             }),
+            pb_cti::GetInteraction::OP => act(payload, |c: pb_cti::GetInteraction| {
+                lab.interaction(&c.agent_id, &c.interaction)
+                    .map(|i| (i, vec![]))
+            }),
+            pb_cti::Dial::OP => act(payload, |c: pb_cti::Dial| {
+                lab.dial(&c.agent_id, &c.endpoint, &c.destination)
+            }),
+            pb_cti::Act::OP => act(payload, |c: pb_cti::Act| {
+                lab.act(&c.agent_id, &c.interaction, c.action)
+            }),
             other => unsupported(format!("the simulated CTI has no operation `{other}`")),
         };
         tracing::debug!(op, "CTI call answered");
+        self.schedule(&mut lab);
         self.reply_then_events(reply, body, events).await;
         drop(lab);
     }
 
-    async fn admin(&self, message: Message) {
+    async fn admin(self: &Arc<Self>, message: Message) {
         let Some(reply) = message.reply.clone() else {
             tracing::warn!(subject = %message.subject, "admin message without a reply subject ignored");
             return;
@@ -266,13 +370,30 @@ impl Sim {
             admin::RemoveChannel::OP => act(payload, |c: admin::RemoveChannel| {
                 lab.remove_channel(&c.place, &c.endpoint)
             }),
+            admin::Offer::OP => act(payload, |c: admin::Offer| lab.offer(c)),
+            admin::Hangup::OP => act(payload, |c: admin::Hangup| lab.hangup(&c.interaction)),
+            admin::Traffic::OP => act(payload, |c: admin::Traffic| {
+                traffic::check(&c).map_err(|e| CtiError::new(CtiErrorCode::BadRequest, e))?;
+                self.traffic.send_replace(c);
+                Ok((Done {}, vec![]))
+            }),
+            admin::GetInteractions::OP => act(payload, |_: admin::GetInteractions| {
+                Ok((lab.interactions(), vec![]))
+            }),
             admin::GetStatus::OP => act(payload, |_: admin::GetStatus| {
+                let tally = lab.tally();
                 Ok((
                     admin::SimStatus {
                         link: lab.link(),
                         delay_ms: self.delay_ms.load(Ordering::Relaxed),
                         agents: lab.agent_count(),
                         logged_in: lab.logged_in_count(),
+                        traffic: *self.traffic.borrow(),
+                        offered: tally.offered,
+                        queued: tally.queued,
+                        live: tally.live,
+                        completed: tally.completed,
+                        abandoned: tally.abandoned,
                     },
                     vec![],
                 ))
@@ -280,6 +401,7 @@ impl Sim {
             other => unsupported(format!("the simulator has no admin operation `{other}`")),
         };
         tracing::info!(op, "admin operation");
+        self.schedule(&mut lab);
         self.reply_then_events(reply, body, events).await;
         if let Some(link) = link_changed {
             tracing::info!(up = link.up, "CTI link changed");
@@ -308,4 +430,45 @@ fn encode<T: Serialize>(result: lab::Outcome<T>) -> (Vec<u8>, Vec<Outgoing>) {
         Err(e) => (CtiReply::Error(e), Vec::new()),
     };
     (serde_json::to_vec(&reply).unwrap_or_default(), events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<SimConfig, ConfigError> {
+        let lookup = |var: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let common = pb_runtime::Config::from_lookup(|_| None).unwrap();
+        SimConfig::from_lookup(&common, lookup)
+    }
+
+    #[test]
+    fn the_answer_delay_and_the_traffic_are_read() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.answer, Duration::from_millis(300));
+        assert_eq!(c.traffic, Traffic::default());
+        let c = config(&[
+            ("SIM_ANSWER_MS", "50"),
+            ("SIM_CALLS_PER_S", "2.5"),
+            ("SIM_EMAILS_PER_S", " 1 "),
+        ])
+        .unwrap();
+        assert_eq!(c.answer, Duration::from_millis(50));
+        assert_eq!(
+            c.traffic,
+            Traffic {
+                calls: 2.5,
+                chats: 0.0,
+                emails: 1.0
+            }
+        );
+        for bad in ["-1", "fast", "NaN", "1e9"] {
+            let e = config(&[("SIM_CHATS_PER_S", bad)]).unwrap_err();
+            assert!(e.to_string().contains("SIM_CHATS_PER_S"), "{e}");
+        }
+    }
 }
