@@ -277,7 +277,7 @@ mod tests {
                     Conversation {
                         interaction: first.name.clone(),
                         leg: "call-1.p".into(),
-                        reported: Some(first.legs[0].state),
+                        reported: Some(Conversation::seen(&first.legs[0])),
                         revision: first.revision,
                     },
                 );

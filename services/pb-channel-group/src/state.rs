@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pb_cti::{ChannelSnapshot, InteractionSnapshot};
+use pb_cti::{ChannelSnapshot, InteractionSnapshot, LegSnapshot};
 use pb_protocol::channel::{AgentState, ChannelEvent, ChannelState, ChannelType};
 use pb_protocol::channel_group::ChannelInGroup;
-use pb_protocol::conversation::{ConversationEvent, ConversationState, ConversationStateChanged};
+use pb_protocol::conversation::{
+    ConversationEvent, ConversationInit, ConversationState, ConversationStateChanged,
+};
 use pb_protocol::interaction::{
     ConversationAdded, InteractionData, InteractionEvent, InteractionState, InteractionStateChanged,
 };
@@ -255,25 +257,38 @@ pub struct Conversation {
     /// The CTI names of its interaction and of its leg.
     pub interaction: String,
     pub leg: String,
-    /// The leg's state the bridge was last told; `None` before init.
-    pub reported: Option<ConversationState>,
+    /// The leg as the bridge was last told; `None` before init.
+    pub reported: Option<ConversationInit>,
     /// The CTI revision (of the interaction) `reported` reflects.
     pub revision: u64,
 }
 
 impl Conversation {
+    /// What an init answer shows of a leg.
+    pub fn seen(leg: &LegSnapshot) -> ConversationInit {
+        ConversationInit {
+            state: leg.state,
+            role: leg.role,
+            remote: leg.remote.clone(),
+        }
+    }
+
     /// Take a CTI snapshot of its interaction into account; `None` before init, when it is
     /// stale or does not have the leg.
     pub fn apply(&mut self, snapshot: &InteractionSnapshot) -> Option<Vec<ConversationEvent>> {
-        if snapshot.revision < self.revision || self.reported.is_none() {
+        if snapshot.revision < self.revision {
             return None;
         }
+        let seen = self.reported.as_mut()?;
         let leg = snapshot.leg(&self.leg)?;
         self.revision = snapshot.revision;
-        if self.reported == Some(leg.state) {
+        let before = seen.state;
+        // The far end changes without an event of its own (a transfer, a conference): the
+        // next init shows it.
+        *seen = Self::seen(leg);
+        if before == leg.state {
             return Some(Vec::new());
         }
-        self.reported = Some(leg.state);
         Some(vec![ConversationEvent::StateChanged(
             ConversationStateChanged { state: leg.state },
         )])

@@ -3,14 +3,14 @@
 //! not fit the leg's state with its reason.
 
 use pb_cti::{Act, Action};
-use pb_protocol::conversation::{ConversationCommand, ConversationInit};
+use pb_protocol::conversation::{ConversationCommand, ConversationState};
 use pb_protocol::{Kind, Target};
 use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
 use crate::Groups;
-use crate::state::AgentTree;
+use crate::state::{AgentTree, Conversation};
 
 pub async fn handle(
     groups: &Groups,
@@ -59,7 +59,8 @@ pub async fn handle(
     super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
 }
 
-/// The leg as the CTI has it now.
+/// The leg as the CTI has it now; an ended leg, which cannot change any more (and which the
+/// CTI may have forgotten), as it ended.
 async fn init(
     groups: &Groups,
     unit: &str,
@@ -69,6 +70,13 @@ async fn init(
     let Some(conversation) = loaded.value.conversations.get_mut(target) else {
         return Reply::failure("the conversation vanished");
     };
+    if let Some(ended) = conversation
+        .reported
+        .as_ref()
+        .filter(|seen| seen.state == ConversationState::Ended)
+    {
+        return Reply::body(pb_protocol::to_body(ended));
+    }
     let snapshot = match groups.interaction(unit, &conversation.interaction).await {
         Ok(snapshot) => snapshot,
         Err(failure) => return failure,
@@ -79,13 +87,10 @@ async fn init(
             snapshot.name, conversation.leg
         ));
     };
-    conversation.reported = Some(leg.state);
+    let seen = Conversation::seen(leg);
+    let body = pb_protocol::to_body(&seen);
+    conversation.reported = Some(seen);
     conversation.revision = snapshot.revision;
-    let body = pb_protocol::to_body(&ConversationInit {
-        state: leg.state,
-        role: leg.role,
-        remote: leg.remote.clone(),
-    });
     match groups.store.save(unit, loaded).await {
         Ok(()) => Reply::body(body),
         Err(e) => Reply::failure(e.to_string()),

@@ -76,8 +76,10 @@ pub async fn handle(
     super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
 }
 
-/// The interaction as the CTI has it now. A chat or email still alerting then raises
-/// `interaction.alerting` (reference §9.5.3): its first event, after the init answer.
+/// The interaction as the CTI has it now; a COMPLETED one, which cannot change any more (and
+/// which the CTI may have forgotten), as it was completed. A chat or email still alerting
+/// then raises `interaction.alerting` (reference §9.5.3): its first event, after the init
+/// answer.
 async fn init(
     groups: &Groups,
     unit: &str,
@@ -87,11 +89,22 @@ async fn init(
     let Some(interaction) = loaded.value.interactions.get_mut(target) else {
         return Reply::failure("the interaction vanished");
     };
+    let telephony = interaction.media == ChannelType::Telephony;
+    if let Some(seen) = interaction
+        .reported
+        .as_ref()
+        .filter(|seen| seen.state == InteractionState::Completed)
+    {
+        return Reply::body(pb_protocol::to_body(&InteractionInit {
+            state: seen.state,
+            data: seen.data.clone(),
+            conversations: telephony.then(Default::default),
+        }));
+    }
     let snapshot = match groups.interaction(unit, &interaction.name).await {
         Ok(snapshot) => snapshot,
         Err(failure) => return failure,
     };
-    let telephony = interaction.media == ChannelType::Telephony;
     let conversations = telephony.then(|| snapshot.conversations());
     if let Some(Err(why)) = conversations.as_ref().map(|c| c.fit(snapshot.state)) {
         return Reply::failure(format!(
