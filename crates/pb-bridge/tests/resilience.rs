@@ -1,7 +1,8 @@
 //! Failures while agents log in and change state, with two replicas of every service:
 //! SIGKILL of one replica of each service, SIGTERM of one of each, a nats-server restart.
 //! Afterwards every session answers and nothing the bridge was told SUCCESS about is lost;
-//! a request repeated after its agent was taken over is answered as the first time.
+//! a request repeated after its agent was taken over is answered as the first time; a call
+//! in progress carries on after its agent's owner is killed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -219,22 +220,7 @@ async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_r
         .unwrap();
     assert!(first.outcome.is_success(), "{first:?}");
 
-    // Kill the channel-group replica that owns the agent.
-    let owners = async_nats::jetstream::new(client.clone())
-        .get_key_value("pb_owners")
-        .await
-        .unwrap();
-    let owner = owners.get("channelgroup.1030").await.unwrap().unwrap();
-    let owner = String::from_utf8_lossy(&owner).into_owned();
-    let victim = ["pb-channel-group-0", "pb-channel-group-1"]
-        .into_iter()
-        .find(|p| owner.starts_with(&format!("{p}-")))
-        .unwrap_or_else(|| panic!("no process owns the agent: {owner}"));
-    stack.process(victim).signal("KILL");
-    stack
-        .process(victim)
-        .wait_exit(Duration::from_secs(5))
-        .await;
+    kill_channel_group_owner(&mut stack, &client, "1030").await;
 
     // The other replica takes the agent over and answers a new request.
     let after = driver(client.clone()).retrying_unrouted(Duration::from_secs(20));
@@ -256,4 +242,90 @@ async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_r
         init["agent-state"], "READY",
         "the repeated request was acted on"
     );
+}
+
+/// SIGKILL the channel-group replica that owns `agent`, and wait for it to be gone.
+async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client, agent: &str) {
+    let owners = async_nats::jetstream::new(client.clone())
+        .get_key_value("pb_owners")
+        .await
+        .unwrap();
+    let owner = owners
+        .get(format!("channelgroup.{agent}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let owner = String::from_utf8_lossy(&owner).into_owned();
+    let victim = ["pb-channel-group-0", "pb-channel-group-1"]
+        .into_iter()
+        .find(|p| owner.starts_with(&format!("{p}-")))
+        .unwrap_or_else(|| panic!("no process owns the agent: {owner}"));
+    stack.process(victim).signal("KILL");
+    stack
+        .process(victim)
+        .wait_exit(Duration::from_secs(5))
+        .await;
+}
+
+/// Issue 6: a call in progress when its agent's channel-group replica dies carries on: the
+/// replica that takes the agent over answers for the interaction and its conversation
+/// (subscribed again from the stored state) and reports their changes.
+#[tokio::test]
+async fn a_call_carries_on_after_its_agents_owner_is_killed() {
+    let mut stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let bridge = driver(client.clone());
+    bridge
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let logged = bridge.login("1040", "pw-1040", "s40").await.unwrap();
+    let ext = logged.channels[0].target.clone();
+    let mut events = pb_testkit::Bridge::new(client.clone()).events().await;
+    let offered = pb_testkit::Bridge::new(client.clone())
+        .sim(
+            "offer",
+            json!({"type": "TELEPHONY", "agent_id": "1040", "data": {"accountId": "A-7"}}),
+        )
+        .await;
+    let name = offered["ok"]["name"].as_str().unwrap().to_owned();
+    events
+        .expect("channel.interaction.added", Duration::from_secs(5))
+        .await;
+    let taken = bridge.take(&ext, &name, "i1").await.unwrap();
+    let primary = taken.primary().unwrap().target.clone();
+    bridge
+        .ok("conversation.request.answer", &primary, json!({}))
+        .await
+        .unwrap();
+
+    kill_channel_group_owner(&mut stack, &client, "1040").await;
+
+    let after = driver(client.clone()).retrying_unrouted(Duration::from_secs(20));
+    after
+        .ok("conversation.request.hold", &primary, json!({}))
+        .await
+        .unwrap();
+    loop {
+        let event = events
+            .expect("conversation.statechanged", Duration::from_secs(5))
+            .await;
+        if event.target == primary && event.body["conversation-state"] == "HELD" {
+            break;
+        }
+    }
+    let init = after
+        .ok("interaction.query.init", &taken.target, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(init["interaction-state"], "STARTED");
+    assert_eq!(init["interaction-data"]["accountId"], "A-7");
+    after
+        .ok("conversation.request.release", &primary, json!({}))
+        .await
+        .unwrap();
+    after
+        .ok("interaction.request.complete", &taken.target, json!({}))
+        .await
+        .unwrap();
 }

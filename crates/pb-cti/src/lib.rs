@@ -237,8 +237,9 @@ impl CtiCall for Deactivate {
 }
 
 /// `logout`: give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
-/// While the agent has an interaction that has not ended, the logout waits for it
-/// ([`AgentSnapshot::logout_pending`]) and takes effect, with its event, when it ends.
+/// While the agent dials or handles an interaction (DIALING or STARTED), the logout waits
+/// for it ([`AgentSnapshot::logout_pending`]) and takes effect, with its event, when it
+/// ends; interactions still ALERTING then go back to the CTI (an offer to its queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logout {
     pub agent_id: String,
