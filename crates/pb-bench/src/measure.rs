@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pb_bridge::storm::percentile;
+use pb_bridge::report::percentile;
 use serde::{Deserialize, Serialize};
 
 /// Latency percentiles, in microseconds.

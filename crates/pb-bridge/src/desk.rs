@@ -503,10 +503,7 @@ struct Tracked<'a> {
 impl Tracked<'_> {
     /// Alerting, dialing or started: the customer is still there.
     fn live(&self) -> bool {
-        matches!(
-            self.state,
-            InteractionState::Alerting | InteractionState::Dialing | InteractionState::Started
-        )
+        self.state.is_live()
     }
 
     /// Take `state` unless it is older than the one known (an event read after a later

@@ -11,7 +11,7 @@ use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use pb_protocol::channel::ChannelType;
 use pb_protocol::channel_group::ChannelGroupInit;
-use pb_protocol::session::SessionInit;
+use pb_protocol::session::{LogoutAnswer, SessionInit};
 use pb_protocol::{Body, CommandMessage, Kind, Outcome, Response, Subjects, Target};
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -39,6 +39,11 @@ pub enum FlowError {
     },
     #[error("cannot watch events on {subject}: {message}")]
     Watch { subject: String, message: String },
+    #[error(
+        "the logout of {session} waits at the CTI for the agent's interactions to end: finish \
+         them (release the calls) and session.loggedout follows; the destinations are left as they are"
+    )]
+    LogoutPending { session: String },
 }
 
 /// Response times by message name.
@@ -395,11 +400,24 @@ impl Driver {
             .await
     }
 
+    /// `session.request.logout`: done, or an error when it waits for interactions to end
+    /// (the destinations are then left for the bridge to use until it happens).
+    async fn log_out(&self, session: &str) -> Result<(), FlowError> {
+        let name = "session.request.logout";
+        let answer = self.ok(name, session, json!({})).await?;
+        let answer: LogoutAnswer = read(name, answer, session)?;
+        if answer.pending {
+            return Err(FlowError::LogoutPending {
+                session: session.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Log a session out, then dispose the destinations `login` creates under it
     /// (`<session>.g1`, `<session>.g1.c1` upward, as far as they answer). Returns them.
     pub async fn logout_session(&self, session: &str) -> Result<Vec<String>, FlowError> {
-        self.ok("session.request.logout", session, json!({}))
-            .await?;
+        self.log_out(session).await?;
         let group = format!("{session}.g1");
         let mut disposed = Vec::new();
         for i in 1.. {
@@ -439,8 +457,7 @@ impl Driver {
 
     /// Log out at the CTI, then dispose every channel, the group and the session.
     pub async fn logout(&self, logged: &LoggedIn) -> Result<(), FlowError> {
-        self.ok("session.request.logout", &logged.session, json!({}))
-            .await?;
+        self.log_out(&logged.session).await?;
         for channel in &logged.channels {
             self.ok("channel.request.dispose", &channel.target, json!({}))
                 .await?;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use pb_protocol::channel::{ChannelCommand, Dial};
+use pb_protocol::channel::{ChannelCommand, Dial, InteractionRef};
 use pb_protocol::conversation::{ConversationCommand, ConversationInit};
 use pb_protocol::interaction::{
     Consult, ConversationAdded, ConversationRole, InteractionCommand, InteractionData,
@@ -88,12 +88,6 @@ pub fn set_disposition(disposition: &str) -> InteractionCommand {
     InteractionCommand::SetData(InteractionData { data })
 }
 
-/// The answer to `channel.request.dial`: the new interaction's CTI name.
-#[derive(Debug, serde::Deserialize)]
-struct Dialed {
-    name: String,
-}
-
 impl Driver {
     /// Take interaction `name` announced on `channel`: create its destination with `id`,
     /// read it, and create and read a destination for each conversation it lists.
@@ -152,7 +146,7 @@ impl Driver {
         let dial = ChannelCommand::Dial(Dial {
             destination: destination.to_owned(),
         });
-        let Dialed { name } = self.query(channel, dial).await?;
+        let InteractionRef { name, .. } = self.query(channel, dial).await?;
         let id = id.map_or_else(|| id_of(&name), str::to_owned);
         self.take(channel, &name, &id).await
     }

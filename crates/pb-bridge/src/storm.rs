@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 use crate::flow::{Driver, Latencies, LoggedIn};
 use crate::report::{self, Progress};
 
-/// Kept here for the benchmark harness, which reads percentiles through this path.
-pub use crate::report::percentile;
-
 /// What a storm measured.
 #[derive(Debug)]
 pub struct StormReport {

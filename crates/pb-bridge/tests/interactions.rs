@@ -24,7 +24,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let stack = Stack::start(2, &[("SIM_ANSWER_MS", "200")]).await;
+    let stack = Stack::start(2, &[("SIM_ANSWER_MS", "1500")]).await;
     let client = stack.nats.client().await;
     let driver = Driver::new(
         client.clone(),
@@ -121,6 +121,21 @@ impl World {
                 None => panic!("no `{name}` on `{target}` within {WAIT:?}"),
             }
         }
+    }
+
+    /// Every event up to the next `name` on `target` (the last), in the order they arrived.
+    async fn arrivals_until(&mut self, name: &str, target: &str) -> Vec<RawEvent> {
+        let mut seen: Vec<RawEvent> = self.backlog.drain(..).collect();
+        let wanted = |e: &RawEvent| e.name == name && e.target == target;
+        if let Some(at) = seen.iter().position(wanted) {
+            self.backlog.extend(seen.split_off(at + 1));
+            return seen;
+        }
+        seen.push(self.until(name, target).await);
+        let last = seen.pop().unwrap();
+        seen.append(&mut self.backlog.drain(..).collect());
+        seen.push(last);
+        seen
     }
 
     /// Every event that arrives within `window`, the backlog first (which it empties).
@@ -230,7 +245,6 @@ impl World {
             json!({"destination": other.agent_id}),
         )
         .await;
-        // The new leg is announced before the primary's hold is reported (contract notes 21).
         let added = self
             .until("interaction.conversation.added", &call.interaction)
             .await;
@@ -303,7 +317,12 @@ async fn an_inbound_call_is_answered_held_retrieved_released_and_completed() {
             "answer-1",
         )
         .await;
-    let seen = tap.collect(QUIET).await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+        seen.extend(tap.collect(Duration::from_millis(100)).await);
+    }
+    seen.extend(tap.collect(QUIET).await); // and nothing more
     drop(tap); // its `>` subscription would answer for destinations that are gone
     let order: Vec<(&str, String)> = seen
         .iter()
@@ -696,9 +715,13 @@ async fn a_state_change_asked_while_busy_waits_for_the_interaction_to_end() {
 
     w.ok("conversation.request.release", &call.primary, json!({}))
         .await;
-    w.interaction_is(&call.interaction, "ENDED").await;
-    let applied = w.until("channel.notready", &ext).await;
-    assert_eq!(applied.body["reasonCode"], "break");
+    // It takes effect when the call ends, and is reported after it.
+    let seen = w.arrivals_until("channel.notready", &ext).await;
+    let ended = seen
+        .iter()
+        .position(|e| e.target == call.interaction && e.body["interaction-state"] == "ENDED");
+    assert!(ended.is_some(), "the call ends first: {seen:?}");
+    assert_eq!(seen.last().unwrap().body["reasonCode"], "break");
     let channel = w.ok("channel.query.init", &ext, json!({})).await;
     assert_eq!(channel["agent-state"], "NOT_READY");
     assert!(channel.get("pending-agent-state").is_none());
@@ -881,6 +904,11 @@ async fn no_event_before_an_interactions_init_and_init_shows_what_changed() {
     let init = w.init(&target).await;
     assert_eq!(init["interaction-state"], "ENDED");
     assert_eq!(init["conversations"], json!({}));
+    let late = w.quiet(QUIET).await;
+    assert!(
+        !late.iter().any(|e| e.target.starts_with(&target)),
+        "the init showed it all: {late:?}"
+    );
     let why = w
         .failure(
             "interaction.request.createconversation",

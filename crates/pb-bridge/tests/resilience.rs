@@ -204,14 +204,7 @@ async fn the_services_carry_on_after_a_nats_server_restart() {
 /// the agent over with the recorded answer, and not acted on again.
 #[tokio::test]
 async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_redone() {
-    let mut stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let bridge = driver(client.clone());
-    bridge
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
-    let logged = bridge.login("1030", "pw-1030", "s30").await.unwrap();
+    let (mut stack, client, bridge, logged) = one_agent_logged_in("1030").await;
     let ext = logged.channels[0].target.clone();
     let not_ready = || json!({"reasonCode": "first"});
     let first = bridge
@@ -244,6 +237,23 @@ async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_r
     );
 }
 
+/// A stack whose replicas check on one another every 300 ms, with `agent` logged in
+/// (session `s-<agent>`).
+async fn one_agent_logged_in(agent: &str) -> (Stack, async_nats::Client, Driver, LoggedIn) {
+    let stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let bridge = driver(client.clone());
+    bridge
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let logged = bridge
+        .login(agent, &format!("pw-{agent}"), &format!("s-{agent}"))
+        .await
+        .unwrap();
+    (stack, client, bridge, logged)
+}
+
 /// SIGKILL the channel-group replica that owns `agent`, and wait for it to be gone.
 async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client, agent: &str) {
     let owners = async_nats::jetstream::new(client.clone())
@@ -272,14 +282,7 @@ async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client
 /// (subscribed again from the stored state) and reports their changes.
 #[tokio::test]
 async fn a_call_carries_on_after_its_agents_owner_is_killed() {
-    let mut stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let bridge = driver(client.clone());
-    bridge
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
-    let logged = bridge.login("1040", "pw-1040", "s40").await.unwrap();
+    let (mut stack, client, bridge, logged) = one_agent_logged_in("1040").await;
     let ext = logged.channels[0].target.clone();
     let mut events = pb_testkit::Bridge::new(client.clone()).events().await;
     let offered = pb_testkit::Bridge::new(client.clone())

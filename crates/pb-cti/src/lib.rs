@@ -403,14 +403,6 @@ impl InteractionSnapshot {
             consult: live(ConversationRole::Consult),
         }
     }
-
-    /// Whether it is still alerting, dialing or started.
-    pub fn live(&self) -> bool {
-        matches!(
-            self.state,
-            InteractionState::Alerting | InteractionState::Dialing | InteractionState::Started
-        )
-    }
 }
 
 /// One leg of a call, as the agent's conversation sees it.

@@ -58,6 +58,16 @@ pub enum InteractionState {
     Completed,
 }
 
+impl InteractionState {
+    /// Alerting, dialing or started: not ended yet.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            InteractionState::Alerting | InteractionState::Dialing | InteractionState::Started
+        )
+    }
+}
+
 /// The roles of a conversation in its interaction (reference §10.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -209,6 +209,7 @@ mod tests {
         use super::*;
         use crate::state::{Channel, Conversation, Interaction, InteractionSeen, Reported};
         use pb_cti::LegSnapshot;
+        use pb_protocol::Kind;
         use pb_protocol::channel::ChannelState;
         use pb_protocol::conversation::ConversationState;
         use pb_protocol::interaction::ConversationRole;
@@ -380,6 +381,47 @@ mod tests {
                 seen.legs.contains("call-1.c1"),
                 "the consult may now be created"
             );
+        }
+
+        #[test]
+        fn a_completed_interaction_stays_completed_when_its_name_is_offered_again() {
+            use ConversationRole::Primary;
+            use ConversationState::*;
+            let alerting = call(
+                InteractionState::Alerting,
+                vec![leg("call-1.p", Primary, Alerting)],
+                1,
+            );
+            let mut t = tree(Some(&alerting));
+            let rejected = call(
+                InteractionState::Completed,
+                vec![leg("call-1.p", Primary, Ended)],
+                2,
+            );
+            let (_, events) = interaction_changed(&mut t, &rejected);
+            assert_eq!(events.len(), 2, "the leg and the call end: {events:?}");
+            let (it, conv) = (
+                Target::new("s.g.c.i").unwrap(),
+                Target::new("s.g.c.i.p").unwrap(),
+            );
+            assert_eq!(
+                t.resource_at(Kind::Interaction, &it),
+                None,
+                "over: may be created anew"
+            );
+            assert_eq!(t.resource_at(Kind::Conversation, &conv), None);
+            // Routed to this agent again: announced anew; the old destinations keep quiet.
+            let again = call(
+                InteractionState::Alerting,
+                vec![leg("call-1.p", Primary, Alerting)],
+                7,
+            );
+            let (_, events) = interaction_changed(&mut t, &again);
+            assert_eq!(
+                names(&events),
+                [("channel.interaction.added".to_owned(), "s.g.c".to_owned())]
+            );
+            assert!(t.interactions[&it].over() && t.conversations[&conv].over());
         }
 
         #[test]

@@ -46,6 +46,28 @@ impl AgentTree {
             .collect()
     }
 
+    /// The CTI resource the destination `target` of `kind` stands for: a channel's endpoint,
+    /// an interaction's or a conversation's CTI name. `None` when there is no such
+    /// destination, or it is over (a COMPLETED interaction, an ENDED conversation): a CTI
+    /// that offers the same interaction again (given back, then routed anew) gets a new
+    /// destination even with the same id.
+    pub fn resource_at(&self, kind: Kind, target: &Target) -> Option<&str> {
+        match kind {
+            Kind::Channel => self.channels.get(target).map(|c| c.endpoint.as_str()),
+            Kind::Interaction => self
+                .interactions
+                .get(target)
+                .filter(|i| !i.over())
+                .map(|i| i.name.as_str()),
+            Kind::Conversation => self
+                .conversations
+                .get(target)
+                .filter(|c| !c.over())
+                .map(|c| c.leg.as_str()),
+            Kind::Control | Kind::Session | Kind::ChannelGroup => None,
+        }
+    }
+
     /// Forget the destination `target` of `kind`.
     pub fn remove(&mut self, kind: Kind, target: &Target) {
         match kind {
@@ -215,9 +237,17 @@ impl Interaction {
         self.reported.is_some()
     }
 
-    /// Take a CTI snapshot into account; `None` before init or when it is stale.
+    /// COMPLETED: nothing changes it any more.
+    pub fn over(&self) -> bool {
+        self.reported
+            .as_ref()
+            .is_some_and(|seen| seen.state == InteractionState::Completed)
+    }
+
+    /// Take a CTI snapshot into account; `None` before init, when it is stale, or when the
+    /// interaction is over (the CTI may offer an interaction of that name again).
     pub fn apply(&mut self, snapshot: &InteractionSnapshot) -> Option<InteractionChange> {
-        if snapshot.revision < self.revision {
+        if snapshot.revision < self.revision || self.over() {
             return None;
         }
         let seen = self.reported.as_mut()?;
@@ -273,10 +303,17 @@ impl Conversation {
         }
     }
 
+    /// ENDED: nothing changes it any more.
+    pub fn over(&self) -> bool {
+        self.reported
+            .as_ref()
+            .is_some_and(|seen| seen.state == ConversationState::Ended)
+    }
+
     /// Take a CTI snapshot of its interaction into account; `None` before init, when it is
-    /// stale or does not have the leg.
+    /// stale, over, or does not have the leg.
     pub fn apply(&mut self, snapshot: &InteractionSnapshot) -> Option<Vec<ConversationEvent>> {
-        if snapshot.revision < self.revision {
+        if snapshot.revision < self.revision || self.over() {
             return None;
         }
         let seen = self.reported.as_mut()?;

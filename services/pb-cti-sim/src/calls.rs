@@ -240,13 +240,6 @@ impl AgentCall {
     }
 }
 
-fn live(state: InteractionState) -> bool {
-    matches!(
-        state,
-        InteractionState::Alerting | InteractionState::Dialing | InteractionState::Started
-    )
-}
-
 /// Refuse unless the leg is in one of `states`; `only` says which legs can do what.
 fn leg_in(leg: &Leg, states: &[ConversationState], only: &str) -> Result<(), CtiError> {
     if states.contains(&leg.state) {
@@ -341,9 +334,12 @@ impl Calls {
     }
 
     /// A call changed: a new revision, and its change goes out at the next [`Calls::emit`].
+    /// Revisions come from the lab's one clock, so an interaction offered again under the
+    /// same name (given back, then routed anew) never looks older than its first life.
     fn touch(&mut self, id: CallId) {
+        let revision = self.serial();
         if let Some(call) = self.calls.get_mut(&id) {
-            call.revision += 1;
+            call.revision = revision;
         }
         if !self.touched.contains(&id) {
             self.touched.push(id);
@@ -399,7 +395,7 @@ impl Calls {
     pub(crate) fn live_on(&self, endpoint: &str) -> bool {
         self.calls
             .values()
-            .any(|c| c.endpoint == endpoint && live(c.state()))
+            .any(|c| c.endpoint == endpoint && c.state().is_live())
     }
 
     /// Whether the agent is dialing or handling an interaction: its logout waits for it.
@@ -439,7 +435,7 @@ impl Calls {
         Tally {
             offered: self.counts.offered,
             queued: self.queue.len(),
-            live: self.calls.values().filter(|c| live(c.state())).count(),
+            live: self.calls.values().filter(|c| c.state().is_live()).count(),
             completed: self.counts.completed,
             abandoned: self.counts.abandoned,
         }
@@ -895,7 +891,7 @@ impl Calls {
             .ok_or_else(|| bad(format!("the CTI has no interaction or offer `{name}`")))?;
         let call = self.call(id)?;
         let state = call.state();
-        if !live(state) {
+        if !state.is_live() {
             return Err(invalid(format!(
                 "interaction `{name}` is {}: its customer has left already",
                 upper(state)
@@ -1105,11 +1101,14 @@ impl Calls {
     fn connected_consult(&self, id: CallId, what: &str) -> Result<(usize, usize), CtiError> {
         let call = self.call(id)?;
         call.telephony()?;
-        let consult = call.live(Consult).filter(|(_, l)| l.state == Connected);
+        // Answered: connected, or held after an alternate.
+        let consult = call
+            .live(Consult)
+            .filter(|(_, l)| matches!(l.state, Connected | Held));
         match (call.live(Primary), consult) {
             (Some((primary, _)), Some((consult, _))) => Ok((primary, consult)),
             _ => Err(invalid(format!(
-                "call `{}` has no connected consult to {what}",
+                "call `{}` has no answered consult to {what}",
                 call.name
             ))),
         }

@@ -16,7 +16,6 @@ use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
-use super::Existing;
 use crate::Groups;
 use crate::state::{AgentTree, Interaction, Reported};
 
@@ -34,62 +33,41 @@ pub async fn handle(
     };
     let endpoint = channel.endpoint.clone();
     let agent_id = unit.to_owned();
+    let state = |state, reason_code| SetAgentState {
+        agent_id: agent_id.clone(),
+        endpoint: endpoint.clone(),
+        state,
+        reason_code,
+    };
     match message {
-        ChannelCommand::Init => return init(groups, unit, target, loaded).await,
+        ChannelCommand::Init => init(groups, unit, target, loaded).await,
         ChannelCommand::Dispose => {
             let disposed = channel
                 .initialised()
                 .then(|| Event::new(target.clone(), ChannelEvent::Disposed));
             ctx.forget(Kind::Channel, target).await;
-            return super::dispose(groups, unit, (Kind::Channel, target), disposed);
+            super::dispose(groups, unit, (Kind::Channel, target), disposed)
         }
-        _ if channel.unsupported => {
-            return Reply::failure(format!(
-                "channel `{endpoint}` was created UNSUPPORTED: it answers only channel.query.init and channel.request.dispose"
-            ));
-        }
+        _ if channel.unsupported => Reply::failure(format!(
+            "channel `{endpoint}` was created UNSUPPORTED: it answers only channel.query.init and channel.request.dispose"
+        )),
         _ if !channel.initialised() => {
-            return Reply::failure("channel.query.init has not been answered yet");
+            Reply::failure("channel.query.init has not been answered yet")
         }
-        _ => {}
-    }
-    match message {
         ChannelCommand::Activate => {
-            change(
-                groups,
-                unit,
-                target,
-                loaded,
-                &Activate { agent_id, endpoint },
-            )
-            .await
+            let call = Activate { agent_id, endpoint };
+            change(groups, unit, target, loaded, &call).await
         }
         ChannelCommand::Deactivate => {
-            change(
-                groups,
-                unit,
-                target,
-                loaded,
-                &Deactivate { agent_id, endpoint },
-            )
-            .await
+            let call = Deactivate { agent_id, endpoint };
+            change(groups, unit, target, loaded, &call).await
         }
         ChannelCommand::Ready => {
-            let call = SetAgentState {
-                agent_id,
-                endpoint,
-                state: AgentState::Ready,
-                reason_code: None,
-            };
+            let call = state(AgentState::Ready, None);
             change(groups, unit, target, loaded, &call).await
         }
         ChannelCommand::NotReady(reason) => {
-            let call = SetAgentState {
-                agent_id,
-                endpoint,
-                state: AgentState::NotReady,
-                reason_code: reason.reason_code,
-            };
+            let call = state(AgentState::NotReady, reason.reason_code);
             change(groups, unit, target, loaded, &call).await
         }
         ChannelCommand::Dial(_) if channel.media != ChannelType::Telephony => {
@@ -115,7 +93,6 @@ pub async fn handle(
         ChannelCommand::CreateInteraction(child) => {
             create_interaction(groups, ctx, target, loaded, child).await
         }
-        ChannelCommand::Init | ChannelCommand::Dispose => Reply::failure("handled above"),
     }
 }
 
@@ -208,35 +185,29 @@ async fn create_interaction(
     let Some(channel) = loaded.value.channels.get(target) else {
         return Reply::failure("the channel vanished");
     };
-    if !channel.interactions.contains(&child.name) {
-        return Reply::failure(format!(
+    let unknown = (!channel.interactions.contains(&child.name)).then(|| {
+        format!(
             "channel `{}` has no interaction `{}` (an interaction is created after channel.interaction.added or channel.query.init names it, until it is COMPLETED)",
             channel.endpoint, child.name
-        ));
-    }
-    let media = channel.media;
-    let interaction_target = match target.child(&child.id) {
-        Ok(t) => t,
-        Err(e) => return Reply::failure(e.to_string()),
-    };
-    let existing = match loaded.value.interactions.get(&interaction_target) {
-        None => Existing::None,
-        Some(i) if i.name == child.name => Existing::Same,
-        Some(i) => Existing::Other(format!(
-            "destination `{interaction_target}` is already interaction `{}`",
-            i.name
-        )),
-    };
+        )
+    });
     let interaction = Interaction {
-        name: child.name,
-        media,
+        name: child.name.clone(),
+        media: channel.media,
         reported: None,
         revision: 0,
     };
-    let at = (Kind::Interaction, &interaction_target);
-    super::create(groups, ctx, loaded, at, existing, |tree| {
-        tree.interactions
-            .insert(interaction_target.clone(), interaction);
-    })
+    let at = (Kind::Interaction, target);
+    super::create(
+        groups,
+        ctx,
+        loaded,
+        at,
+        (&child.id, &child.name),
+        unknown,
+        |tree, t| {
+            tree.interactions.insert(t, interaction);
+        },
+    )
     .await
 }

@@ -2,7 +2,7 @@
 //! conference, DTMF, dispose. Each acts on the call leg at the CTI, which refuses what does
 //! not fit the leg's state with its reason.
 
-use pb_cti::{Act, Action};
+use pb_cti::Action;
 use pb_protocol::conversation::{ConversationCommand, ConversationState};
 use pb_protocol::{Kind, Target};
 use pb_runtime::Reply;
@@ -51,12 +51,8 @@ pub async fn handle(
             digits: dtmf.digits,
         },
     };
-    let call = Act {
-        agent_id: unit.to_owned(),
-        interaction: conversation.interaction.clone(),
-        action,
-    };
-    super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
+    let interaction = conversation.interaction.clone();
+    super::act(groups, unit, loaded, interaction, action).await
 }
 
 /// The leg as the CTI has it now; an ended leg, which cannot change any more (and which the

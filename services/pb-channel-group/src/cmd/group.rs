@@ -10,7 +10,6 @@ use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
-use super::Existing;
 use crate::Groups;
 use crate::state::{AgentTree, Channel};
 
@@ -103,29 +102,25 @@ async fn create_channel(
             create.channel_type.as_str()
         ));
     }
-    let channel_target = match target.child(&create.id) {
-        Ok(t) => t,
-        Err(e) => return Reply::failure(e.to_string()),
-    };
-    let existing = match loaded.value.channels.get(&channel_target) {
-        None => Existing::None,
-        Some(c) if c.endpoint == create.name => Existing::Same,
-        Some(c) => Existing::Other(format!(
-            "destination `{channel_target}` is already channel `{}`",
-            c.endpoint
-        )),
-    };
     let channel = Channel {
-        endpoint: create.name,
+        endpoint: create.name.clone(),
         media: known.channel_type,
         unsupported,
         reported: None,
         revision: 0,
         interactions: Default::default(),
     };
-    let at = (Kind::Channel, &channel_target);
-    super::create(groups, ctx, loaded, at, existing, |tree| {
-        tree.channels.insert(channel_target.clone(), channel);
-    })
+    let at = (Kind::Channel, target);
+    super::create(
+        groups,
+        ctx,
+        loaded,
+        at,
+        (&create.id, &create.name),
+        None,
+        |tree, t| {
+            tree.channels.insert(t, channel);
+        },
+    )
     .await
 }

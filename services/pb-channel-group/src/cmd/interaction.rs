@@ -3,7 +3,7 @@
 //! the CTI's to judge: one that does not fit the interaction's state is refused with the
 //! CTI's reason.
 
-use pb_cti::{Act, Action};
+use pb_cti::Action;
 use pb_protocol::channel::ChannelType;
 use pb_protocol::interaction::{
     InteractionCommand, InteractionEvent, InteractionInit, InteractionState,
@@ -14,7 +14,6 @@ use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
 
-use super::Existing;
 use crate::Groups;
 use crate::state::{AgentTree, Conversation, InteractionSeen};
 
@@ -68,12 +67,7 @@ pub async fn handle(
         InteractionCommand::Conference => Action::Conference,
         InteractionCommand::Alternate => Action::Alternate,
     };
-    let call = Act {
-        agent_id: unit.to_owned(),
-        interaction: name,
-        action,
-    };
-    super::interaction_call(groups, unit, loaded, &call, |_| Default::default()).await
+    super::act(groups, unit, loaded, name, action).await
 }
 
 /// The interaction as the CTI has it now; a COMPLETED one, which cannot change any more (and
@@ -146,35 +140,29 @@ async fn create_conversation(
         .reported
         .as_ref()
         .is_some_and(|seen| seen.legs.contains(&child.name));
-    if !known {
-        return Reply::failure(format!(
+    let unknown = (!known).then(|| {
+        format!(
             "interaction `{}` has no conversation `{}` (a conversation is created after interaction.query.init or interaction.conversation.added names it)",
             interaction.name, child.name
-        ));
-    }
-    let call = interaction.name.clone();
-    let conversation_target = match target.child(&child.id) {
-        Ok(t) => t,
-        Err(e) => return Reply::failure(e.to_string()),
-    };
-    let existing = match loaded.value.conversations.get(&conversation_target) {
-        None => Existing::None,
-        Some(c) if c.leg == child.name => Existing::Same,
-        Some(c) => Existing::Other(format!(
-            "destination `{conversation_target}` is already conversation `{}`",
-            c.leg
-        )),
-    };
+        )
+    });
     let conversation = Conversation {
-        interaction: call,
-        leg: child.name,
+        interaction: interaction.name.clone(),
+        leg: child.name.clone(),
         reported: None,
         revision: 0,
     };
-    let at = (Kind::Conversation, &conversation_target);
-    super::create(groups, ctx, loaded, at, existing, |tree| {
-        tree.conversations
-            .insert(conversation_target.clone(), conversation);
-    })
+    let at = (Kind::Conversation, target);
+    super::create(
+        groups,
+        ctx,
+        loaded,
+        at,
+        (&child.id, &child.name),
+        unknown,
+        |tree, t| {
+            tree.conversations.insert(t, conversation);
+        },
+    )
     .await
 }

@@ -7,7 +7,7 @@ mod conversation;
 mod group;
 mod interaction;
 
-use pb_cti::{CtiCall, InteractionSnapshot};
+use pb_cti::{Act, Action, CtiCall, InteractionSnapshot};
 use pb_protocol::{Body, Command, CommandMessage, Event, Kind, Target};
 use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
@@ -45,38 +45,43 @@ pub async fn handle(groups: &Groups, ctx: &mut Unit, command: Command) -> Reply 
     }
 }
 
-/// What a create request finds at the new destination's target.
-enum Existing {
-    /// Nothing: create it.
-    None,
-    /// The same CTI resource: created before (a retry), listen again.
-    Same,
-    /// Another resource: refuse, saying why.
-    Other(String),
-}
-
-/// Create the destination `target` of `kind` (recorded by `insert`), answering on its
-/// subject before SUCCESS (contract §5.5); made again, it changes nothing.
+/// Create the destination `<parent>.<id>` of `kind` for the CTI resource `name` (recorded
+/// by `insert`), answering on its subject before SUCCESS (contract §5.5). Made again for the
+/// same resource, it changes nothing and succeeds; the same id for another resource fails.
+/// A new one is refused with `unknown`, when the bridge cannot know the resource.
 async fn create(
     groups: &Groups,
     ctx: &mut Unit,
     loaded: &mut Loaded<AgentTree>,
-    (kind, target): (Kind, &Target),
-    existing: Existing,
-    insert: impl FnOnce(&mut AgentTree),
+    (kind, parent): (Kind, &Target),
+    (id, name): (&str, &str),
+    unknown: Option<String>,
+    insert: impl FnOnce(&mut AgentTree, Target),
 ) -> Reply {
-    match existing {
-        Existing::Other(why) => return Reply::failure(why),
-        Existing::Same => {}
-        Existing::None => {
-            insert(&mut loaded.value);
+    let target = match parent.child(id) {
+        Ok(t) => t,
+        Err(e) => return Reply::failure(e.to_string()),
+    };
+    match loaded.value.resource_at(kind, &target) {
+        Some(existing) if existing != name => {
+            return Reply::failure(format!(
+                "destination `{target}` is already {} `{existing}`",
+                kind.describe()
+            ));
+        }
+        Some(_) => {}
+        None => {
+            if let Some(why) = unknown {
+                return Reply::failure(why);
+            }
+            insert(&mut loaded.value, target.clone());
             let unit = ctx.name().to_owned();
             if let Err(e) = groups.store.save(&unit, loaded).await {
                 return Reply::failure(e.to_string());
             }
         }
     }
-    match ctx.listen(kind, target).await {
+    match ctx.listen(kind, &target).await {
         Ok(()) => Reply::success(),
         Err(why) => Reply::failure(why),
     }
@@ -105,6 +110,22 @@ where
     events
         .into_iter()
         .fold(Reply::body(body(&snapshot)), Reply::with_event)
+}
+
+/// Act on one of the agent's interactions, or one of its legs, at the CTI.
+async fn act(
+    groups: &Groups,
+    unit: &str,
+    loaded: &mut Loaded<AgentTree>,
+    interaction: String,
+    action: Action,
+) -> Reply {
+    let call = Act {
+        agent_id: unit.to_owned(),
+        interaction,
+        action,
+    };
+    interaction_call(groups, unit, loaded, &call, |_| Body::new()).await
 }
 
 /// Answered, then the destination is released (`event`, if any, raised in between). Its

@@ -523,6 +523,11 @@ fn alternate_swaps_held_and_connected() {
         },
     );
     assert_eq!(leg(&a, "c2").0, Conv::Dialing);
+    // Alternated back to the caller, the held consult can still be transferred to.
+    w.fire();
+    w.act("1001", &name, Action::Alternate);
+    let a = w.act("1001", &name, Action::Transfer);
+    assert_eq!(a.state, State::Ended, "transferred from a held consult");
 }
 
 #[test]
@@ -785,7 +790,7 @@ fn requests_that_do_not_fit_are_refused() {
         format!("conversation `{p}` is CONNECTED: only an ALERTING conversation can be answered")
     );
     let e = w.refuse(CtiErrorCode::InvalidState, "1001", &name, Action::Transfer);
-    assert!(e.contains("no connected consult to transfer to"), "{e}");
+    assert!(e.contains("no answered consult to transfer to"), "{e}");
     w.refuse(
         CtiErrorCode::InvalidState,
         "1001",
@@ -832,7 +837,7 @@ fn requests_that_do_not_fit_are_refused() {
         },
     );
     let e = w.refuse(CtiErrorCode::InvalidState, "1001", &name, Action::Transfer);
-    assert!(e.contains("no connected consult"), "a DIALING consult: {e}");
+    assert!(e.contains("no answered consult"), "a DIALING consult: {e}");
     w.act("1001", &name, release(&p));
     let a = w.last("1001", &name);
     assert_eq!(a.state, State::Ended, "the consult went with the primary");
