@@ -63,6 +63,13 @@ pub struct Cli {
     /// Replicas of each service (the local start runs two).
     #[arg(long, default_value_t = 2)]
     pub replicas: usize,
+    /// Automatic agents (`pb-bridge desk`, talking 0 ms) handling the simulator's calls,
+    /// chats and emails, offered faster than they can be handled.
+    #[arg(long, default_value_t = 32)]
+    pub desk_agents: usize,
+    /// How long the automatic agents work, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub desk_seconds: u64,
     /// Where the figures are written as JSON.
     #[arg(long, default_value = "target/bench/latest.json")]
     pub json: PathBuf,
@@ -80,8 +87,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print!("{}", report::compare(&read(before)?, &read(after)?));
         return Ok(ExitCode::SUCCESS);
     }
-    if cli.runs == 0 || cli.samples == 0 || cli.in_flight == 0 || cli.agents.contains(&0) {
-        bail!("--runs, --samples, --in-flight and every --agents size must be at least 1");
+    if cli.runs == 0
+        || cli.samples == 0
+        || cli.in_flight == 0
+        || cli.agents.contains(&0)
+        || cli.desk_agents == 0
+        || cli.desk_seconds == 0
+    {
+        bail!(
+            "--runs, --samples, --in-flight, --desk-agents, --desk-seconds and every --agents size must be at least 1"
+        );
     }
     let mut runs = Vec::new();
     for run in 1..=cli.runs {
@@ -119,7 +134,8 @@ fn step(label: &str, what: &str) {
 /// One whole run on a fresh system.
 async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     let bench_agents = cli.in_flight;
-    let sim_agents = (bench_agents + cli.agents.iter().sum::<usize>()).to_string();
+    let sim_agents =
+        (bench_agents + cli.desk_agents + cli.agents.iter().sum::<usize>()).to_string();
     step(
         label,
         "starting nats-server, the simulated CTI and the services",
@@ -207,6 +223,16 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     figures.insert("event.p50_us".into(), events.p50_us);
     figures.insert("event.p99_us".into(), events.p99_us);
 
+    step(
+        label,
+        &format!(
+            "interactions: {} automatic agents for {} s, offered more than they can handle",
+            cli.desk_agents, cli.desk_seconds
+        ),
+    );
+    let desk_first = 1001 + bench_agents as u64;
+    interactions(&client, &driver, cli, desk_first, &mut figures).await?;
+
     // Login storms, and the memory they take.
     let resident = || -> u64 {
         stack
@@ -217,7 +243,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
             .sum()
     };
     let start_kib = resident();
-    let mut first = 1001 + bench_agents as u64;
+    let mut first = desk_first + cli.desk_agents as u64;
     for &n in &cli.agents {
         step(
             label,
@@ -264,6 +290,78 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         resident().saturating_sub(start_kib) as f64 / total as f64,
     );
     Ok(figures)
+}
+
+/// The interactions the bridge's automatic desk handles per second while the simulator
+/// offers calls, chats and emails faster than that (the queue stays full), and the latency
+/// of its commands; fails if any interaction fails.
+async fn interactions(
+    client: &async_nats::Client,
+    driver: &Driver,
+    cli: &Cli,
+    first: u64,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let traffic = |rate: f64| admin::Traffic {
+        calls: rate,
+        chats: rate / 2.0,
+        emails: rate / 2.0,
+    };
+    sim(client, &traffic(400.0)).await?;
+    let config = pb_bridge::desk::DeskConfig {
+        first,
+        agents: cli.desk_agents,
+        talk: Duration::ZERO,
+        disposition: "bench".into(),
+        run_for: Some(Duration::from_secs(cli.desk_seconds)),
+        progress: false,
+    };
+    let (_never, shutdown) = pb_runtime::shutdown::Shutdown::new();
+    let recording = driver.clone().recording();
+    let desk = pb_bridge::desk::run(&recording, &config, shutdown).await;
+    sim(client, &traffic(0.0)).await?;
+    let desk = desk?;
+    if !desk.clean() {
+        bail!(
+            "the automatic desk did not handle everything cleanly: {}",
+            desk.table()
+        );
+    }
+    let per_s = desk.handled.len() as f64 / desk.elapsed.as_secs_f64();
+    eprintln!(
+        "    {} interactions handled in {:.1} s = {per_s:.0}/s",
+        desk.handled.len(),
+        desk.elapsed.as_secs_f64()
+    );
+    figures.insert("desk.handled_per_s".into(), per_s);
+    let mut worst: f64 = 0.0;
+    for (name, times) in &desk.latencies {
+        let mut times = times.clone();
+        times.sort();
+        let us = |p| percentile(&times, p).as_secs_f64() * 1e6;
+        worst = worst.max(us(99.0) / 1000.0);
+        if *name == "conversation.request.answer" {
+            figures.insert("desk.answer.p50_us".into(), us(50.0));
+            figures.insert("desk.answer.p99_us".into(), us(99.0));
+        }
+    }
+    figures.insert("desk.worst_p99_ms".into(), worst);
+    Ok(())
+}
+
+/// Call the simulator's control panel.
+async fn sim<A: AdminOp>(client: &async_nats::Client, op: &A) -> anyhow::Result<()> {
+    let subject = admin::subject(&Subjects::default(), A::OP);
+    let reply = client
+        .request(subject.clone(), serde_json::to_vec(op)?.into())
+        .await
+        .with_context(|| format!("the simulator did not answer on {subject}"))?;
+    let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)
+        .with_context(|| format!("unreadable answer on {subject}"))?;
+    if let pb_cti::CtiReply::Error(e) = reply {
+        bail!("the simulator refused {}: {e}", A::OP);
+    }
+    Ok(())
 }
 
 /// One command of a measured kind, sent as lean as the floor's echo: a query's payload is

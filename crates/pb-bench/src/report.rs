@@ -225,6 +225,26 @@ fn rows(figures: &Figures) -> Vec<Row> {
         )
         .goal(Target::AtMost(20.0)),
     );
+    rows.push(row(
+        "interactions handled per second (automatic desk)",
+        "desk.handled_per_s",
+        "/s",
+    ));
+    for (p, label) in [("p50", "p50"), ("p99", "p99")] {
+        rows.push(
+            row(
+                format!("conversation.request.answer (1 CTI call) under load {label}"),
+                format!("desk.answer.{p}_us"),
+                "us",
+            )
+            .against(format!("floor.seq.{p}_us")),
+        );
+    }
+    rows.push(row(
+        "interactions: worst per-command p99",
+        "desk.worst_p99_ms",
+        "ms",
+    ));
     rows.push(
         row("event latency (CTI -> bridge) p50", "event.p50_us", "us").against("floor.seq.p50_us"),
     );

@@ -21,6 +21,10 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
             "30",
             "--in-flight",
             "4",
+            "--desk-agents",
+            "2",
+            "--desk-seconds",
+            "2",
         ])
         .arg("--json")
         .arg(&json)
@@ -41,6 +45,8 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
         "storm 10: logins per second",
         "resident memory per logged-in agent",
         "event latency (CTI -> bridge) p99",
+        "interactions handled per second (automatic desk)",
+        "conversation.request.answer (1 CTI call) under load p99",
         "targets met:",
     ] {
         assert!(stdout.contains(line), "no `{line}` in the table:\n{stdout}");
@@ -58,6 +64,9 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
         "storm.5.logins_per_s",
         "storm.10.worst_p99_ms",
         "event.p50_us",
+        "desk.handled_per_s",
+        "desk.answer.p50_us",
+        "desk.worst_p99_ms",
         "event.p99_us",
     ] {
         let value = report.median.get(key).copied();

@@ -5,7 +5,6 @@ use pb_cti::{AgentEvent, InteractionSnapshot};
 use pb_protocol::Event;
 use pb_protocol::channel::{ChannelEvent, InteractionRef};
 use pb_protocol::channel_group::{ChannelEndpoint, ChannelGroupEvent, ChannelInGroup};
-use pb_protocol::interaction::InteractionState;
 
 use crate::state::AgentTree;
 
@@ -90,15 +89,15 @@ pub fn interaction_changed(
 ) -> (bool, Vec<Event>) {
     let mut changed = false;
     let mut events = Vec::new();
-    let completed = snapshot.state == InteractionState::Completed;
     for (target, channel) in tree.channels.iter_mut() {
         if channel.endpoint != snapshot.endpoint || channel.unsupported || !channel.initialised() {
             continue;
         }
-        if completed {
-            changed |= channel.interactions.remove(&snapshot.name);
-        } else if channel.interactions.insert(snapshot.name.clone()) {
-            changed = true;
+        let Some(announce) = channel.track(snapshot) else {
+            continue;
+        };
+        changed = true;
+        if announce {
             events.push(Event::new(
                 target.clone(),
                 ChannelEvent::InteractionAdded(InteractionRef {
@@ -213,6 +212,7 @@ mod tests {
         use pb_protocol::channel::ChannelState;
         use pb_protocol::conversation::ConversationState;
         use pb_protocol::interaction::ConversationRole;
+        use pb_protocol::interaction::InteractionState;
 
         fn leg(name: &str, role: ConversationRole, state: ConversationState) -> LegSnapshot {
             LegSnapshot {
@@ -262,7 +262,7 @@ mod tests {
             );
             if let Some(first) = created {
                 t.channels.values_mut().for_each(|c| {
-                    c.interactions.insert(first.name.clone());
+                    c.track(first);
                 });
                 t.interactions.insert(
                     Target::new("s.g.c.i").unwrap(),
@@ -313,7 +313,12 @@ mod tests {
             let done = call(InteractionState::Completed, vec![], 9);
             let (changed, events) = interaction_changed(&mut t, &done);
             assert!(changed && events.is_empty());
-            assert!(t.channels.values().all(|c| c.interactions.is_empty()));
+            assert!(t.channels.values().all(|c| !c.offers("call-1")));
+            let (changed, events) = interaction_changed(&mut t, &alerting);
+            assert!(
+                !changed && events.is_empty(),
+                "a late event announces nothing"
+            );
         }
 
         #[test]

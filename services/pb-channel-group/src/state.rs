@@ -100,15 +100,67 @@ pub struct Channel {
     pub reported: Option<Reported>,
     /// The CTI revision of the channel that `reported` reflects.
     pub revision: u64,
-    /// The CTI names of the interactions on this channel the bridge was told of (by the
-    /// init answer or `channel.interaction.added`) and that are not COMPLETED.
+    /// The interactions on this channel the bridge was told of (by the init answer or
+    /// `channel.interaction.added`), by CTI name; COMPLETED ones are kept a while, so that a
+    /// late CTI event of one cannot announce it again.
     #[serde(default)]
-    pub interactions: BTreeSet<String>,
+    pub interactions: BTreeMap<String, Announced>,
 }
+
+/// An interaction a channel announced: the CTI revision last applied, and whether it is
+/// COMPLETED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    pub revision: u64,
+    pub completed: bool,
+}
+
+/// How many COMPLETED interactions a channel remembers: a late event is one among the few
+/// changes made meanwhile.
+const COMPLETED_KEPT: usize = 16;
 
 impl Channel {
     pub fn initialised(&self) -> bool {
         self.reported.is_some()
+    }
+
+    /// Whether the bridge may create a destination for interaction `name`: announced, and
+    /// not COMPLETED.
+    pub fn offers(&self, name: &str) -> bool {
+        self.interactions.get(name).is_some_and(|a| !a.completed)
+    }
+
+    /// Take a CTI snapshot of one of its interactions into account: `None` when it is
+    /// stale (or already applied), else whether the bridge must be told of it (new, or
+    /// offered again after it was COMPLETED).
+    pub fn track(&mut self, snapshot: &InteractionSnapshot) -> Option<bool> {
+        let completed = snapshot.state == InteractionState::Completed;
+        let now = Announced {
+            revision: snapshot.revision,
+            completed,
+        };
+        let announce = match self.interactions.insert(snapshot.name.clone(), now) {
+            Some(before) if before.revision >= snapshot.revision => {
+                self.interactions.insert(snapshot.name.clone(), before);
+                return None;
+            }
+            Some(before) => before.completed && !completed,
+            None => !completed,
+        };
+        let done: Vec<(u64, String)> = self
+            .interactions
+            .iter()
+            .filter(|(_, a)| a.completed)
+            .map(|(name, a)| (a.revision, name.clone()))
+            .collect();
+        if done.len() > COMPLETED_KEPT {
+            let mut done = done;
+            done.sort_unstable();
+            for (_, name) in &done[..done.len() - COMPLETED_KEPT] {
+                self.interactions.remove(name);
+            }
+        }
+        Some(announce)
     }
 
     /// Take a CTI snapshot into account: the events to raise (none before init, none for a
@@ -384,7 +436,7 @@ mod tests {
             unsupported: false,
             reported: None,
             revision: 0,
-            interactions: BTreeSet::new(),
+            interactions: BTreeMap::new(),
         };
         let at = |rev, state| ChannelSnapshot {
             revision: rev,

@@ -119,18 +119,23 @@ async fn init(
     let now = Reported::of(unit, cti);
     channel.revision = cti.revision;
     // Every interaction on the channel that is not COMPLETED: the bridge may create them.
-    let interactions: Vec<InteractionRef> = snapshot
+    let live: Vec<_> = snapshot
         .interactions
         .iter()
         .filter(|i| i.endpoint == channel.endpoint && i.state != InteractionState::Completed)
+        .collect();
+    if !channel.unsupported {
+        for interaction in &live {
+            channel.track(interaction);
+        }
+    }
+    let interactions: Vec<InteractionRef> = live
+        .iter()
         .map(|i| InteractionRef {
             name: i.name.clone(),
             media: i.media,
         })
         .collect();
-    if !channel.unsupported {
-        channel.interactions = interactions.iter().map(|i| i.name.clone()).collect();
-    }
     let body = pb_protocol::to_body(&ChannelInit {
         state: now.state,
         agent_state: now.agent_state,
@@ -185,7 +190,7 @@ async fn create_interaction(
     let Some(channel) = loaded.value.channels.get(target) else {
         return Reply::failure("the channel vanished");
     };
-    let unknown = (!channel.interactions.contains(&child.name)).then(|| {
+    let unknown = (!channel.offers(&child.name)).then(|| {
         format!(
             "channel `{}` has no interaction `{}` (an interaction is created after channel.interaction.added or channel.query.init names it, until it is COMPLETED)",
             channel.endpoint, child.name
