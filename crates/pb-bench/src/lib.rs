@@ -8,7 +8,10 @@
 //! 3. the same two measurements for a command that needs no CTI call, one that needs one,
 //!    and `channel.request.ready`; login storms through the whole chain; the services'
 //!    resident memory per logged-in agent; event latency from a change at the simulated
-//!    CTI to the event at the bridge.
+//!    CTI to the event at the bridge;
+//! 4. on a fresh system, the interactions the bridge's automatic desk
+//!    ([`pb_bridge::desk`]) handles per second while the simulator offers calls, chats and
+//!    emails faster than that, and the latency of answering a call under that load.
 //!
 //! Every figure is set beside the floor of the same run ([`report::table`]); `--runs N`
 //! repeats the whole run on a fresh system and reports medians; the figures go to a JSON
@@ -134,8 +137,7 @@ fn step(label: &str, what: &str) {
 /// One whole run on a fresh system.
 async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     let bench_agents = cli.in_flight;
-    let sim_agents =
-        (bench_agents + cli.desk_agents + cli.agents.iter().sum::<usize>()).to_string();
+    let sim_agents = (bench_agents + cli.agents.iter().sum::<usize>()).to_string();
     step(
         label,
         "starting nats-server, the simulated CTI and the services",
@@ -223,16 +225,6 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     figures.insert("event.p50_us".into(), events.p50_us);
     figures.insert("event.p99_us".into(), events.p99_us);
 
-    step(
-        label,
-        &format!(
-            "interactions: {} automatic agents for {} s, offered more than they can handle",
-            cli.desk_agents, cli.desk_seconds
-        ),
-    );
-    let desk_first = 1001 + bench_agents as u64;
-    interactions(&client, &driver, cli, desk_first, &mut figures).await?;
-
     // Login storms, and the memory they take.
     let resident = || -> u64 {
         stack
@@ -243,7 +235,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
             .sum()
     };
     let start_kib = resident();
-    let mut first = desk_first + cli.desk_agents as u64;
+    let mut first = 1001 + bench_agents as u64;
     for &n in &cli.agents {
         step(
             label,
@@ -289,6 +281,31 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         "memory.kib_per_agent".into(),
         resident().saturating_sub(start_kib) as f64 / total as f64,
     );
+    drop(stack);
+
+    // Interactions, on a fresh system whose only agents are the desk's: the simulator
+    // routes its traffic to whichever agents are ready, and leaves a full queue behind.
+    step(
+        label,
+        &format!(
+            "interactions: a fresh system, {} automatic agents for {} s, offered more than they can handle",
+            cli.desk_agents, cli.desk_seconds
+        ),
+    );
+    let desk_agents = cli.desk_agents.to_string();
+    let stack = Stack::start(
+        cli.replicas,
+        &[("SIM_AGENTS", desk_agents.as_str()), ("PB_LOG", "info")],
+    )
+    .await;
+    let client = stack.nats.client().await;
+    let driver = Driver::new(
+        client.clone(),
+        Subjects::default(),
+        Target::control("PB1")?,
+        Duration::from_secs(10),
+    );
+    interactions(&client, &driver, cli, &mut figures).await?;
     Ok(figures)
 }
 
@@ -299,9 +316,11 @@ async fn interactions(
     client: &async_nats::Client,
     driver: &Driver,
     cli: &Cli,
-    first: u64,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
+    driver
+        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await?;
     let traffic = |rate: f64| admin::Traffic {
         calls: rate,
         chats: rate / 2.0,
@@ -309,7 +328,7 @@ async fn interactions(
     };
     sim(client, &traffic(400.0)).await?;
     let config = pb_bridge::desk::DeskConfig {
-        first,
+        first: 1001,
         agents: cli.desk_agents,
         talk: Duration::ZERO,
         disposition: "bench".into(),
