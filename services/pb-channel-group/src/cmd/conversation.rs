@@ -3,7 +3,7 @@
 //! not fit the leg's state with its reason.
 
 use pb_cti::Action;
-use pb_protocol::conversation::{ConversationCommand, ConversationState};
+use pb_protocol::conversation::ConversationCommand;
 use pb_protocol::{Kind, Target};
 use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
@@ -69,7 +69,7 @@ async fn init(
     if let Some(ended) = conversation
         .reported
         .as_ref()
-        .filter(|seen| seen.state == ConversationState::Ended)
+        .filter(|_| conversation.over())
     {
         return Reply::body(pb_protocol::to_body(ended));
     }

@@ -84,11 +84,7 @@ async fn init(
         return Reply::failure("the interaction vanished");
     };
     let telephony = interaction.media == ChannelType::Telephony;
-    if let Some(seen) = interaction
-        .reported
-        .as_ref()
-        .filter(|seen| seen.state == InteractionState::Completed)
-    {
+    if let Some(seen) = interaction.reported.as_ref().filter(|_| interaction.over()) {
         return Reply::body(pb_protocol::to_body(&InteractionInit {
             state: seen.state,
             data: seen.data.clone(),
