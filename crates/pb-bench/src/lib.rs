@@ -31,7 +31,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_bridge::report::percentile;
 use pb_bridge::storm::storm;
 use pb_cti_sim::admin::{self, AdminOp};
 use pb_protocol::channel::AgentState;
@@ -248,17 +247,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         if let Some(e) = &report.first_failure {
             bail!("{} of {n} logins failed; the first: {e}", report.failures);
         }
-        let (worst, worst_name) = report
-            .latencies
-            .iter()
-            .map(|(name, times)| {
-                let mut times = times.clone();
-                times.sort();
-                (percentile(&times, 99.0), *name)
-            })
-            .max()
-            .unwrap_or_default();
-        let ms = worst.as_secs_f64() * 1000.0;
+        let (ms, worst_name) = worst_p99_ms(&report.latencies);
         eprintln!(
             "    {n} logged in in {:.2} s = {:.0}/s; worst p99 {ms:.1} ms ({worst_name}); +{} KiB resident",
             report.elapsed.as_secs_f64(),
@@ -326,7 +315,8 @@ async fn interactions(
         chats: rate / 2.0,
         emails: rate / 2.0,
     };
-    sim(client, &traffic(400.0)).await?;
+    let (subjects, timeout) = (driver.subjects(), driver.timeout());
+    pb_bridge::sim_admin(client, subjects, timeout, &traffic(400.0)).await?;
     let config = pb_bridge::desk::DeskConfig {
         first: 1001,
         agents: cli.desk_agents,
@@ -338,7 +328,7 @@ async fn interactions(
     let (_never, shutdown) = pb_runtime::shutdown::Shutdown::new();
     let recording = driver.clone().recording();
     let desk = pb_bridge::desk::run(&recording, &config, shutdown).await;
-    sim(client, &traffic(0.0)).await?;
+    pb_bridge::sim_admin(client, subjects, timeout, &traffic(0.0)).await?;
     let desk = desk?;
     if !desk.clean() {
         bail!(
@@ -353,34 +343,20 @@ async fn interactions(
         desk.elapsed.as_secs_f64()
     );
     figures.insert("desk.handled_per_s".into(), per_s);
-    let mut worst: f64 = 0.0;
-    for (name, times) in &desk.latencies {
-        let mut times = times.clone();
-        times.sort();
-        let us = |p| percentile(&times, p).as_secs_f64() * 1e6;
-        worst = worst.max(us(99.0) / 1000.0);
-        if *name == "conversation.request.answer" {
-            figures.insert("desk.answer.p50_us".into(), us(50.0));
-            figures.insert("desk.answer.p99_us".into(), us(99.0));
-        }
+    if let Some(times) = desk.latencies.get("conversation.request.answer") {
+        put_latency(figures, "desk.answer", Latency::of(times.clone()));
     }
-    figures.insert("desk.worst_p99_ms".into(), worst);
+    figures.insert("desk.worst_p99_ms".into(), worst_p99_ms(&desk.latencies).0);
     Ok(())
 }
 
-/// Call the simulator's control panel.
-async fn sim<A: AdminOp>(client: &async_nats::Client, op: &A) -> anyhow::Result<()> {
-    let subject = admin::subject(&Subjects::default(), A::OP);
-    let reply = client
-        .request(subject.clone(), serde_json::to_vec(op)?.into())
-        .await
-        .with_context(|| format!("the simulator did not answer on {subject}"))?;
-    let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)
-        .with_context(|| format!("unreadable answer on {subject}"))?;
-    if let pb_cti::CtiReply::Error(e) = reply {
-        bail!("the simulator refused {}: {e}", A::OP);
-    }
-    Ok(())
+/// The highest p99 among the commands timed, in milliseconds, and its command.
+fn worst_p99_ms(latencies: &pb_bridge::flow::Latencies) -> (f64, &'static str) {
+    latencies
+        .iter()
+        .map(|(name, times)| (Latency::of(times.clone()).p99_us / 1000.0, *name))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or_default()
 }
 
 /// One command of a measured kind, sent as lean as the floor's echo: a query's payload is

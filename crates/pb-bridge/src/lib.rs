@@ -1006,19 +1006,30 @@ impl Emulator {
     }
 
     async fn admin<A: AdminOp>(&self, op: &A) -> anyhow::Result<Value> {
-        let subject = admin::subject(&self.subjects, A::OP);
-        let reply = tokio::time::timeout(
-            self.timeout,
-            self.client
-                .request(subject.clone(), serde_json::to_vec(op)?.into()),
-        )
-        .await
-        .with_context(|| format!("no answer on {subject} within {:?}", self.timeout))?
-        .map_err(|e| request_error(e, &subject, "is pb-cti-sim running?"))?;
-        let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)?;
-        match reply {
-            pb_cti::CtiReply::Ok(value) => Ok(serde_json::to_value(value)?),
-            pb_cti::CtiReply::Error(e) => bail!("the simulator refused: {}", e.message),
-        }
+        let reply = sim_admin(&self.client, &self.subjects, self.timeout, op).await?;
+        Ok(serde_json::to_value(reply)?)
+    }
+}
+
+/// Call the simulated CTI's control panel (`P.sim.<op>`) within `timeout`: its reply, or
+/// an error saying what to check.
+pub async fn sim_admin<A: AdminOp>(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+    timeout: Duration,
+    op: &A,
+) -> anyhow::Result<A::Reply> {
+    let subject = admin::subject(subjects, A::OP);
+    let reply = tokio::time::timeout(
+        timeout,
+        client.request(subject.clone(), serde_json::to_vec(op)?.into()),
+    )
+    .await
+    .with_context(|| format!("no answer on {subject} within {timeout:?}"))?
+    .map_err(|e| request_error(e, &subject, "is pb-cti-sim running?"))?;
+    let reply: pb_cti::CtiReply<A::Reply> = serde_json::from_slice(&reply.payload)?;
+    match reply {
+        pb_cti::CtiReply::Ok(value) => Ok(value),
+        pb_cti::CtiReply::Error(e) => bail!("the simulator refused {}: {}", A::OP, e.message),
     }
 }

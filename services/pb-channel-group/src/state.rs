@@ -147,20 +147,26 @@ impl Channel {
             Some(before) => before.completed && !completed,
             None => !completed,
         };
-        let done: Vec<(u64, String)> = self
+        if completed {
+            self.forget_oldest_completed();
+        }
+        Some(announce)
+    }
+
+    /// Keep the [`COMPLETED_KEPT`] newest COMPLETED interactions.
+    fn forget_oldest_completed(&mut self) {
+        let mut done: Vec<(u64, String)> = self
             .interactions
             .iter()
             .filter(|(_, a)| a.completed)
             .map(|(name, a)| (a.revision, name.clone()))
             .collect();
         if done.len() > COMPLETED_KEPT {
-            let mut done = done;
             done.sort_unstable();
             for (_, name) in &done[..done.len() - COMPLETED_KEPT] {
                 self.interactions.remove(name);
             }
         }
-        Some(announce)
     }
 
     /// Take a CTI snapshot into account: the events to raise (none before init, none for a

@@ -199,7 +199,7 @@ impl AgentCall {
             Progress::Stage(_) => Err(bad(format!(
                 "interaction `{}` is {}: only a telephony call can do this",
                 self.name,
-                upper(self.media)
+                self.media.as_str()
             ))),
         }
     }
@@ -261,7 +261,11 @@ fn bad(message: impl Into<String>) -> CtiError {
     CtiError::new(CtiErrorCode::BadRequest, message)
 }
 
-/// A state or a media as the protocol spells it (`ALERTING`, `CHAT`).
+fn no_call(id: CallId) -> CtiError {
+    bad(format!("the CTI has no interaction #{id}"))
+}
+
+/// A state as the protocol spells it (`ALERTING`).
 fn upper(value: impl Debug) -> String {
     format!("{value:?}").to_uppercase()
 }
@@ -317,9 +321,7 @@ impl Calls {
     }
 
     fn call(&self, id: CallId) -> Result<&AgentCall, CtiError> {
-        self.calls
-            .get(&id)
-            .ok_or_else(|| bad(format!("the CTI has no interaction #{id}")))
+        self.calls.get(&id).ok_or_else(|| no_call(id))
     }
 
     fn leg_ref(&self, id: CallId, leg: usize) -> Option<&Leg> {
@@ -360,16 +362,20 @@ impl Calls {
         self.touch(id);
     }
 
+    /// The interaction named `name` that is not COMPLETED, whoever's it is.
+    fn named_call(&self, name: &str) -> Option<(CallId, &AgentCall)> {
+        let id = *self.names.get(name)?;
+        self.calls
+            .get(&id)
+            .filter(|c| !c.completed)
+            .map(|c| (id, c))
+    }
+
     /// The agent's interaction named `name` that is not COMPLETED.
     pub(crate) fn find(&self, agent_id: &str, name: &str) -> Result<CallId, CtiError> {
-        self.names
-            .get(name)
-            .copied()
-            .filter(|id| {
-                self.calls
-                    .get(id)
-                    .is_some_and(|c| c.agent == agent_id && !c.completed)
-            })
+        self.named_call(name)
+            .filter(|(_, c)| c.agent == agent_id)
+            .map(|(id, _)| id)
             .ok_or_else(|| bad(format!("agent `{agent_id}` has no interaction `{name}`")))
     }
 
@@ -479,7 +485,7 @@ impl Calls {
             other => {
                 return Err(bad(format!(
                     "an offer is a TELEPHONY, CHAT or EMAIL interaction, not {}",
-                    upper(other)
+                    other.as_str()
                 )));
             }
         };
@@ -883,13 +889,9 @@ impl Calls {
             self.counts.abandoned += 1;
             return Ok(());
         }
-        let id = self
-            .names
-            .get(name)
-            .copied()
-            .filter(|id| self.calls.get(id).is_some_and(|c| !c.completed))
+        let (id, call) = self
+            .named_call(name)
             .ok_or_else(|| bad(format!("the CTI has no interaction or offer `{name}`")))?;
-        let call = self.call(id)?;
         let state = call.state();
         if !state.is_live() {
             return Err(invalid(format!(
@@ -990,10 +992,7 @@ impl Calls {
 
     /// Merge attached data: top-level keys replace, `null` removes.
     pub(crate) fn set_data(&mut self, id: CallId, data: Body) -> Result<(), CtiError> {
-        let call = self
-            .calls
-            .get_mut(&id)
-            .ok_or_else(|| bad(format!("the CTI has no interaction #{id}")))?;
+        let call = self.calls.get_mut(&id).ok_or_else(|| no_call(id))?;
         for (key, value) in data {
             if value.is_null() {
                 call.data.remove(&key);
@@ -1097,8 +1096,8 @@ impl Calls {
         self.reach(switch, target, data);
     }
 
-    /// The call's live primary and CONNECTED consult.
-    fn connected_consult(&self, id: CallId, what: &str) -> Result<(usize, usize), CtiError> {
+    /// The call's live primary and answered (CONNECTED or HELD) consult.
+    fn answered_consult(&self, id: CallId, what: &str) -> Result<(usize, usize), CtiError> {
         let call = self.call(id)?;
         call.telephony()?;
         // Answered: connected, or held after an alternate.
@@ -1116,7 +1115,7 @@ impl Calls {
 
     /// The consult's other parties join the primary's call; the agent leaves both.
     pub(crate) fn transfer(&mut self, id: CallId) -> Result<(), CtiError> {
-        let (primary, consult) = self.connected_consult(id, "transfer to")?;
+        let (primary, consult) = self.answered_consult(id, "transfer to")?;
         self.merge(id, primary, consult);
         self.leave(id, primary);
         Ok(())
@@ -1124,7 +1123,7 @@ impl Calls {
 
     /// The consult's other parties join the primary's call, which the agent takes back.
     pub(crate) fn conference(&mut self, id: CallId) -> Result<(), CtiError> {
-        let (primary, consult) = self.connected_consult(id, "conference")?;
+        let (primary, consult) = self.answered_consult(id, "conference")?;
         self.merge(id, primary, consult);
         if self.leg_ref(id, primary).is_some_and(|l| l.state == Held) {
             self.set_leg(id, primary, Connected);

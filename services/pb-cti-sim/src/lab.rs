@@ -123,6 +123,14 @@ fn err(code: CtiErrorCode, message: impl Into<String>) -> CtiError {
     CtiError::new(code, message)
 }
 
+/// A call cannot reach `agent_id`, and why.
+fn unavailable(agent_id: &str, why: &str) -> CtiError {
+    err(
+        CtiErrorCode::InvalidState,
+        format!("agent `{agent_id}` is not available: {why}"),
+    )
+}
+
 impl Lab {
     /// A lab with these agents, nobody logged in; external numbers answer after `answer`.
     pub fn new(roster: Vec<AgentRecord>, answer: Duration) -> Self {
@@ -792,20 +800,14 @@ impl Lab {
         } else {
             return Ok(Target::External(destination.to_owned()));
         };
-        let unavailable = |why: &str| {
-            Err(err(
-                CtiErrorCode::InvalidState,
-                format!("agent `{agent_id}` is not available: {why}"),
-            ))
-        };
         if agent_id == from {
-            return unavailable("an agent cannot call itself");
+            return Err(unavailable(agent_id, "an agent cannot call itself"));
         }
         if self.leaving.contains_key(agent_id) {
-            return unavailable("it is logging out");
+            return Err(unavailable(agent_id, "it is logging out"));
         }
         if self.calls.live_on(endpoint) {
-            return unavailable("busy");
+            return Err(unavailable(agent_id, "busy"));
         }
         Ok(Target::Agent {
             agent_id: agent_id.to_owned(),
@@ -815,23 +817,17 @@ impl Lab {
 
     /// The telephony channel a logged-in agent holds.
     fn phone_of(&self, agent_id: &str) -> Result<&str, CtiError> {
-        let unavailable = |why: &str| {
-            err(
-                CtiErrorCode::InvalidState,
-                format!("agent `{agent_id}` is not available: {why}"),
-            )
-        };
         let place = self
             .logged_in
             .get(agent_id)
-            .ok_or_else(|| unavailable("not logged in"))?;
+            .ok_or_else(|| unavailable(agent_id, "not logged in"))?;
         self.places
             .get(place)
             .into_iter()
             .flatten()
             .find(|c| c.media == ChannelType::Telephony && c.holder.as_deref() == Some(agent_id))
             .map(|c| c.endpoint.as_str())
-            .ok_or_else(|| unavailable("it holds no telephony channel"))
+            .ok_or_else(|| unavailable(agent_id, "it holds no telephony channel"))
     }
 
     /// After a change: its interactions' changes; then logouts and state changes that
@@ -889,8 +885,7 @@ impl Lab {
             let Some((state, reason)) = channel.pending.take() else {
                 continue;
             };
-            let holder = channel.holder.clone();
-            channel.set(holder, state, reason);
+            channel.change(state, reason);
             let channel = channel.clone();
             events.extend(self.changed(&place, &channel, None));
         }

@@ -45,8 +45,7 @@ pub async fn handle(
             let disposed = channel
                 .initialised()
                 .then(|| Event::new(target.clone(), ChannelEvent::Disposed));
-            ctx.forget(Kind::Channel, target).await;
-            super::dispose(groups, unit, (Kind::Channel, target), disposed)
+            super::dispose(groups, ctx, (Kind::Channel, target), disposed).await
         }
         _ if channel.unsupported => Reply::failure(format!(
             "channel `{endpoint}` was created UNSUPPORTED: it answers only channel.query.init and channel.request.dispose"

@@ -28,8 +28,7 @@ pub async fn handle(
     let action = match message {
         ConversationCommand::Init => return init(groups, unit, target, loaded).await,
         ConversationCommand::Dispose => {
-            ctx.forget(Kind::Conversation, target).await;
-            return super::dispose(groups, unit, (Kind::Conversation, target), None);
+            return super::dispose(groups, ctx, (Kind::Conversation, target), None).await;
         }
         _ if conversation.reported.is_none() => {
             return Reply::failure("conversation.query.init has not been answered yet");

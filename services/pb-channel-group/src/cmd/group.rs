@@ -27,8 +27,7 @@ pub async fn handle(
             create_channel(groups, ctx, target, loaded, create).await
         }
         ChannelGroupCommand::Dispose => {
-            ctx.forget(Kind::ChannelGroup, target).await;
-            super::dispose(groups, &unit, (Kind::ChannelGroup, target), None)
+            super::dispose(groups, ctx, (Kind::ChannelGroup, target), None).await
         }
     }
 }

@@ -34,8 +34,7 @@ pub async fn handle(
     let action = match message {
         InteractionCommand::Init => return init(groups, unit, target, loaded).await,
         InteractionCommand::Dispose => {
-            ctx.forget(Kind::Interaction, target).await;
-            return super::dispose(groups, unit, (Kind::Interaction, target), None);
+            return super::dispose(groups, ctx, (Kind::Interaction, target), None).await;
         }
         _ if !interaction.initialised() => {
             return Reply::failure("interaction.query.init has not been answered yet");

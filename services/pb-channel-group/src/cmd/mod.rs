@@ -128,16 +128,17 @@ async fn act(
     interaction_call(groups, unit, loaded, &call, |_| Body::new()).await
 }
 
-/// Answered, then the destination is released (`event`, if any, raised in between). Its
-/// children are disposed by their own requests.
-fn dispose(
+/// No longer answered for; answered, then the destination is released (`event`, if any,
+/// raised in between). Its children are disposed by their own requests.
+async fn dispose(
     groups: &Groups,
-    unit: &str,
+    ctx: &mut Unit,
     (kind, target): (Kind, &Target),
     event: Option<Event>,
 ) -> Reply {
+    ctx.forget(kind, target).await;
     let store = groups.store.clone();
-    let unit = unit.to_owned();
+    let unit = ctx.name().to_owned();
     let released = target.clone();
     let reply = Reply::success().then(async move {
         let release = async {
