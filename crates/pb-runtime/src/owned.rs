@@ -56,6 +56,8 @@ const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
+/// The fewest requests a unit remembers before it prunes the old ones.
+const PRUNE_AT_LEAST: usize = 64;
 /// Checks in a row that must find a peer silent before it counts as gone.
 const GONE_AFTER: u32 = 3;
 
@@ -127,8 +129,12 @@ pub struct Unit {
     /// Commands that reached a subscription just ended, with its subject: answered after
     /// the current message (FAILURE, unknown destination).
     orphans: Vec<(String, Message)>,
-    /// The requests seen in the last [`RETENTION`], by a hash of target and `requestId`.
+    /// The requests seen in the last [`RETENTION`] (and some older ones until the next
+    /// pruning), by a hash of target and `requestId`.
     seen: HashMap<u64, Instant>,
+    /// How many entries `seen` may hold before its old ones are pruned: twice what the last
+    /// pruning kept, so each request costs a constant share of the pruning.
+    prune_at: usize,
     /// From when every request of the unit in the last [`RETENTION`] went through this
     /// actor: at once for a unit created here, [`RETENTION`] after a unit is taken over.
     /// From then on a `requestId` not in `seen` is new, and needs no claim in the reply cache.
@@ -201,7 +207,8 @@ impl Unit {
     }
 
     /// Whether `command` is a request whose `requestId` the unit has surely never seen.
-    /// A hash collision only sends a new request the longer way (a claim).
+    /// A hash collision, or an entry older than [`RETENTION`] not yet pruned, only sends a
+    /// new request the longer way (a claim).
     fn first_sight(&mut self, command: &Command) -> bool {
         if command.message_type() != MessageType::Request {
             return false;
@@ -209,8 +216,11 @@ impl Unit {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (command.target.as_str(), command.request_id.as_str()).hash(&mut hasher);
         let now = Instant::now();
-        self.seen
-            .retain(|_, at| now.duration_since(*at) < RETENTION);
+        if self.seen.len() >= self.prune_at {
+            self.seen
+                .retain(|_, at| now.duration_since(*at) < RETENTION);
+            self.prune_at = (2 * self.seen.len()).max(PRUNE_AT_LEAST);
+        }
         let unseen = self.seen.insert(hasher.finish(), now).is_none();
         unseen && now >= self.sole_witness_from
     }
@@ -880,6 +890,7 @@ impl<H: Owner> Shared<H> {
             streams: StreamMap::new(),
             orphans: Vec::new(),
             seen: HashMap::new(),
+            prune_at: PRUNE_AT_LEAST,
             sole_witness_from: Instant::now() + RETENTION,
         };
         Box::pin(self.start(&mut ctx)).await;
