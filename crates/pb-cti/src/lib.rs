@@ -136,6 +136,21 @@ pub enum CtiErrorCode {
     BadRequest,
 }
 
+impl CtiErrorCode {
+    /// The code as it is written on the wire (`link-down`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LinkDown => "link-down",
+            Self::UnknownAgent => "unknown-agent",
+            Self::BadCredentials => "bad-credentials",
+            Self::Rejected => "rejected",
+            Self::InvalidState => "invalid-state",
+            Self::Unsupported => "unsupported",
+            Self::BadRequest => "bad-request",
+        }
+    }
+}
+
 /// An empty reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {}

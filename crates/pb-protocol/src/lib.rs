@@ -7,6 +7,7 @@
 //!   kinds, with their encoding to and decoding from a subject and a payload.
 //! * one module per destination kind ([`control`], [`session`], [`channel_group`],
 //!   [`channel`], [`interaction`], [`conversation`]) holding its bodies.
+//! * [`route`]: placing a message that arrives without a subject (a frame of the TCP link).
 //! * [`internal`]: the payloads services exchange among themselves (not bridge traffic).
 //!
 //! Nothing here touches the network; the services and the bridge emulator do that.
@@ -22,6 +23,7 @@ pub mod envelope;
 pub mod interaction;
 pub mod internal;
 pub mod message;
+pub mod route;
 pub mod secret;
 pub mod session;
 pub mod subject;
@@ -29,6 +31,7 @@ pub mod target;
 
 pub use envelope::{MessageType, Outcome, Response, ResponseError};
 pub use message::{BadCommand, Command, CommandMessage, DecodeError, Event, EventMessage};
+pub use route::{Routed, Routing};
 pub use secret::Secret;
 pub use subject::{Kind, SubjectError, Subjects};
 pub use target::{Target, TargetError};

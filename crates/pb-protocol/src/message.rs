@@ -73,6 +73,15 @@ pub enum DecodeError {
     TargetMismatch { header: String, subject: String },
     #[error("body of `{name}` is invalid: {reason}")]
     Body { name: String, reason: String },
+    #[error("the message is not UTF-8 text: {0}")]
+    NotUtf8(String),
+    #[error(
+        "`{name}` names no destination kind: names start with cti., session., channelgroup., \
+         channel., interaction. or conversation."
+    )]
+    NoKind { name: String },
+    #[error("the message is {length} bytes long, more than the limit of {limit} bytes")]
+    TooLong { length: u64, limit: u64 },
 }
 
 /// A query or request addressed to one destination.

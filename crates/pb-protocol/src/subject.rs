@@ -188,6 +188,34 @@ impl Subjects {
         format!("{}.evt.>", self.prefix)
     }
 
+    /// Where the responses to the commands of gateway `gateway` come back (contract §8):
+    /// `_GW_P.evt.<gateway>` and a token per command. They lie beside the events in the
+    /// subject space (`P` with `_GW_` before its first token), so that one subscription,
+    /// [`Subjects::events_and_gateway_replies`], receives responses and events in the
+    /// order the services published them; a bridge watching `P.evt.>` never sees them.
+    pub fn gateway_replies(&self, gateway: &str) -> String {
+        format!(
+            "_GW_{}.evt.{}",
+            self.prefix,
+            crate::target::encode_token(gateway)
+        )
+    }
+
+    /// `_GW_P.evt.>`: every gateway's responses.
+    pub fn all_gateway_replies(&self) -> String {
+        format!("_GW_{}.evt.>", self.prefix)
+    }
+
+    /// One pattern covering `P.evt.>` and `_GW_P.evt.>`: the first token of `P` made a
+    /// wildcard (`*.evt.>` for `pb`). It also covers the events of deployments whose prefix
+    /// differs only in its first token, which a reader tells apart by the subject.
+    pub fn events_and_gateway_replies(&self) -> String {
+        match self.prefix.split_once('.') {
+            Some((_, rest)) => format!("*.{rest}.evt.>"),
+            None => "*.evt.>".to_owned(),
+        }
+    }
+
     /// A project-internal subject `P.<rest>` (CTI adapter calls, service hand-offs).
     pub fn internal(&self, rest: &str) -> String {
         format!("{}.{rest}", self.prefix)
@@ -318,6 +346,32 @@ mod tests {
         assert_eq!(Kind::of_name("control.query.x"), None);
         assert_eq!(Kind::of_name("agent.query.x"), None);
         assert_eq!(Kind::of_name(""), None);
+    }
+
+    #[test]
+    fn gateway_replies_share_one_pattern_with_the_events() {
+        for (prefix, pattern) in [("pb", "*.evt.>"), ("acme.pb", "*.pb.evt.>")] {
+            let s = Subjects::new(prefix).unwrap();
+            assert_eq!(s.events_and_gateway_replies(), pattern);
+            let replies = s.gateway_replies("gw 1");
+            assert!(
+                replies.starts_with(&format!("_GW_{prefix}.evt.")),
+                "{replies}"
+            );
+            assert!(replies.ends_with("gw%201"), "{replies}");
+            for subject in [format!("{replies}.17"), s.event(Kind::Channel, &t("s.g.c"))] {
+                let p: Vec<&str> = pattern.split('.').collect();
+                let tokens: Vec<&str> = subject.split('.').collect();
+                assert!(tokens.len() >= p.len(), "{subject}");
+                assert!(
+                    p.iter()
+                        .zip(&tokens)
+                        .all(|(p, t)| *p == "*" || *p == ">" || p == t),
+                    "{subject} is not covered by {pattern}"
+                );
+            }
+            assert!(s.parse_event(&format!("{replies}.1")).is_err());
+        }
     }
 
     #[test]

@@ -62,16 +62,13 @@ impl CtiClient {
             }),
         };
         let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(CtiCallError::Refused(e)) => serde_json::to_value(e.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "refused".to_owned()),
-            Err(CtiCallError::Timeout(_)) => "timeout".to_owned(),
-            Err(CtiCallError::NoAdapter(_)) => "no-adapter".to_owned(),
-            Err(_) => "error".to_owned(),
+            Ok(_) => "ok",
+            Err(CtiCallError::Refused(e)) => e.code.as_str(),
+            Err(CtiCallError::Timeout(_)) => "timeout",
+            Err(CtiCallError::NoAdapter(_)) => "no-adapter",
+            Err(_) => "error",
         };
-        crate::metrics::metrics().cti_call(C::OP, &outcome);
+        crate::metrics::metrics().cti_call(C::OP, outcome);
         result
     }
 }

@@ -21,6 +21,8 @@ pub mod buckets {
     pub const OWNERS: &str = "owners";
     /// The live replicas of each owned service ([`crate::owned`]).
     pub const MEMBERS: &str = "members";
+    /// Processor -> the gateway replica holding its TCP link (a lease: entries expire).
+    pub const GATEWAY: &str = "gateway";
 }
 
 /// A bucket could not be opened.

@@ -1,170 +1,157 @@
-//! The process's numbers, in the Prometheus text format: commands by name and result,
-//! command latency histograms, events published, CTI calls by operation and result, and the
-//! destinations this replica answers for. One registry per process ([`metrics`]).
+//! The process's numbers, kept with `prometheus-client` (atomics per series, no lock on the
+//! hot path but the family's read lock) and exposed in the OpenMetrics text format:
+//! commands by name and result, command latency histograms, events published, CTI calls by
+//! operation and result, and the destinations this replica answers for. A service adds
+//! its own families with [`register`] before it starts serving.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 /// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 13] = [
+pub const LATENCY_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    name: &'static str,
+    result: &'static str,
 }
 
-/// The registry.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CtiLabels {
+    op: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// A histogram with the [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The metrics every service shares.
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    commands: Family<CommandLabels, Counter>,
+    latency: Family<NameLabel, Histogram, fn() -> Histogram>,
+    events: Family<NameLabel, Counter>,
+    cti: Family<CtiLabels, Counter>,
+    destinations: Family<KindLabel, Gauge>,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    commands: BTreeMap<(String, &'static str), u64>,
-    latency: BTreeMap<String, Histogram>,
-    events: BTreeMap<String, u64>,
-    cti: BTreeMap<(String, String), u64>,
-    destinations: BTreeMap<&'static str, i64>,
-}
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let metrics = Metrics {
+        commands: Family::default(),
+        latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        events: Family::default(),
+        cti: Family::default(),
+        destinations: Family::default(),
+    };
+    register(|r| {
+        r.register(
+            "pb_commands",
+            "Commands answered, by message name and result",
+            metrics.commands.clone(),
+        );
+        r.register(
+            "pb_command_duration_seconds",
+            "Time from receiving a command to publishing its response",
+            metrics.latency.clone(),
+        );
+        r.register(
+            "pb_events_published",
+            "Events published, by name",
+            metrics.events.clone(),
+        );
+        r.register(
+            "pb_cti_calls",
+            "Calls to the CTI adapter, by operation and result",
+            metrics.cti.clone(),
+        );
+        r.register(
+            "pb_active_destinations",
+            "Destinations this replica answers for, by kind",
+            metrics.destinations.clone(),
+        );
+    });
+    metrics
+});
 
-/// This process's registry.
+/// This process's shared metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-impl Metrics {
-    fn with(&self, f: impl FnOnce(&mut Inner)) {
-        if let Ok(mut inner) = self.inner.lock() {
-            f(&mut inner);
-        }
-    }
+/// Add metric families to the process's registry (a service's own, at start).
+pub fn register(add: impl FnOnce(&mut Registry)) {
+    let mut registry = REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    add(&mut registry);
+}
 
+/// The OpenMetrics text of everything registered ([`CONTENT_TYPE`]).
+pub fn render() -> String {
+    LazyLock::force(&METRICS);
+    let registry = REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+impl Metrics {
     /// A command was answered.
-    pub fn command(&self, name: &str, success: bool, took: Duration) {
-        self.with(|m| {
-            let result = if success { "SUCCESS" } else { "FAILURE" };
-            *m.commands.entry((name.to_owned(), result)).or_default() += 1;
-            let h = m.latency.entry(name.to_owned()).or_default();
-            let seconds = took.as_secs_f64();
-            for (count, bound) in h.counts.iter_mut().zip(BUCKETS) {
-                if seconds <= bound {
-                    *count += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += seconds;
-        });
+    pub fn command(&self, name: &'static str, success: bool, took: Duration) {
+        let result = if success { "SUCCESS" } else { "FAILURE" };
+        self.commands
+            .get_or_create(&CommandLabels { name, result })
+            .inc();
+        self.latency
+            .get_or_create(&NameLabel { name })
+            .observe(took.as_secs_f64());
     }
 
     /// An event was published.
-    pub fn event(&self, name: &str) {
-        self.with(|m| *m.events.entry(name.to_owned()).or_default() += 1);
+    pub fn event(&self, name: &'static str) {
+        self.events.get_or_create(&NameLabel { name }).inc();
     }
 
     /// A CTI call ended with `result` (`ok`, or the error's kind).
-    pub fn cti_call(&self, op: &str, result: &str) {
-        self.with(|m| *m.cti.entry((op.to_owned(), result.to_owned())).or_default() += 1);
+    pub fn cti_call(&self, op: &'static str, result: &'static str) {
+        self.cti.get_or_create(&CtiLabels { op, result }).inc();
     }
 
     /// This replica answers for one more (`+1`) or one fewer (`-1`) destination of `kind`.
     pub fn destinations(&self, kind: &'static str, change: i64) {
-        self.with(|m| *m.destinations.entry(kind).or_default() += change);
+        self.destinations
+            .get_or_create(&KindLabel { kind })
+            .inc_by(change);
     }
-
-    /// The Prometheus text exposition of everything.
-    pub fn render(&self) -> String {
-        let Ok(m) = self.inner.lock() else {
-            return String::new();
-        };
-        let mut out = String::new();
-        family(
-            &mut out,
-            "pb_commands_total",
-            "counter",
-            "Commands answered, by message name and result.",
-        );
-        for ((name, result), n) in &m.commands {
-            let _ = writeln!(
-                out,
-                "pb_commands_total{{name=\"{name}\",result=\"{result}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "pb_command_duration_seconds",
-            "histogram",
-            "Time from receiving a command to publishing its response.",
-        );
-        for (name, h) in &m.latency {
-            for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "pb_command_duration_seconds_bucket{{name=\"{name}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "pb_command_duration_seconds_bucket{{name=\"{name}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "pb_command_duration_seconds_sum{{name=\"{name}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "pb_command_duration_seconds_count{{name=\"{name}\"}} {}",
-                h.count
-            );
-        }
-        family(
-            &mut out,
-            "pb_events_published_total",
-            "counter",
-            "Events published, by name.",
-        );
-        for (name, n) in &m.events {
-            let _ = writeln!(out, "pb_events_published_total{{name=\"{name}\"}} {n}");
-        }
-        family(
-            &mut out,
-            "pb_cti_calls_total",
-            "counter",
-            "Calls to the CTI adapter, by operation and result.",
-        );
-        for ((op, result), n) in &m.cti {
-            let _ = writeln!(
-                out,
-                "pb_cti_calls_total{{op=\"{op}\",result=\"{result}\"}} {n}"
-            );
-        }
-        family(
-            &mut out,
-            "pb_active_destinations",
-            "gauge",
-            "Destinations this replica answers for, by kind.",
-        );
-        for (kind, n) in &m.destinations {
-            let _ = writeln!(out, "pb_active_destinations{{kind=\"{kind}\"}} {n}");
-        }
-        out
-    }
-}
-
-/// A metric family's `# HELP` and `# TYPE` lines.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
@@ -173,28 +160,25 @@ mod tests {
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
-        let m = Metrics::default();
+        let m = metrics();
         m.command("channel.request.ready", true, Duration::from_millis(3));
         m.command("channel.request.ready", false, Duration::from_millis(30));
         m.event("channel.ready");
         m.cti_call("setstate", "ok");
         m.destinations("channel", 3);
         m.destinations("channel", -1);
-        let text = m.render();
-        assert!(
-            text.contains("pb_commands_total{name=\"channel.request.ready\",result=\"SUCCESS\"} 1")
-        );
-        assert!(text.contains(
-            "pb_command_duration_seconds_bucket{name=\"channel.request.ready\",le=\"0.005\"} 1"
-        ));
-        assert!(text.contains(
-            "pb_command_duration_seconds_bucket{name=\"channel.request.ready\",le=\"0.05\"} 2"
-        ));
-        assert!(
-            text.contains("pb_command_duration_seconds_count{name=\"channel.request.ready\"} 2")
-        );
-        assert!(text.contains("pb_events_published_total{name=\"channel.ready\"} 1"));
-        assert!(text.contains("pb_cti_calls_total{op=\"setstate\",result=\"ok\"} 1"));
-        assert!(text.contains("pb_active_destinations{kind=\"channel\"} 2"));
+        let text = render();
+        for line in [
+            "pb_commands_total{name=\"channel.request.ready\",result=\"SUCCESS\"} 1",
+            "pb_command_duration_seconds_bucket{le=\"0.005\",name=\"channel.request.ready\"} 1",
+            "pb_command_duration_seconds_bucket{le=\"0.05\",name=\"channel.request.ready\"} 2",
+            "pb_command_duration_seconds_count{name=\"channel.request.ready\"} 2",
+            "pb_events_published_total{name=\"channel.ready\"} 1",
+            "pb_cti_calls_total{op=\"setstate\",result=\"ok\"} 1",
+            "pb_active_destinations{kind=\"channel\"} 2",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -15,13 +15,25 @@ use tokio::net::TcpListener;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
-use crate::metrics::metrics;
+
+/// A service's own condition for readiness: `Err` says why it is not ready.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// What readiness depends on.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Health {
     client: Client,
     draining: Arc<AtomicBool>,
+    also: Arc<std::sync::OnceLock<Readiness>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("draining", &self.draining)
+            .field("also", &self.also.get().is_some())
+            .finish()
+    }
 }
 
 impl Health {
@@ -29,6 +41,7 @@ impl Health {
         Self {
             client,
             draining: Arc::default(),
+            also: Arc::default(),
         }
     }
 
@@ -43,6 +56,9 @@ impl Health {
         }
         if !is_connected(&self.client) {
             return Err("not connected to NATS".into());
+        }
+        if let Some(also) = self.also.get() {
+            also()?;
         }
         let js = async_nats::jetstream::new(self.client.clone());
         match tokio::time::timeout(Duration::from_secs(1), js.query_account()).await {
@@ -76,6 +92,12 @@ impl Ops {
     /// From now on the process is not ready (alive still: it drains before it exits).
     pub fn draining(&self) {
         self.health.draining();
+    }
+
+    /// Ready only while `condition` also holds (set once, by a service with a condition of
+    /// its own).
+    pub fn also_require(&self, condition: Readiness) {
+        let _ = self.health.also.set(condition);
     }
 }
 
@@ -153,7 +175,11 @@ async fn answer(mut stream: tokio::net::TcpStream, health: Health) {
                 format!("not ready: {why}\n"),
             ),
         },
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics().render()),
+        "/metrics" => (
+            "200 OK",
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(),
+        ),
         _ => (
             "404 Not Found",
             "text/plain",

@@ -42,7 +42,6 @@ use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, MessageType, Subjects, Target};
 use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
-use tracing::Instrument;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
@@ -476,8 +475,11 @@ enum Inbox {
 
 /// Work handed to a unit's actor from outside its subscriptions.
 enum Job {
-    /// A change at the CTI for the unit.
-    CtiEvent(Bytes),
+    /// A change at the CTI for the unit, with the trace context it carried.
+    CtiEvent {
+        payload: Bytes,
+        headers: Option<HeaderMap>,
+    },
     Internal {
         op: String,
         payload: Bytes,
@@ -727,7 +729,10 @@ impl<H: Owner> Shared<H> {
             };
             let actors = self.actors.lock().expect("actors lock");
             if let Some(actor) = actors.get(&unit) {
-                let _ = actor.send(Inbox::Job(Job::CtiEvent(message.payload)));
+                let _ = actor.send(Inbox::Job(Job::CtiEvent {
+                    payload: message.payload,
+                    headers: message.headers,
+                }));
             }
         }
     }
@@ -755,7 +760,7 @@ impl<H: Owner> Shared<H> {
                         .internal_message(
                             subject.clone(),
                             None,
-                            crate::trace::headers(),
+                            Some(crate::trace::headers()),
                             payload.into(),
                             false,
                         )
@@ -936,9 +941,13 @@ impl<H: Owner> Shared<H> {
     async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
             Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
-            Work::Job(Job::CtiEvent(payload)) => {
-                let events = self.handler.cti_event(ctx, payload).await;
-                self.publish_events(events).await;
+            Work::Job(Job::CtiEvent { payload, headers }) => {
+                let span = tracing::info_span!("cti-event", unit = %ctx.name);
+                crate::trace::within(span, headers.as_ref(), async {
+                    let events = self.handler.cti_event(ctx, payload).await;
+                    self.publish_events(events).await;
+                })
+                .await;
             }
             Work::Job(Job::Internal {
                 op,
@@ -947,13 +956,11 @@ impl<H: Owner> Shared<H> {
                 headers,
             }) => {
                 let span = tracing::info_span!("internal", op = %op, unit = %ctx.name);
-                crate::trace::follow(&span, headers.as_ref());
-                async {
+                crate::trace::within(span, headers.as_ref(), async {
                     let (answer, events) = self.handler.internal(ctx, &op, payload).await;
                     self.internal_reply(reply.as_ref(), answer).await;
                     self.publish_events(events).await;
-                }
-                .instrument(span)
+                })
                 .await;
             }
         }

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::{BadCommand, Body, Command, Event, MessageType, Outcome, Subjects};
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
@@ -260,9 +259,8 @@ pub async fn respond<F, Fut>(
         pb.target = %command.target,
         pb.request_id = %command.request_id,
     );
-    crate::trace::follow(&span, headers);
     let started = std::time::Instant::now();
-    async move {
+    crate::trace::within(span, headers, async move {
         let slot = if command.message_type() != MessageType::Request {
             None
         } else if new {
@@ -314,8 +312,7 @@ pub async fn respond<F, Fut>(
         if let Some(work) = reply.follow_up {
             work.await;
         }
-    }
-    .instrument(span)
+    })
     .await
 }
 
@@ -336,16 +333,11 @@ pub async fn publish_event(client: &Client, subjects: &Subjects, event: &Event) 
     crate::metrics::metrics().event(event.name());
     let subject = event.subject(subjects);
     let payload: Bytes = event.encode().into();
-    match crate::trace::headers() {
-        Some(headers) => {
-            if let Err(e) = client
-                .publish_with_headers(subject.clone(), headers, payload)
-                .await
-            {
-                tracing::error!(%subject, error = %e, "publish failed");
-            }
-        }
-        None => publish(client, subject, payload).await,
+    if let Err(e) = client
+        .publish_with_headers(subject.clone(), crate::trace::headers(), payload)
+        .await
+    {
+        tracing::error!(%subject, error = %e, "publish failed");
     }
 }
 

@@ -28,7 +28,6 @@ use pb_runtime::config::{ConfigError, number};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, watch};
-use tracing::Instrument;
 
 use crate::admin::{AdminOp, Traffic};
 use crate::lab::{Lab, Outgoing};
@@ -159,8 +158,9 @@ pub async fn run(
             Some(message) = calls.next() => {
                 let op = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
                 let span = tracing::info_span!("cti", op = %op);
-                pb_runtime::trace::follow(&span, message.headers.as_ref());
-                tokio::spawn(sim.clone().call(message).instrument(span));
+                let headers = message.headers.clone();
+                let call = sim.clone().call(message);
+                tokio::spawn(pb_runtime::trace::within(span, headers.as_ref(), call));
             }
             Some(message) = admin.next() => sim.admin(message).await,
             _ = shutdown.requested() => break,
@@ -182,7 +182,12 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CtiError> {
 impl Sim {
     async fn publish<T: Serialize>(&self, subject: String, value: &T) {
         let payload = serde_json::to_vec(value).unwrap_or_default();
-        if let Err(e) = self.client.publish(subject.clone(), payload.into()).await {
+        let headers = pb_runtime::trace::headers();
+        if let Err(e) = self
+            .client
+            .publish_with_headers(subject.clone(), headers, payload.into())
+            .await
+        {
             tracing::error!(%subject, error = %e, "publish failed");
         }
     }
@@ -207,13 +212,13 @@ impl Sim {
     fn schedule(self: &Arc<Self>, lab: &mut Lab) {
         for (after, timer) in lab.take_timers() {
             let sim = self.clone();
-            tokio::spawn(async move {
+            tokio::spawn(pb_runtime::trace::carry(async move {
                 tokio::time::sleep(after).await;
                 let mut lab = sim.lab.lock().await;
                 let events = lab.fire(timer);
                 sim.schedule(&mut lab);
                 sim.events(events).await;
-            });
+            }));
         }
     }
 
