@@ -331,7 +331,7 @@ impl Desk {
 
     /// Act on one event: a new interaction on one of the desk's channels starts a task;
     /// an event of an interaction in hand goes to its task.
-    fn dispatch(&mut self, message: &async_nats::Message) {
+    fn dispatch(&mut self, message: &crate::link::Delivered) {
         let subjects = self.driver.subjects();
         let Ok(event) = Event::decode(subjects, &message.subject, &message.payload) else {
             return;

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use pb_protocol::channel::ChannelType;
 use pb_protocol::channel_group::ChannelGroupInit;
@@ -15,6 +14,8 @@ use pb_protocol::session::{LogoutAnswer, SessionInit};
 use pb_protocol::{Body, CommandMessage, Kind, Outcome, Response, Subjects, Target};
 use serde_json::{Value, json};
 use tracing::Instrument;
+
+use crate::link::{Events, Link, LinkErrorKind};
 
 /// Why a step did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,13 @@ pub enum FlowError {
     Transport {
         name: String,
         target: String,
+        kind: LinkErrorKind,
+        message: String,
+    },
+    #[error("{name} on {target}: {message}")]
+    Invalid {
+        name: String,
+        target: String,
         message: String,
     },
     #[error("cannot watch events on {subject}: {message}")]
@@ -52,7 +60,7 @@ pub type Latencies = HashMap<&'static str, Vec<Duration>>;
 /// Sends commands as the bridge does; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Driver {
-    client: Client,
+    link: Link,
     subjects: Subjects,
     control: Target,
     timeout: Duration,
@@ -88,9 +96,15 @@ pub struct LoggedIn {
 }
 
 impl Driver {
-    pub fn new(client: Client, subjects: Subjects, control: Target, timeout: Duration) -> Self {
+    /// A driver over `link` (a NATS client, or a [`crate::link::TcpLink`]).
+    pub fn new(
+        link: impl Into<Link>,
+        subjects: Subjects,
+        control: Target,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            client,
+            link: link.into(),
             subjects,
             control,
             timeout,
@@ -139,23 +153,21 @@ impl Driver {
         self.timeout
     }
 
+    /// The transport it sends on.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
     /// Start receiving the events published on `subject` (a pattern such as `P.evt.>`);
-    /// the server has the subscription when this returns, so no later event is missed.
-    pub async fn events(&self, subject: String) -> Result<Subscriber, FlowError> {
-        let watch = |message: String| FlowError::Watch {
-            subject: subject.clone(),
-            message,
-        };
-        let subscriber = self
-            .client
-            .subscribe(subject.clone())
+    /// none that comes after this returns is missed.
+    pub async fn events(&self, subject: String) -> Result<Events, FlowError> {
+        self.link
+            .events(&subject)
             .await
-            .map_err(|e| watch(e.to_string()))?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| watch(e.to_string()))?;
-        Ok(subscriber)
+            .map_err(|e| FlowError::Watch {
+                subject,
+                message: e.to_string(),
+            })
     }
 
     /// Send a typed command and require SUCCESS; its body.
@@ -183,19 +195,25 @@ impl Driver {
     /// Send with a given requestId (to retry).
     pub async fn send_with_id(
         &self,
-        name: &'static str,
+        name: &str,
         target: &str,
         body: Value,
         request_id: &str,
     ) -> Result<Response, FlowError> {
-        let transport = |message: String| FlowError::Transport {
+        let invalid = |message: String| FlowError::Invalid {
             name: name.to_owned(),
             target: target.to_owned(),
             message,
         };
+        let transport = |kind: LinkErrorKind, message: String| FlowError::Transport {
+            name: name.to_owned(),
+            target: target.to_owned(),
+            kind,
+            message,
+        };
         let kind =
-            Kind::of_name(name).ok_or_else(|| transport("names no destination kind".into()))?;
-        let parsed = Target::new(target).map_err(|e| transport(e.to_string()))?;
+            Kind::of_name(name).ok_or_else(|| invalid("names no destination kind".into()))?;
+        let parsed = Target::new(target).map_err(|e| invalid(e.to_string()))?;
         let subject = self.subjects.command(kind, &parsed);
         let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
         // The bridge's span for this command; its context travels in the request's headers.
@@ -205,23 +223,32 @@ impl Driver {
             pb.target = target,
             pb.request_id = request_id
         );
-        let request = span.in_scope(|| pb_runtime::trace::request(payload.into(), self.timeout));
-        let request = self.client.send_request(subject, request);
+        let headers = span.in_scope(pb_runtime::trace::headers);
+        let request = self
+            .link
+            .request(subject, request_id, payload.into(), headers, self.timeout);
         let started = Instant::now();
+        let timeout = || FlowError::Timeout {
+            name: name.to_owned(),
+            target: target.to_owned(),
+            timeout: self.timeout,
+        };
         let reply = tokio::time::timeout(self.timeout, request.instrument(span))
             .await
-            .map_err(|_| FlowError::Timeout {
-                name: name.to_owned(),
-                target: target.to_owned(),
-                timeout: self.timeout,
-            })?
+            .map_err(|_| timeout())?
             .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => {
-                    transport(format!("no responders: {}", unknown_destination(kind)))
-                }
-                _ => transport(e.to_string()),
+                LinkErrorKind::NoResponders => transport(
+                    e.kind(),
+                    format!("no responders: {}", unknown_destination(kind)),
+                ),
+                LinkErrorKind::TimedOut => timeout(),
+                other => transport(other, e.to_string()),
             })?;
-        if let Some(latencies) = &self.latencies {
+        // Recorded by the protocol's own name (a name it does not know is not recorded).
+        let known = pb_protocol::CommandMessage::names(kind)
+            .iter()
+            .find(|n| **n == name);
+        if let (Some(latencies), Some(name)) = (&self.latencies, known) {
             latencies
                 .lock()
                 .expect("latencies lock")
@@ -229,7 +256,7 @@ impl Driver {
                 .or_default()
                 .push(started.elapsed());
         }
-        Response::decode(&reply.payload).map_err(|e| transport(e.to_string()))
+        Response::decode(&reply).map_err(|e| invalid(format!("unreadable response: {e}")))
     }
 
     /// Send and require SUCCESS; its body. With [`Driver::retrying`] or
@@ -269,9 +296,12 @@ impl Driver {
                         self.retry == Retry::Never || matches!(self.retry, Retry::Everything(_)),
                     )
                 }
-                Err(e @ FlowError::Transport { .. }) if e.to_string().contains("no responders") => {
-                    (e, true)
-                }
+                Err(
+                    e @ FlowError::Transport {
+                        kind: LinkErrorKind::NoResponders,
+                        ..
+                    },
+                ) => (e, true),
                 Err(e) => (e, matches!(self.retry, Retry::Everything(_))),
             };
             match give_up {
@@ -415,7 +445,8 @@ impl Driver {
     }
 
     /// Log a session out, then dispose the destinations `login` creates under it
-    /// (`<session>.g1`, `<session>.g1.c1` upward, as far as they answer). Returns them.
+    /// (`<session>.g1`, `<session>.g1.c1` upward, as long as they are there: the first that
+    /// has no responder, or is answered FAILURE, ends the channels). Returns them.
     pub async fn logout_session(&self, session: &str) -> Result<Vec<String>, FlowError> {
         self.log_out(session).await?;
         let group = format!("{session}.g1");
@@ -426,23 +457,17 @@ impl Driver {
                 .send("channel.request.dispose", &channel, json!({}))
                 .await
             {
-                Err(FlowError::Transport { message, .. }) if message.contains("no responders") => {
-                    break;
-                }
                 Ok(Response {
                     outcome: Outcome::Success(_),
                     ..
                 }) => disposed.push(channel),
-                Ok(Response {
-                    outcome: Outcome::Failure(message),
+                // Not there: nobody answers it (NATS), or the gateway or its session's owner
+                // says so.
+                Ok(_)
+                | Err(FlowError::Transport {
+                    kind: LinkErrorKind::NoResponders,
                     ..
-                }) => {
-                    return Err(FlowError::Failure {
-                        name: "channel.request.dispose".into(),
-                        target: channel,
-                        message,
-                    });
-                }
+                }) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -484,7 +509,7 @@ pub(crate) fn read<T: serde::de::DeserializeOwned>(
     body: Body,
     target: &str,
 ) -> Result<T, FlowError> {
-    pb_protocol::from_body(body).map_err(|message| FlowError::Transport {
+    pb_protocol::from_body(body).map_err(|message| FlowError::Invalid {
         name: name.to_owned(),
         target: target.to_owned(),
         message: format!("unreadable answer: {message}"),

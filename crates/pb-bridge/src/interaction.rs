@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use pb_protocol::channel::{ChannelCommand, Dial, InteractionRef};
 use pb_protocol::conversation::{ConversationCommand, ConversationInit};
 use pb_protocol::interaction::{
@@ -75,7 +74,7 @@ pub fn child(parent: &str, id: &str, name: &str) -> Result<String, FlowError> {
     Target::new(parent)
         .and_then(|p| p.child(id))
         .map(|t| t.as_str().to_owned())
-        .map_err(|e| FlowError::Transport {
+        .map_err(|e| FlowError::Invalid {
             name: name.to_owned(),
             target: parent.to_owned(),
             message: format!("no target for id `{id}`: {e}"),
@@ -154,7 +153,7 @@ impl Driver {
     /// Consult `destination` from `interaction` (its primary call is held), then take the
     /// consult conversation the interaction announces.
     pub async fn consult(&self, interaction: &str, destination: &str) -> Result<Leg, StepError> {
-        let parsed = Target::new(interaction).map_err(|e| FlowError::Transport {
+        let parsed = Target::new(interaction).map_err(|e| FlowError::Invalid {
             name: "interaction.request.consult".into(),
             target: interaction.to_owned(),
             message: e.to_string(),

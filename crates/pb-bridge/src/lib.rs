@@ -6,6 +6,7 @@
 pub mod desk;
 pub mod flow;
 pub mod interaction;
+pub mod link;
 pub mod probe;
 pub mod report;
 pub mod storm;
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use async_nats::Client;
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 use pb_cti_sim::admin::{self, AdminOp};
 use pb_protocol::channel::{ChannelCommand, ChannelType};
 use pb_protocol::conversation::{ConversationCommand, Destination, Dtmf};
@@ -59,8 +59,36 @@ pub struct Cli {
     /// How long to wait for a response, in milliseconds.
     #[arg(long, default_value_t = 10_000, global = true)]
     pub timeout_ms: u64,
+    /// Play a real Processor Bridge: listen on this address (for example
+    /// `127.0.0.1:9100`) for the gateway (`pb-gateway`, `PB_BRIDGE_ADDR`), run the control
+    /// initialisation when it connects, and send every command over that TCP link instead
+    /// of NATS (`sim` commands still use NATS).
+    #[arg(long, env = "PB_BRIDGE_LISTEN", global = true, value_name = "ADDR")]
+    pub tcp_listen: Option<String>,
+    /// With --tcp-listen: how long to wait for the gateway to connect, in milliseconds.
+    #[arg(long, default_value_t = 30_000, global = true)]
+    pub wait_ms: u64,
+    /// With --tcp-listen: the byte order of the frames' length field.
+    #[arg(long, value_enum, default_value = "big", global = true)]
+    pub byte_order: ByteOrderArg,
+    /// With --tcp-listen: serve TLS with this certificate (PEM; needs --tls-key).
+    #[arg(long, global = true, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// With --tcp-listen: the key of --tls-cert (PEM).
+    #[arg(long, global = true, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// With --tls-cert: accept only gateways with a client certificate this CA signed.
+    #[arg(long, global = true, requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The byte order of the TCP link's length field.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ByteOrderArg {
+    Big,
+    Little,
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,24 +422,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
-    // Identity and TLS come from the same NATS_* variables the services read.
-    let mut settings = pb_runtime::config::NatsSettings::from_lookup(&|v| std::env::var(v).ok())?;
-    settings.url = cli.nats_url.clone();
-    let options = pb_runtime::connect::options(&settings)
-        .await
-        .map_err(anyhow::Error::msg)?
-        .connection_timeout(Duration::from_secs(3));
-    let client = options.connect(&cli.nats_url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach NATS at {} ({e}): start the system with scripts/dev, or set NATS_URL",
-            cli.nats_url
-        )
-    })?;
     let bridge = Emulator {
-        client,
         subjects,
         control: Target::control(&cli.processor)?,
         timeout: Duration::from_millis(cli.timeout_ms),
+        nats: tokio::sync::OnceCell::new(),
+        link: tokio::sync::OnceCell::new(),
+        cli_nats_url: cli.nats_url.clone(),
+        tcp: match &cli.tcp_listen {
+            Some(addr) => Some(tcp_settings(&cli, addr)?),
+            None => None,
+        },
     };
     match cli.command {
         Command::Send {
@@ -424,8 +445,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let body: Value = parse_json("--body", "JSON", &body)?;
             let target = bridge.target_for(&name, target)?;
             let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            // Connected (over TCP: the gateway too) before the clock starts.
+            let driver = bridge.driver().await?;
             let started = Instant::now();
-            let response = bridge.send(&name, &target, body, &request_id).await?;
+            let response = driver
+                .send_with_id(&name, &target, body, &request_id)
+                .await?;
             if json {
                 say!("{}", String::from_utf8_lossy(&response.encode()))?;
             } else {
@@ -449,6 +474,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let session = session.unwrap_or_else(|| format!("s-{agent_id}"));
             let logged = bridge
                 .driver()
+                .await?
                 .login(&agent_id, &password, &session)
                 .await?;
             say!(
@@ -481,7 +507,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bridge.exchanges([(target, request.into())]).await
         }
         Command::Logout { session } => {
-            let disposed = bridge.driver().logout_session(&session).await?;
+            let disposed = bridge.driver().await?.logout_session(&session).await?;
             say!(
                 "session {session} logged out; disposed: {}",
                 disposed.join(", ")
@@ -727,21 +753,104 @@ fn print_exchange(
     Ok(())
 }
 
+/// The TCP listener to open instead of using NATS for commands.
+struct TcpSettings {
+    addr: String,
+    options: link::TcpOptions,
+    wait: Duration,
+}
+
+fn tcp_settings(cli: &Cli, addr: &str) -> anyhow::Result<TcpSettings> {
+    let subjects = Subjects::new(cli.prefix.clone())?;
+    let mut options = link::TcpOptions::new(subjects, Target::control(&cli.processor)?);
+    options.byte_order = match cli.byte_order {
+        ByteOrderArg::Big => pb_framing::ByteOrder::Big,
+        ByteOrderArg::Little => pb_framing::ByteOrder::Little,
+    };
+    options.timeout = Duration::from_millis(cli.timeout_ms);
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        options.tls = Some(link::tls::server_config(
+            cert,
+            key,
+            cli.tls_client_ca.as_deref(),
+        )?);
+    }
+    Ok(TcpSettings {
+        addr: addr.to_owned(),
+        options,
+        wait: Duration::from_millis(cli.wait_ms),
+    })
+}
+
 struct Emulator {
-    client: Client,
     subjects: Subjects,
     control: Target,
     timeout: Duration,
+    cli_nats_url: String,
+    tcp: Option<TcpSettings>,
+    /// Connected on first use: commands over TCP need none unless they drive the simulator.
+    nats: tokio::sync::OnceCell<Client>,
+    link: tokio::sync::OnceCell<link::Link>,
 }
 
 impl Emulator {
-    fn driver(&self) -> flow::Driver {
-        flow::Driver::new(
-            self.client.clone(),
+    /// The NATS connection, made on first use.
+    async fn nats(&self) -> anyhow::Result<&Client> {
+        self.nats
+            .get_or_try_init(|| async {
+                // Identity and TLS come from the same NATS_* variables the services read.
+                let mut settings =
+                    pb_runtime::config::NatsSettings::from_lookup(&|v| std::env::var(v).ok())?;
+                settings.url = self.cli_nats_url.clone();
+                let options = pb_runtime::connect::options(&settings)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+                    .connection_timeout(Duration::from_secs(3));
+                options.connect(&self.cli_nats_url).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach NATS at {} ({e}): start the system with scripts/dev, or set NATS_URL",
+                        self.cli_nats_url
+                    )
+                })
+            })
+            .await
+    }
+
+    /// How commands go: the TCP link once a gateway has connected and the control is
+    /// initialised (with --tcp-listen), else NATS.
+    async fn link(&self) -> anyhow::Result<&link::Link> {
+        self.link
+            .get_or_try_init(|| async {
+                match &self.tcp {
+                    None => Ok(link::Link::Nats(self.nats().await?.clone())),
+                    Some(tcp) => {
+                        let listener = link::TcpLink::listen(&tcp.addr, tcp.options.clone())
+                            .await
+                            .with_context(|| {
+                                format!(
+                                    "cannot listen on {} (another pb-bridge --tcp-listen may hold it)",
+                                    tcp.addr
+                                )
+                            })?;
+                        eprintln!(
+                            "listening on {} as the Processor Bridge: waiting for the gateway...",
+                            listener.local_addr()
+                        );
+                        listener.connected(tcp.wait).await?;
+                        Ok(link::Link::Tcp(listener))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn driver(&self) -> anyhow::Result<flow::Driver> {
+        Ok(flow::Driver::new(
+            self.link().await?.clone(),
             self.subjects.clone(),
             self.control.clone(),
             self.timeout,
-        )
+        ))
     }
 
     /// A driver for agents `first..first+agents` of the simulated CTI, once it has them and
@@ -763,7 +872,7 @@ impl Emulator {
                 last - 1000
             );
         }
-        let driver = self.driver();
+        let driver = self.driver().await?;
         driver
             .ok("cti.request.serverstatus", self.control.as_str(), json!({}))
             .await?;
@@ -814,7 +923,7 @@ impl Emulator {
 
     async fn interaction(&self, verb: InteractionVerb) -> anyhow::Result<ExitCode> {
         use InteractionCommand as C;
-        let driver = self.driver();
+        let driver = self.driver().await?;
         match verb {
             InteractionVerb::Take { channel, name, id } => {
                 let id = id.unwrap_or_else(|| id_of(&name));
@@ -908,25 +1017,16 @@ impl Emulator {
         body: Value,
         request_id: &str,
     ) -> anyhow::Result<Response> {
-        let kind =
-            Kind::of_name(name).with_context(|| format!("`{name}` names no destination kind"))?;
-        let parsed =
-            Target::new(target).with_context(|| format!("`{target}` is not a valid target"))?;
-        let payload = pb_protocol::envelope::raw_command(name, target, request_id, body);
-        let subject = self.subjects.command(kind, &parsed);
-        let reply = tokio::time::timeout(
-            self.timeout,
-            self.client.request(subject.clone(), payload.into()),
-        )
-        .await
-        .with_context(|| format!("no response on {subject} within {:?}", self.timeout))?
-        .map_err(|e| request_error(e, &subject, &flow::unknown_destination(kind)))?;
-        Response::decode(&reply.payload).context("the response is not a valid envelope")
+        Ok(self
+            .driver()
+            .await?
+            .send_with_id(name, target, body, request_id)
+            .await?)
     }
 
     async fn watch(&self, count: Option<usize>, duration: Option<Duration>) -> anyhow::Result<()> {
-        let mut events = self.client.subscribe(self.subjects.all_events()).await?;
-        self.client.flush().await?;
+        let driver = self.driver().await?;
+        let mut events = driver.events(self.subjects.all_events()).await?;
         eprintln!("watching {} (Ctrl-C to stop)", self.subjects.all_events());
         let started = Instant::now();
         let until = duration.map(|d| tokio::time::Instant::now() + d);
@@ -955,8 +1055,7 @@ impl Emulator {
 
     async fn init(&self) -> anyhow::Result<ExitCode> {
         let event_subject = self.subjects.event(Kind::Control, &self.control);
-        let mut events = self.client.subscribe(event_subject).await?;
-        self.client.flush().await?;
+        let mut events = self.driver().await?.events(event_subject).await?;
         let target = self.control.as_str();
         let id = uuid::Uuid::new_v4().to_string();
         let started = Instant::now();
@@ -1006,7 +1105,7 @@ impl Emulator {
     }
 
     async fn admin<A: AdminOp>(&self, op: &A) -> anyhow::Result<Value> {
-        let reply = sim_admin(&self.client, &self.subjects, self.timeout, op).await?;
+        let reply = sim_admin(self.nats().await?, &self.subjects, self.timeout, op).await?;
         Ok(serde_json::to_value(reply)?)
     }
 }

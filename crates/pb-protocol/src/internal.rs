@@ -15,8 +15,18 @@ pub const SESSION_CREATE: &str = "int.session.create";
 pub const CHANNEL_GROUP_CREATE: &str = "int.channelgroup.create";
 
 /// The internal operation every owning service has: release every destination of one
-/// agent ([`ReleaseUnit`]), sent by a replica fanning out a control dispose.
+/// agent ([`UnitRef`]), sent by a replica fanning out a control dispose.
 pub const RELEASE: &str = "release";
+
+/// Internal operations every owning service has, for one agent ([`UnitRef`]), which the
+/// agent's actor answers itself: after [`PAUSE`] is answered it takes nothing else until
+/// [`RESUME`] (or its deadline), so that another service's response goes out before what
+/// this one publishes next; [`SYNC`] is answered once the actor has finished the message
+/// it was handling (its response and events are out). An agent nobody owns answers all
+/// three at once.
+pub const PAUSE: &str = "pause";
+pub const RESUME: &str = "resume";
+pub const SYNC: &str = "sync";
 
 /// The internal operation that creates a destination.
 pub const CREATE: &str = "create";
@@ -52,9 +62,9 @@ pub struct GroupCreate {
     pub place: String,
 }
 
-/// Body of a [`RELEASE`] request.
+/// Body of a [`RELEASE`], [`PAUSE`], [`RESUME`] or [`SYNC`] request: the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseUnit {
+pub struct UnitRef {
     pub agent_id: String,
 }
 

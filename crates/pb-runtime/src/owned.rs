@@ -37,7 +37,7 @@ use async_nats::jetstream::kv;
 use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use pb_protocol::internal::{InternalReply, RELEASE, ReleaseUnit};
+use pb_protocol::internal::{InternalReply, PAUSE, RELEASE, RESUME, SYNC, UnitRef};
 use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, MessageType, Subjects, Target};
 use tokio::sync::mpsc;
@@ -509,6 +509,13 @@ enum Addressed {
 enum Route {
     Mine,
     Theirs(String),
+    /// Nobody owns the unit (asked without claiming it).
+    Nobody,
+}
+
+/// Whether an internal operation is one the actor answers itself (and needs no claim).
+fn actor_op(op: &str) -> bool {
+    [PAUSE, RESUME, SYNC].contains(&op)
 }
 
 impl<H: Owner> Shared<H> {
@@ -520,14 +527,23 @@ impl<H: Owner> Shared<H> {
         key(&[self.service, unit])
     }
 
-    /// Who owns `unit`; this replica claims it if nobody does.
-    async fn route(&self, unit: &str) -> Result<Route, String> {
+    /// Who owns `unit`; with `claim`, this replica claims it if nobody does.
+    async fn route(&self, unit: &str, claim: bool) -> Result<Route, String> {
         // A unit with an actor here is this replica's (it learns otherwise when a write of
         // the unit's state is refused).
         if self.actors.lock().expect("actors lock").contains_key(unit) {
             return Ok(Route::Mine);
         }
         let key = self.owner_key(unit);
+        if !claim {
+            return Ok(
+                match self.owners.get(&key).await.map_err(|e| e.to_string())? {
+                    None => Route::Nobody,
+                    Some(owner) if owner == self.me.as_bytes() => Route::Mine,
+                    Some(owner) => Route::Theirs(String::from_utf8_lossy(&owner).into_owned()),
+                },
+            );
+        }
         loop {
             // Claim first: most internal requests create a unit nobody owns yet.
             match self.owners.create(&key, self.me.clone().into()).await {
@@ -616,7 +632,10 @@ impl<H: Owner> Shared<H> {
             }
         };
         for _ in 0..3 {
-            match self.route(&unit).await {
+            match self.route(&unit, !actor_op(&op)).await {
+                Ok(Route::Nobody) => {
+                    return self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
+                }
                 Ok(Route::Mine) => {
                     let inbox = Inbox::Job(Job::Internal {
                         op,
@@ -755,7 +774,7 @@ impl<H: Owner> Shared<H> {
                 let subject = format!("{}{RELEASE}", self.internal_prefix);
                 for unit in units {
                     let payload =
-                        serde_json::to_vec(&ReleaseUnit { agent_id: unit }).unwrap_or_default();
+                        serde_json::to_vec(&UnitRef { agent_id: unit }).unwrap_or_default();
                     self.clone()
                         .internal_message(
                             subject.clone(),
@@ -904,6 +923,19 @@ impl<H: Owner> Shared<H> {
             let work = tokio::select! {
                 Some((subscription, message)) = ctx.streams.next() => Work::Command(subscription, message),
                 item = inbox.recv() => match item {
+                    Some(Inbox::Job(Job::Internal { op, reply, .. })) if op == PAUSE => {
+                        self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
+                        let (held, stop) = self.paused(&mut inbox).await;
+                        for job in held {
+                            Box::pin(self.work(&mut ctx, Work::Job(job))).await;
+                        }
+                        if let Some(done) = stop {
+                            Box::pin(self.finish(&mut ctx)).await;
+                            let _ = done.send(());
+                            return;
+                        }
+                        continue;
+                    }
                     Some(Inbox::Job(job)) => Work::Job(job),
                     Some(Inbox::Stop(done)) => {
                         Box::pin(self.finish(&mut ctx)).await;
@@ -916,6 +948,34 @@ impl<H: Owner> Shared<H> {
             Box::pin(self.work(&mut ctx, work)).await;
         }
         Box::pin(self.release(&unit, inbox)).await;
+    }
+
+    /// Paused ([`PAUSE`]): hold every job, and take no command, until [`RESUME`] (answered)
+    /// or the deadline. The jobs held, in order, and a stop that came meanwhile.
+    async fn paused(
+        &self,
+        inbox: &mut mpsc::UnboundedReceiver<Inbox>,
+    ) -> (Vec<Job>, Option<tokio::sync::oneshot::Sender<()>>) {
+        let until = tokio::time::Instant::now() + self.context.deadline;
+        let mut held = Vec::new();
+        loop {
+            let item = tokio::select! {
+                item = inbox.recv() => item,
+                () = tokio::time::sleep_until(until) => {
+                    tracing::warn!("paused unit not resumed within the deadline: resuming");
+                    return (held, None);
+                }
+            };
+            match item {
+                Some(Inbox::Job(Job::Internal { op, reply, .. })) if op == RESUME => {
+                    self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
+                    return (held, None);
+                }
+                Some(Inbox::Job(job)) => held.push(job),
+                Some(Inbox::Stop(done)) => return (held, Some(done)),
+                None => return (held, None),
+            }
+        }
     }
 
     /// Subscribe the destinations the unit has.
@@ -948,6 +1008,10 @@ impl<H: Owner> Shared<H> {
                     self.publish_events(events).await;
                 })
                 .await;
+            }
+            // Nothing to pause: the actor has finished what it was doing.
+            Work::Job(Job::Internal { op, reply, .. }) if actor_op(&op) => {
+                self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
             }
             Work::Job(Job::Internal {
                 op,

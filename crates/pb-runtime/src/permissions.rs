@@ -22,6 +22,8 @@ pub struct User {
 pub fn users(subjects: &Subjects) -> Vec<User> {
     let p = |rest: &str| subjects.internal(rest);
     let inbox = || "_INBOX.>".to_owned();
+    // Where the services answer the gateway's commands.
+    let gateway_replies = || subjects.all_gateway_replies();
     let discovery = || "$SRV.>".to_owned();
     let commands = |kind: Kind| subjects.commands_of(kind);
     let events = |kind: Kind| p(&format!("evt.{}.>", kind.token()));
@@ -42,6 +44,7 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
                 p("int.control.>"),
                 p("cti.req.>"),
                 inbox(),
+                gateway_replies(),
             ],
             kv(&[buckets::REPLIES, buckets::CONTROL]),
         ]
@@ -70,6 +73,7 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
                 p(&format!("node.{service}.>")),
                 p("cti.req.>"),
                 inbox(),
+                gateway_replies(),
             ],
             kv(&[
                 buckets::REPLIES,
@@ -130,7 +134,18 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
             .collect(),
         subscribe: vec![subjects.all_events(), inbox()],
     };
-    vec![control, session, channel_group, sim, bridge]
+    let gateway = User {
+        name: "pb-gateway",
+        password_var: "PB_GATEWAY_PASSWORD",
+        publish: [
+            Kind::ALL.iter().map(|k| commands(*k)).collect(),
+            vec![inbox()],
+            kv(&[buckets::GATEWAY]),
+        ]
+        .concat(),
+        subscribe: vec![subjects.events_and_gateway_replies(), discovery(), inbox()],
+    };
+    vec![control, session, channel_group, sim, bridge, gateway]
 }
 
 /// The JetStream subjects a client of key-value bucket `bucket` uses: stream info and
@@ -222,6 +237,12 @@ mod tests {
         assert!(!control.publish.iter().any(|s| s.contains("KV_pb_sessions")));
         let sim = find("pb-cti-sim");
         assert!(!sim.publish.iter().any(|s| s.starts_with("pb.evt.")));
+        let gateway = find("pb-gateway");
+        assert!(gateway.subscribe.contains(&"*.evt.>".to_owned()));
+        assert!(!gateway.publish.iter().any(|s| s.starts_with("pb.evt.")));
+        for service in ["pb-control", "pb-session", "pb-channel-group"] {
+            assert!(find(service).publish.contains(&"_GW_pb.evt.>".to_owned()));
+        }
         let bridge = find("pb-bridge");
         assert!(
             !bridge

@@ -99,19 +99,17 @@ impl NatsServer {
         }
         let conf_path = dir.path().join("server.conf");
         std::fs::write(&conf_path, conf).expect("write server.conf");
-        let users = [
-            ("pb-control", "PB_CONTROL_PASSWORD"),
-            ("pb-session", "PB_SESSION_PASSWORD"),
-            ("pb-channel-group", "PB_CHANNEL_GROUP_PASSWORD"),
-            ("pb-cti-sim", "PB_CTI_SIM_PASSWORD"),
-            ("pb-bridge", "PB_BRIDGE_PASSWORD"),
-        ];
+        let users: Vec<(String, String)> =
+            pb_runtime::permissions::users(&pb_protocol::Subjects::default())
+                .into_iter()
+                .map(|u| (u.name.to_owned(), u.password_var.to_owned()))
+                .collect();
         let passwords = Passwords(
             users
                 .iter()
                 .map(|(user, _)| {
                     (
-                        user.to_string(),
+                        user.clone(),
                         format!("pw-{}", uuid::Uuid::new_v4().simple()),
                     )
                 })

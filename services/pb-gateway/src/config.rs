@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     /// `PB_BRIDGE_MAX_FRAME`, default 1 MiB: the longest frame read from the bridge (never
     /// more than the NATS server's `max_payload`: lowered to it at start if need be).
     pub max_frame: usize,
+    /// Whether `PB_BRIDGE_MAX_FRAME` was set (lowering a set value is worth a warning).
+    pub max_frame_set: bool,
     /// `PB_BRIDGE_QUEUE_BYTES`, default 8 MiB: what may wait to be written to the bridge;
     /// when a bridge that does not read lets it fill, the link is closed and opened again.
     pub queue_bytes: usize,
@@ -126,6 +128,7 @@ impl GatewayConfig {
             bridge_host,
             byte_order,
             max_frame: max_frame as usize,
+            max_frame_set: lookup("PB_BRIDGE_MAX_FRAME").is_some(),
             queue_bytes: queue_bytes as usize,
             backoff_min,
             backoff_max,

@@ -122,12 +122,14 @@ pub async fn run(
     let max_payload = client.server_info().max_payload;
     let max_frame = if gateway.max_frame + HEADER_ROOM > max_payload {
         let lowered = max_payload.saturating_sub(HEADER_ROOM);
-        tracing::warn!(
-            configured = gateway.max_frame,
-            max_payload,
-            lowered,
-            "PB_BRIDGE_MAX_FRAME is above what the NATS server carries: lowered"
-        );
+        if gateway.max_frame_set {
+            tracing::warn!(
+                configured = gateway.max_frame,
+                max_payload,
+                lowered,
+                "PB_BRIDGE_MAX_FRAME is above what the NATS server carries: lowered"
+            );
+        }
         lowered
     } else {
         gateway.max_frame

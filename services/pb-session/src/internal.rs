@@ -39,15 +39,17 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
         Ok(loaded) => loaded,
         Err(e) => return InternalReply::Error(e.to_string()),
     };
-    if let Some(existing) = loaded.value.sessions.get(&create.target) {
-        return if existing.session_id == create.session_id {
-            ctx.listen(Kind::Session, &create.target).await.into()
-        } else {
-            InternalReply::Error(format!(
-                "destination `{}` is already another session",
-                create.target
-            ))
-        };
+    // The agent's own session, kept from before: a bridge that lost its link (or
+    // restarted) creates it again, perhaps with a new sessionId, and finds it as it was
+    // (contract §8.8; reference §9.2, `session.query.init` after lost connectivity).
+    if let Some(existing) = loaded.value.sessions.get_mut(&create.target) {
+        if existing.session_id != create.session_id {
+            existing.session_id = create.session_id;
+            if let Err(e) = sessions.store.save(unit, &mut loaded).await {
+                return InternalReply::Error(e.to_string());
+            }
+        }
+        return ctx.listen(Kind::Session, &create.target).await.into();
     }
     match sessions.targets.unit(&create.target).await {
         Ok(Some(other)) if other != unit => {

@@ -27,8 +27,8 @@ use pb_runtime::{Config, CtiClient, Reply, Shutdown};
 
 use crate::state::AgentSessions;
 
-/// The session service's state and clients; one per replica.
-#[derive(Debug)]
+/// The session service's state and clients; one per replica (clones share them).
+#[derive(Debug, Clone)]
 pub struct Sessions {
     client: async_nats::Client,
     subjects: Subjects,
@@ -42,6 +42,27 @@ impl Sessions {
     /// The time left for the calls of a command starting now.
     fn budget(&self) -> Budget {
         Budget::start(self.deadline)
+    }
+
+    /// Ask the channel-group service to `op` ([`pb_protocol::internal::PAUSE`], `RESUME` or
+    /// `SYNC`) the agent's channel destinations, within `timeout`.
+    async fn tell_channels(&self, op: &str, unit: &str, timeout: Duration) -> Result<(), String> {
+        let subject = self.subjects.internal(&format!("int.channelgroup.{op}"));
+        let payload = serde_json::to_vec(&pb_protocol::internal::UnitRef {
+            agent_id: unit.to_owned(),
+        })
+        .map_err(|e| e.to_string())?;
+        let request = pb_runtime::trace::request(payload.into(), timeout);
+        let reply = self
+            .client
+            .send_request(subject, request)
+            .await
+            .map_err(|e| e.to_string())?;
+        match serde_json::from_slice::<InternalReply>(&reply.payload) {
+            Ok(InternalReply::Ok) => Ok(()),
+            Ok(InternalReply::Error(why)) => Err(why),
+            Err(e) => Err(format!("unreadable reply: {e}")),
+        }
     }
 }
 
@@ -111,6 +132,7 @@ impl Owner for Sessions {
             tracing::error!(%unit, "cannot read the agent's sessions; logged-out event not raised");
             return Vec::new();
         };
+
         let mut events = Vec::new();
         for (target, session) in loaded.value.sessions.iter_mut() {
             if session.initialised && !session.logging_out {
@@ -125,6 +147,16 @@ impl Owner for Sessions {
         }
         if let Err(e) = self.store.save(unit, &mut loaded).await {
             tracing::error!(%unit, error = %e, "cannot record the logout");
+        }
+        // A command to the agent's channels may have caused the logout: its response goes
+        // out before the event (contract §5.4).
+        if !events.is_empty()
+            && loaded.value.sessions.values().any(|s| s.group.is_some())
+            && let Err(e) = self
+                .tell_channels(pb_protocol::internal::SYNC, unit, self.deadline)
+                .await
+        {
+            tracing::warn!(%unit, error = %e, "cannot wait for the agent's channels");
         }
         events
     }
