@@ -6,27 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use pb_bridge::flow::Driver;
 use pb_protocol::{Subjects, Target};
-use pb_testkit::{Process, Stack};
+use pb_testkit::{Process, Stack, http_get as get};
 use serde_json::{Value, json};
-
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 #[tokio::test]
 async fn health_metrics_and_discovery() {

@@ -102,7 +102,15 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
         "PB_SESSION_PASSWORD",
         "session",
         &[Kind::Session],
-        vec![p(pb_protocol::internal::CHANNEL_GROUP_CREATE)],
+        [
+            pb_protocol::internal::CREATE,
+            pb_protocol::internal::PAUSE,
+            pb_protocol::internal::RESUME,
+            pb_protocol::internal::SYNC,
+        ]
+        .iter()
+        .map(|op| p(&format!("int.channelgroup.{op}")))
+        .collect(),
         buckets::SESSIONS,
     );
     let channel_group = owned(

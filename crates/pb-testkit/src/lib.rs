@@ -6,16 +6,23 @@
 //!   error captured so tests can read the logs, killed when dropped;
 //! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events;
 //! * [`OtlpReceiver`]: a real OTLP/HTTP trace receiver, decoding what processes export;
-//! * [`Stack`]: the whole system (simulator and every service, with replicas) as processes.
+//! * [`Stack`]: the whole system (simulator and every service, with replicas) as processes,
+//!   and gateways pointed at a test's bridge listener;
+//! * [`Certificates`]: a fresh CA with server and client certificates;
+//! * [`http_get`], [`sample`]: an operations port's answers and metrics.
 
 mod bridge;
+mod certs;
 mod nats;
+mod ops;
 mod otlp;
 mod process;
 mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
+pub use certs::Certificates;
 pub use nats::{NatsServer, Passwords};
+pub use ops::{http_get, sample};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, bin_path};
 pub use stack::{SERVICES, Stack};

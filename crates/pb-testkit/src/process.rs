@@ -113,6 +113,11 @@ impl Process {
             .to_owned()
     }
 
+    /// Its metrics now (the exposition text of `/metrics`).
+    pub async fn metrics(&self) -> String {
+        crate::http_get(&self.ops_addr(), "/metrics").await.1
+    }
+
     /// Its resident memory now, in KiB (Linux `/proc`), if it still runs.
     pub fn resident_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

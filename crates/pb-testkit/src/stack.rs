@@ -74,10 +74,30 @@ impl Stack {
 
     /// Start one more process (`binary`, named `instance`) and wait until it is ready.
     pub async fn spawn(&mut self, binary: &str, instance: &str) {
-        let process = Process::spawn(binary, &self.env(binary, instance))
-            .ready()
-            .await;
+        self.spawn_with(binary, instance, &[]).await;
+    }
+
+    /// The same with `extra` added to (or replacing) the stack's environment.
+    pub async fn spawn_with(&mut self, binary: &str, instance: &str, extra: &[(&str, String)]) {
+        let mut env: Vec<(&str, String)> = self.env(binary, instance);
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((*k, v.clone()));
+        }
+        let process = Process::spawn(binary, &env).ready().await;
         self.processes.push((instance.to_owned(), process));
+    }
+
+    /// Start a gateway named `instance` connecting to the bridge at `bridge` (a test's
+    /// listener), retrying quickly; `extra` is added to its environment.
+    pub async fn gateway(&mut self, instance: &str, bridge: &str, extra: &[(&str, String)]) {
+        let mut env = vec![
+            ("PB_BRIDGE_ADDR", bridge.to_owned()),
+            ("PB_BRIDGE_BACKOFF_MIN_MS", "20".to_owned()),
+            ("PB_BRIDGE_BACKOFF_MAX_MS", "200".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        self.spawn_with("pb-gateway", instance, &env).await;
     }
 
     /// The process named `instance`.

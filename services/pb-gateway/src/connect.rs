@@ -61,6 +61,18 @@ pub enum ConnectError {
     Timeout { addr: String, timeout: Duration },
 }
 
+impl ConnectError {
+    /// What failed, as counted.
+    pub fn reason(&self) -> crate::metrics::ConnectFailed {
+        use crate::metrics::ConnectFailed;
+        match self {
+            Self::Tcp { .. } => ConnectFailed::tcp,
+            Self::Handshake { .. } => ConnectFailed::tls,
+            Self::Timeout { .. } => ConnectFailed::timeout,
+        }
+    }
+}
+
 /// How to open the link: built once from the configuration.
 #[derive(Clone)]
 pub struct Connector {

@@ -70,6 +70,8 @@ pub(crate) async fn deliver(
                 }
             },
             () = expiry => expire(&shared, &mut link),
+            // A command in flight again: wait for its deadline.
+            () = shared.first_pending.notified() => {}
         }
     }
 }

@@ -90,6 +90,9 @@ pub(crate) struct Shared {
     queue_bytes: usize,
     max_in_flight: usize,
     pending: Mutex<Pending>,
+    /// Told when a command is added to an empty [`Pending`]: the delivering task then
+    /// waits for its deadline (it waits for none while nothing is in flight).
+    first_pending: tokio::sync::Notify,
     state: LinkState,
 }
 
@@ -145,6 +148,7 @@ pub async fn run(
         queue_bytes: gateway.queue_bytes.max(max_payload),
         max_in_flight: gateway.max_in_flight,
         pending: Mutex::default(),
+        first_pending: tokio::sync::Notify::new(),
         state: LinkState::default(),
     });
     let ops = pb_runtime::ops::start(&client, &config.http_addr, "pb-gateway", &me).await?;
@@ -268,11 +272,15 @@ async fn active(
                     delays = backoff();
                 }
             }
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(error = %e, "cannot reach the bridge; retrying with back-off");
+            Err(e) => {
+                metrics().connect_failed(e.reason());
+                if failing {
+                    tracing::debug!(error = %e, "cannot reach the bridge");
+                } else {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot reach the bridge; retrying with back-off");
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot reach the bridge"),
         }
         let delay = delays.next().unwrap_or(gateway.backoff_max);
         tokio::select! {

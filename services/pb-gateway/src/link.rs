@@ -209,8 +209,12 @@ impl Reader<'_> {
         entry.permit = Some(permit);
         let token = {
             let mut pending = shared.pending();
+            let first = pending.is_empty();
             let token = pending.insert(entry);
             metrics().in_flight.set(pending.len() as i64);
+            if first {
+                shared.first_pending.notify_one();
+            }
             token
         };
         let reply = format!("{}.{token}", shared.replies);

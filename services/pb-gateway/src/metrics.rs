@@ -1,6 +1,6 @@
 //! The gateway's own numbers, beside the shared ones in the process's registry: frames and
 //! bytes by direction and message type, commands it answered itself by reason, frames it
-//! did not forward, the link's state, connections, closes by reason, events dropped while
+//! did not forward, the link's state, connections and failed attempts, closes by reason, events dropped while
 //! no link is up, late responses and the outgoing queue.
 
 use std::sync::LazyLock;
@@ -79,6 +79,18 @@ pub enum Closed {
     shutdown,
 }
 
+/// Why an attempt to connect to the bridge failed.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ConnectFailed {
+    /// TCP: refused, unreachable, no such host.
+    tcp,
+    /// The TLS handshake failed (a certificate not trusted, or refused).
+    tls,
+    /// No connection within `PB_BRIDGE_CONNECT_TIMEOUT_MS`.
+    timeout,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
     r#type: FrameType,
@@ -99,6 +111,11 @@ struct ClosedLabel {
     reason: Closed,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailedLabel {
+    reason: ConnectFailed,
+}
+
 /// The gateway's metric families.
 #[derive(Debug)]
 pub struct GatewayMetrics {
@@ -109,6 +126,7 @@ pub struct GatewayMetrics {
     answered: Family<AnsweredLabel, Counter>,
     ignored: Family<IgnoredLabel, Counter>,
     closed: Family<ClosedLabel, Counter>,
+    connect_failures: Family<FailedLabel, Counter>,
     pub link_up: Gauge,
     pub active: Gauge,
     pub connects: Counter,
@@ -128,6 +146,7 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
         answered: Family::default(),
         ignored: Family::default(),
         closed: Family::default(),
+        connect_failures: Family::default(),
         link_up: Gauge::default(),
         active: Gauge::default(),
         connects: Counter::default(),
@@ -187,6 +206,11 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             "pb_gateway_connects",
             "Connections to the bridge made",
             m.connects.clone(),
+        );
+        r.register(
+            "pb_gateway_connect_failures",
+            "Attempts to connect to the bridge that failed, by reason",
+            m.connect_failures.clone(),
         );
         r.register(
             "pb_gateway_reconnects",
@@ -251,5 +275,11 @@ impl GatewayMetrics {
 
     pub fn closed(&self, reason: Closed) {
         self.closed.get_or_create(&ClosedLabel { reason }).inc();
+    }
+
+    pub fn connect_failed(&self, reason: ConnectFailed) {
+        self.connect_failures
+            .get_or_create(&FailedLabel { reason })
+            .inc();
     }
 }
