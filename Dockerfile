@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image, pb-client, for every binary of the workspace: pb-control, pb-session,
-# pb-channel-group, pb-cti-sim and pb-bridge, in /usr/local/bin. docker-compose and
-# Kubernetes pick the binary with `command`.
+# pb-channel-group, pb-cti-sim, pb-gateway and pb-bridge, in /usr/local/bin. docker-compose
+# and Kubernetes pick the binary with `command`.
 #
 #   docker build -t pb-client:dev .
 #
@@ -20,7 +20,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bins \
  && mkdir /out \
- && for bin in pb-control pb-session pb-channel-group pb-cti-sim pb-bridge; do \
+ && for bin in pb-control pb-session pb-channel-group pb-cti-sim pb-gateway pb-bridge; do \
       cp "target/release/$bin" /out/; \
     done
 

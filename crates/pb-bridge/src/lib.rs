@@ -62,7 +62,7 @@ pub struct Cli {
     /// Play a real Processor Bridge: listen on this address (for example
     /// `127.0.0.1:9100`) for the gateway (`pb-gateway`, `PB_BRIDGE_ADDR`), run the control
     /// initialisation when it connects, and send every command over that TCP link instead
-    /// of NATS (`sim` commands still use NATS).
+    /// of NATS (`sim` commands still use NATS). Empty: NATS (to override the variable).
     #[arg(long, env = "PB_BRIDGE_LISTEN", global = true, value_name = "ADDR")]
     pub tcp_listen: Option<String>,
     /// With --tcp-listen: how long to wait for the gateway to connect, in milliseconds.
@@ -429,9 +429,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         nats: tokio::sync::OnceCell::new(),
         link: tokio::sync::OnceCell::new(),
         cli_nats_url: cli.nats_url.clone(),
-        tcp: match &cli.tcp_listen {
-            Some(addr) => Some(tcp_settings(&cli, addr)?),
-            None => None,
+        tcp: match cli.tcp_listen.as_deref().map(str::trim) {
+            Some(addr) if !addr.is_empty() => Some(tcp_settings(&cli, addr)?),
+            _ => None,
         },
     };
     match cli.command {
