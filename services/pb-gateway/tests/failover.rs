@@ -148,3 +148,57 @@ fn env_with_ca(env: &[(&'static str, String)], ca: String) -> Vec<(&'static str,
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_stopping_gateway_answers_what_is_in_flight_then_hands_the_link_over() {
+    let link = listen(TcpOptions::new(Subjects::default(), control())).await;
+    let mut stack = Stack::start(1, &[]).await;
+    let addr = link.local_addr().to_string();
+    stack.gateway("gw-0", &addr, &[]).await;
+    link.connected(WAIT).await.unwrap();
+    stack.gateway("gw-1", &addr, &[]).await;
+    stack
+        .process("gw-1")
+        .wait_for_log("standing by", WAIT)
+        .await;
+    let nats = pb_testkit::Bridge::new(stack.nats.client().await);
+    nats.sim("delay", json!({"ms": 1500})).await;
+
+    // A session's creation calls the CTI, now slow; the active gateway is told to stop
+    // meanwhile.
+    let driver = pb_bridge::flow::Driver::new(link.clone(), Subjects::default(), control(), WAIT);
+    let create = tokio::spawn(async move {
+        driver
+            .ok(
+                "cti.request.createsession",
+                "PB1.CONTROL",
+                json!({"agentId": "1001", "agentPassword": "pw-1001", "sessionId": "s", "destination": "s-1001"}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.process("gw-0").signal("TERM");
+    create
+        .await
+        .unwrap()
+        .expect("the command in flight is answered before the link closes");
+    stack.process("gw-0").wait_exit(WAIT).await;
+    let stopped = Instant::now();
+
+    // It gave the lease back: the standby connects at its next try, well before the lease
+    // could have expired (3 s).
+    while link.accepted() < 2 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(3),
+            "no hand-over before the lease's expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    link.connected(WAIT).await.unwrap();
+    assert_eq!(link.most_open(), 1);
+    assert!(
+        stack.process("gw-0").logs().contains("shutdown"),
+        "{}",
+        stack.process("gw-0").logs()
+    );
+}
