@@ -9,7 +9,12 @@
 //!    and `channel.request.ready`; login storms through the whole chain; the services'
 //!    resident memory per logged-in agent; event latency from a change at the simulated
 //!    CTI to the event at the bridge;
-//! 4. on a fresh system, the interactions the bridge's automatic desk
+//! 4. the gateway (contract §8): the same commands through a
+//!    `pb-gateway` process and the harness's TCP listener ([`TcpLink`]), right after they
+//!    were measured over NATS directly; then, after the storms above, pairs of login storms
+//!    of the same size, one over NATS directly and one through the gateway, with the
+//!    gateway's resident memory before and after;
+//! 5. on a fresh system, the interactions the bridge's automatic desk
 //!    ([`pb_bridge::desk`]) handles per second while the simulator offers calls, chats and
 //!    emails faster than that, and the latency of answering a call under that load.
 //!
@@ -31,7 +36,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_bridge::storm::storm;
+use pb_bridge::link::{Link, TcpLink, TcpOptions};
+use pb_bridge::storm::{StormReport, storm};
 use pb_cti_sim::admin::{self, AdminOp};
 use pb_protocol::channel::AgentState;
 use pb_protocol::{Kind, Subjects, Target};
@@ -43,6 +49,9 @@ use crate::report::{Figures, Report, put_latency};
 
 /// The subject the floor's echo process answers on.
 pub const ECHO_SUBJECT: &str = "bench.echo";
+
+/// How long the harness waits for any one response (and for the gateway to connect).
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `pb-bench`: measure the system against the raw NATS floor, in one run.
 #[derive(Debug, Parser)]
@@ -62,6 +71,11 @@ pub struct Cli {
     /// Requests (or logins) in flight for throughput and storms.
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// Sizes of the gateway's paired login storms, in order: for each, a storm over NATS
+    /// directly, then one of the same size through pb-gateway's socket (each logged out
+    /// before the next).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub gateway_agents: Vec<usize>,
     /// Replicas of each service (the local start runs two).
     #[arg(long, default_value_t = 2)]
     pub replicas: usize,
@@ -93,11 +107,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         || cli.samples == 0
         || cli.in_flight == 0
         || cli.agents.contains(&0)
+        || cli.gateway_agents.contains(&0)
         || cli.desk_agents == 0
         || cli.desk_seconds == 0
     {
         bail!(
-            "--runs, --samples, --in-flight, --desk-agents, --desk-seconds and every --agents size must be at least 1"
+            "--runs, --samples, --in-flight, --desk-agents, --desk-seconds and every --agents and --gateway-agents size must be at least 1"
         );
     }
     let mut runs = Vec::new();
@@ -136,12 +151,17 @@ fn step(label: &str, what: &str) {
 /// One whole run on a fresh system.
 async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     let bench_agents = cli.in_flight;
-    let sim_agents = (bench_agents + cli.agents.iter().sum::<usize>()).to_string();
+    // Every storm logs agents of its own in: the agents to work on, the storms, the
+    // gateway's warm-up (as many) and its pairs.
+    let sim_agents = (2 * bench_agents
+        + cli.agents.iter().sum::<usize>()
+        + 2 * cli.gateway_agents.iter().sum::<usize>())
+    .to_string();
     step(
         label,
         "starting nats-server, the simulated CTI and the services",
     );
-    let stack = Stack::start(
+    let mut stack = Stack::start(
         cli.replicas,
         &[("SIM_AGENTS", sim_agents.as_str()), ("PB_LOG", "info")],
     )
@@ -183,7 +203,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         client.clone(),
         Subjects::default(),
         Target::control("PB1")?,
-        Duration::from_secs(10),
+        TIMEOUT,
     );
     driver
         .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
@@ -197,23 +217,31 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         bail!("the agents to work on did not log in: {e}");
     }
     let probe = Probe::new(client.clone(), agents.clone())?;
-    for (name, cost) in report::COMMANDS {
-        step(
+    measure_commands(cli, label, &probe, "cmd", "", &mut figures).await?;
+
+    // The same commands through the gateway's socket, on the system in the same state. The
+    // gateway stops before the events and the storms: it would carry their events too.
+    step(
+        label,
+        "gateway: pb-gateway connected to the harness's listener",
+    );
+    {
+        let through = probe.via(start_gateway(&mut stack, GATEWAY_COMMANDS).await?);
+        measure_commands(
+            cli,
             label,
-            &format!("{name} ({cost}): one at a time, then in flight"),
-        );
-        let once = |i: usize| {
-            let probe = &probe;
-            async move { probe.command(name, i).await }
-        };
-        sequential(cli.samples / 10 + 1, once).await?;
-        put_latency(
+            &through,
+            "gw.cmd",
+            "through the gateway: ",
             &mut figures,
-            &format!("cmd.{name}.seq"),
-            sequential(cli.samples, once).await?,
-        );
-        let per_s = throughput(cli.samples * 10, cli.in_flight, once).await?;
-        figures.insert(format!("cmd.{name}.per_s"), per_s);
+        )
+        .await?;
+        stop_gateway(&mut stack, GATEWAY_COMMANDS).await;
+    }
+    for (name, _) in report::COMMANDS {
+        let p50 = |prefix: &str| figures[&format!("{prefix}.{name}.seq.p50_us")];
+        let extra = (p50("gw.cmd") - p50("cmd")) / figures["floor.seq.p50_us"];
+        figures.insert(format!("gw.cmd.{name}.extra_floors"), extra);
     }
 
     step(
@@ -234,35 +262,21 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
             .sum()
     };
     let start_kib = resident();
-    let mut first = 1001 + bench_agents as u64;
+    let mut storms = Storms {
+        cli,
+        label,
+        next: 1001 + bench_agents as u64,
+    };
     for &n in &cli.agents {
-        step(
-            label,
-            &format!("login storm: {n} agents, {} in flight", cli.in_flight),
-        );
-        let before = resident();
-        let (report, _) = storm(&driver, first, n, cli.in_flight, true).await;
-        first += n as u64;
-        let after = resident();
-        if let Some(e) = &report.first_failure {
-            bail!("{} of {n} logins failed; the first: {e}", report.failures);
-        }
-        let (ms, worst_name) = worst_p99_ms(&report.latencies);
-        eprintln!(
-            "    {n} logged in in {:.2} s = {:.0}/s; worst p99 {ms:.1} ms ({worst_name}); +{} KiB resident",
-            report.elapsed.as_secs_f64(),
-            report.logins_per_second(),
-            after.saturating_sub(before)
-        );
-        figures.insert(format!("storm.{n}.seconds"), report.elapsed.as_secs_f64());
+        let storm = storms.run("login storm", &driver, n, resident, "").await?;
+        storm.put(&mut figures, &format!("storm.{n}"));
         figures.insert(
-            format!("storm.{n}.logins_per_s"),
-            report.logins_per_second(),
+            format!("storm.{n}.seconds"),
+            storm.report.elapsed.as_secs_f64(),
         );
-        figures.insert(format!("storm.{n}.worst_p99_ms"), ms);
         figures.insert(
             format!("storm.{n}.kib_per_agent"),
-            after.saturating_sub(before) as f64 / n as f64,
+            storm.kib_after.saturating_sub(storm.kib_before) as f64 / n as f64,
         );
     }
     let total: usize = cli.agents.iter().sum();
@@ -270,6 +284,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         "memory.kib_per_agent".into(),
         resident().saturating_sub(start_kib) as f64 / total as f64,
     );
+    gateway_storms(&mut stack, &driver, &mut storms, &mut figures).await?;
     drop(stack);
 
     // Interactions, on a fresh system whose only agents are the desk's: the simulator
@@ -292,10 +307,205 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         client.clone(),
         Subjects::default(),
         Target::control("PB1")?,
-        Duration::from_secs(10),
+        TIMEOUT,
     );
     interactions(&client, &driver, cli, &mut figures).await?;
     Ok(figures)
+}
+
+/// Each of [`report::COMMANDS`] through `probe`: one at a time after a warm-up, then with
+/// `--in-flight` outstanding; recorded as `<prefix>.<name>.seq.*` and `<prefix>.<name>.per_s`.
+async fn measure_commands(
+    cli: &Cli,
+    label: &str,
+    probe: &Probe,
+    prefix: &str,
+    via: &str,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    for (name, cost) in report::COMMANDS {
+        step(
+            label,
+            &format!("{via}{name} ({cost}): one at a time, then in flight"),
+        );
+        let once = |i: usize| async move { probe.command(name, i).await };
+        sequential(cli.samples / 10 + 1, once).await?;
+        put_latency(
+            figures,
+            &format!("{prefix}.{name}.seq"),
+            sequential(cli.samples, once).await?,
+        );
+        let per_s = throughput(cli.samples * 10, cli.in_flight, once).await?;
+        figures.insert(format!("{prefix}.{name}.per_s"), per_s);
+    }
+    Ok(())
+}
+
+/// The gateway that carries the commands measured through its socket.
+const GATEWAY_COMMANDS: &str = "pb-gateway-commands";
+/// The gateway that carries the paired storms.
+const GATEWAY_STORMS: &str = "pb-gateway-storms";
+
+/// Start pb-gateway `instance` connected to a new listener of the harness's, which
+/// initialises the control on the connection as a Processor Bridge does; the listener.
+async fn start_gateway(stack: &mut Stack, instance: &str) -> anyhow::Result<TcpLink> {
+    let options = TcpOptions::new(Subjects::default(), Target::control("PB1")?);
+    let link = TcpLink::listen("127.0.0.1:0", options)
+        .await
+        .context("cannot listen for the gateway")?;
+    stack
+        .gateway(instance, &link.local_addr().to_string(), &[])
+        .await;
+    link.connected(TIMEOUT).await?;
+    Ok(link)
+}
+
+/// Stop gateway `instance` as an orchestrator does (TERM: it gives its lease up, so the
+/// next gateway takes the link at once).
+async fn stop_gateway(stack: &mut Stack, instance: &str) {
+    stack.process(instance).signal("TERM");
+    stack.process(instance).wait_exit(TIMEOUT).await;
+    stack.processes.retain(|(name, _)| name != instance);
+}
+
+/// The gateway's paired login storms, on the system the storms before left: a new
+/// pb-gateway, warmed up with `--in-flight` logins; then for each `--gateway-agents` size,
+/// a storm over NATS directly and one of the same size through the gateway's socket, each
+/// logged out before the next so that every storm finds the system alike; and the
+/// gateway's resident memory before and after the storm it carries.
+async fn gateway_storms(
+    stack: &mut Stack,
+    driver: &Driver,
+    storms: &mut Storms<'_>,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    step(storms.label, "gateway: a new pb-gateway for the storms");
+    let through = Driver::new(
+        start_gateway(stack, GATEWAY_STORMS).await?,
+        Subjects::default(),
+        Target::control("PB1")?,
+        TIMEOUT,
+    );
+    let (_, gateway) = stack
+        .processes
+        .iter()
+        .find(|(name, _)| name == GATEWAY_STORMS)
+        .context("the gateway is not among the processes")?;
+    let resident = || gateway.resident_kib().unwrap_or_default();
+    let whose = " (the gateway)";
+    // Warmed up as every measurement is: in a measured storm, its memory grows only with
+    // what the storm's agents take, not with its buffers' first growth.
+    let what = "gateway warm-up: login storm through it";
+    let in_flight = storms.cli.in_flight;
+    let warm = storms
+        .run(what, &through, in_flight, resident, whose)
+        .await?;
+    storms.log_out(&through, &warm.agents).await?;
+    for &n in &storms.cli.gateway_agents {
+        let what = "login storm over NATS directly, beside the gateway's";
+        let direct = storms.run(what, driver, n, resident, whose).await?;
+        storms.log_out(driver, &direct.agents).await?;
+        let what = "login storm through the gateway";
+        let gw = storms.run(what, &through, n, resident, whose).await?;
+        storms.log_out(&through, &gw.agents).await?;
+        direct.put(figures, &format!("gw.storm.{n}.nats"));
+        gw.put(figures, &format!("gw.storm.{n}"));
+        figures.insert(
+            format!("gw.storm.{n}.gateway_kib_before"),
+            gw.kib_before as f64,
+        );
+        figures.insert(format!("gw.storm.{n}.gateway_kib"), gw.kib_after as f64);
+        figures.insert(
+            format!("gw.storm.{n}.gateway_kib_per_1000"),
+            (gw.kib_after as f64 - gw.kib_before as f64) * 1000.0 / n as f64,
+        );
+    }
+    Ok(())
+}
+
+/// The login storms of a run: each logs new agents in, from `next` on.
+struct Storms<'a> {
+    cli: &'a Cli,
+    label: &'a str,
+    next: u64,
+}
+
+/// What one storm did.
+struct Storm {
+    report: StormReport,
+    agents: Vec<LoggedIn>,
+    worst_p99_ms: f64,
+    /// What `resident` said before and after, in KiB.
+    kib_before: u64,
+    kib_after: u64,
+}
+
+impl Storms<'_> {
+    /// A storm of `n` agents through `driver`, `--in-flight` at a time, with progress, its
+    /// memory read with `resident` (of `whose`, for the progress line) before and after;
+    /// fails if any login failed.
+    async fn run(
+        &mut self,
+        what: &str,
+        driver: &Driver,
+        n: usize,
+        resident: impl Fn() -> u64,
+        whose: &str,
+    ) -> anyhow::Result<Storm> {
+        step(
+            self.label,
+            &format!("{what}: {n} agents, {} in flight", self.cli.in_flight),
+        );
+        let kib_before = resident();
+        let (report, agents) = storm(driver, self.next, n, self.cli.in_flight, true).await;
+        self.next += n as u64;
+        let kib_after = resident();
+        if let Some(e) = &report.first_failure {
+            bail!("{} of {n} logins failed; the first: {e}", report.failures);
+        }
+        let (worst_p99_ms, worst_name) = worst_p99_ms(&report.latencies);
+        eprintln!(
+            "    {n} logged in in {:.2} s = {:.0}/s; worst p99 {worst_p99_ms:.1} ms ({worst_name}); +{} KiB resident{whose}",
+            report.elapsed.as_secs_f64(),
+            report.logins_per_second(),
+            kib_after.saturating_sub(kib_before)
+        );
+        Ok(Storm {
+            report,
+            agents,
+            worst_p99_ms,
+            kib_before,
+            kib_after,
+        })
+    }
+
+    /// Log `agents` out through `driver`; fails if any logout failed.
+    async fn log_out(&self, driver: &Driver, agents: &[LoggedIn]) -> anyhow::Result<()> {
+        step(
+            self.label,
+            &format!("logging the {} agents out", agents.len()),
+        );
+        let failed = driver.logout_all(agents, self.cli.in_flight).await;
+        if let Some((agent, e)) = failed.first() {
+            bail!(
+                "{} of {} logouts failed; the first, agent {agent}: {e}",
+                failed.len(),
+                agents.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Storm {
+    /// Record its rate and worst per-command p99 under `prefix`.
+    fn put(&self, figures: &mut Figures, prefix: &str) {
+        figures.insert(
+            format!("{prefix}.logins_per_s"),
+            self.report.logins_per_second(),
+        );
+        figures.insert(format!("{prefix}.worst_p99_ms"), self.worst_p99_ms);
+    }
 }
 
 /// The interactions the bridge's automatic desk handles per second while the simulator
@@ -359,35 +569,53 @@ fn worst_p99_ms(latencies: &pb_bridge::flow::Latencies) -> (f64, &'static str) {
         .unwrap_or_default()
 }
 
-/// One command of a measured kind, sent as lean as the floor's echo: a query's payload is
-/// built once (a query is answered afresh whatever its requestId), a request's per call
-/// (its requestId must be new); the response is decoded and must be SUCCESS. `i` spreads
+/// One command of a measured kind, sent as lean as the floor's echo, over NATS directly or
+/// through the gateway's socket: a query's payload is built once (a query is answered
+/// afresh whatever its requestId; [`Probe::query`]), a request's per call (its requestId
+/// must be new); the response is decoded and must be SUCCESS. `i` spreads
 /// `channel.request.ready` over the agents to work on, alternating with `notready` so
 /// every request changes the agent's state.
 #[derive(Debug, Clone)]
 struct Probe {
-    client: async_nats::Client,
+    link: Link,
     subjects: Subjects,
     /// Where the queries go: the control destination's subject.
     control: String,
     agents: Vec<LoggedIn>,
-    capabilities: bytes::Bytes,
-    agent_info: bytes::Bytes,
+    capabilities: Query,
+    agent_info: Query,
+}
+
+/// A query, and its payload as sent over NATS.
+#[derive(Debug, Clone)]
+struct Query {
+    name: &'static str,
+    body: serde_json::Value,
+    payload: bytes::Bytes,
+}
+
+impl Query {
+    fn new(name: &'static str, body: serde_json::Value) -> Self {
+        let payload =
+            pb_protocol::envelope::raw_command(name, "PB1.CONTROL", "bench-query", body.clone());
+        Self {
+            name,
+            body,
+            payload: payload.into(),
+        }
+    }
 }
 
 impl Probe {
-    fn new(client: async_nats::Client, agents: Vec<LoggedIn>) -> anyhow::Result<Self> {
-        let query = |name: &str, body: serde_json::Value| -> bytes::Bytes {
-            pb_protocol::envelope::raw_command(name, "PB1.CONTROL", "bench-query", body).into()
-        };
+    fn new(link: impl Into<Link>, agents: Vec<LoggedIn>) -> anyhow::Result<Self> {
         let subjects = Subjects::default();
         Ok(Self {
-            client,
+            link: link.into(),
             control: subjects.command(Kind::Control, &Target::control("PB1")?),
             subjects,
             agents,
-            capabilities: query("cti.query.capabilities", json!({})),
-            agent_info: query(
+            capabilities: Query::new("cti.query.capabilities", json!({})),
+            agent_info: Query::new(
                 "cti.query.agentinfo",
                 json!({
                     "agentId": "1002",
@@ -398,10 +626,18 @@ impl Probe {
         })
     }
 
+    /// The same commands, sent over `link`.
+    fn via(&self, link: impl Into<Link>) -> Self {
+        Self {
+            link: link.into(),
+            ..self.clone()
+        }
+    }
+
     async fn command(&self, name: &str, i: usize) -> anyhow::Result<()> {
-        let (subject, payload) = match name {
-            "cti.query.capabilities" => (self.control.clone(), self.capabilities.clone()),
-            "cti.query.agentinfo" => (self.control.clone(), self.agent_info.clone()),
+        let (subject, request_id, payload) = match name {
+            "cti.query.capabilities" => self.query(&self.capabilities, i),
+            "cti.query.agentinfo" => self.query(&self.agent_info, i),
             "channel.request.ready" => {
                 let channel = &self.agents[i % self.agents.len()].channels[0].target;
                 let (name, body) = if (i / self.agents.len()) % 2 == 0 {
@@ -414,16 +650,39 @@ impl Probe {
                 let target = Target::new(channel)?;
                 (
                     self.subjects.command(Kind::Channel, &target),
+                    id,
                     payload.into(),
                 )
             }
             other => bail!("no way to measure {other}"),
         };
-        let reply = self.client.request(subject, payload).await?;
-        let response = pb_protocol::Response::decode(&reply.payload)?;
+        let reply = match &self.link {
+            Link::Nats(client) => client.request(subject, payload).await?.payload,
+            Link::Tcp(link) => link.request(&request_id, payload, TIMEOUT).await?,
+        };
+        let response = pb_protocol::Response::decode(&reply)?;
         match response.outcome {
             pb_protocol::Outcome::Success(_) => Ok(()),
             pb_protocol::Outcome::Failure(why) => bail!("{name} failed: {why}"),
+        }
+    }
+
+    /// Query number `i`: its subject, requestId and payload. Over NATS the payload built
+    /// once; over the socket, whose listener matches each response to its command by
+    /// requestId, the payload is built with a requestId of its own.
+    fn query(&self, query: &Query, i: usize) -> (String, String, bytes::Bytes) {
+        match self.link {
+            Link::Nats(_) => (self.control.clone(), String::new(), query.payload.clone()),
+            Link::Tcp(_) => {
+                let id = format!("bench-query-{i}");
+                let payload = pb_protocol::envelope::raw_command(
+                    query.name,
+                    "PB1.CONTROL",
+                    &id,
+                    query.body.clone(),
+                );
+                (self.control.clone(), id, payload.into())
+            }
         }
     }
 }

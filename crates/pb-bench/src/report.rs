@@ -130,11 +130,12 @@ impl Row {
     }
 }
 
-/// The storm sizes present in `figures`, smallest first.
-fn storm_sizes(figures: &Figures) -> Vec<u64> {
+/// The storm sizes present in `figures` under `prefix` (`storm.`, `gw.storm.`), smallest
+/// first.
+fn storm_sizes(figures: &Figures, prefix: &str) -> Vec<u64> {
     let mut sizes: Vec<u64> = figures
         .keys()
-        .filter_map(|k| k.strip_prefix("storm.")?.split('.').next()?.parse().ok())
+        .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse().ok())
         .collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -182,7 +183,7 @@ fn rows(figures: &Figures) -> Vec<Row> {
         }
         rows.push(r);
     }
-    let sizes = storm_sizes(figures);
+    let sizes = storm_sizes(figures, "storm.");
     for &n in &sizes {
         let last = Some(n) == sizes.last().copied() && sizes.len() > 1;
         let mut seconds = row(
@@ -225,6 +226,7 @@ fn rows(figures: &Figures) -> Vec<Row> {
         )
         .goal(Target::AtMost(20.0)),
     );
+    rows.extend(gateway_rows(figures));
     rows.push(row(
         "interactions handled per second (automatic desk)",
         "desk.handled_per_s",
@@ -255,6 +257,87 @@ fn rows(figures: &Figures) -> Vec<Row> {
     );
     rows
 }
+
+/// The gateway's rows: each command through its socket beside the same over NATS
+/// directly, and each of its storms beside the NATS-direct storm of the same size.
+fn gateway_rows(figures: &Figures) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (name, _) in COMMANDS {
+        for (p, label) in [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")] {
+            rows.push(
+                row(
+                    format!("gateway: {name} {label}"),
+                    format!("gw.cmd.{name}.seq.{p}_us"),
+                    "us",
+                )
+                .against(format!("cmd.{name}.seq.{p}_us")),
+            );
+        }
+        rows.push(
+            row(
+                format!("gateway: {name} p50 - NATS p50, floors"),
+                format!("gw.cmd.{name}.extra_floors"),
+                "floors",
+            )
+            .goal(Target::AtMost(1.0)),
+        );
+        rows.push(
+            row(
+                format!("gateway: {name}, 64 in flight"),
+                format!("gw.cmd.{name}.per_s"),
+                "/s",
+            )
+            .against(format!("cmd.{name}.per_s")),
+        );
+    }
+    for n in storm_sizes(figures, "gw.storm.") {
+        let key = |what: &str| format!("gw.storm.{n}.{what}");
+        let label = |what: &str| format!("gateway storm {n}: {what}");
+        rows.push(row(
+            label("logins per second over NATS"),
+            key("nats.logins_per_s"),
+            "/s",
+        ));
+        rows.push(
+            row(
+                label("logins per second through the gateway"),
+                key("logins_per_s"),
+                "/s",
+            )
+            .against(key("nats.logins_per_s"))
+            .goal(Target::RatioAtLeast(0.9)),
+        );
+        rows.push(
+            row(
+                label("worst per-command p99 through it"),
+                key("worst_p99_ms"),
+                "ms",
+            )
+            .against(key("nats.worst_p99_ms")),
+        );
+        rows.push(
+            row(
+                label("gateway resident memory after"),
+                key("gateway_kib"),
+                "KiB",
+            )
+            .against(key("gateway_kib_before")),
+        );
+        rows.push(
+            row(
+                label("gateway memory per 1,000 agents"),
+                key("gateway_kib_per_1000"),
+                "KiB",
+            )
+            .goal(Target::AtMost(GATEWAY_KIB_PER_1000)),
+        );
+    }
+    rows
+}
+
+/// "Gateway resident memory flat in the number of agents": its growth during a storm it
+/// carries, per 1,000 agents logged in, at most this.
+const GATEWAY_KIB_PER_1000: f64 = 100.0;
 
 /// The table of `figures`: each figure, its floor (or base), the ratio, the target and
 /// whether it is met. Also the number of targets met and missed.
@@ -402,6 +485,57 @@ mod tests {
             line("storm 1000: logins per second").ends_with("yes"),
             "{table}"
         );
+        assert_eq!((met, missed), (4, 3), "{table}");
+    }
+
+    #[test]
+    fn the_gateway_beside_nats_directly() {
+        let f = figures(&[
+            ("floor.seq.p50_us", 190.0),
+            ("cmd.cti.query.capabilities.seq.p50_us", 200.0),
+            ("gw.cmd.cti.query.capabilities.seq.p50_us", 350.0),
+            ("gw.cmd.cti.query.capabilities.extra_floors", 0.8),
+            ("gw.cmd.cti.query.agentinfo.extra_floors", 1.2),
+            ("gw.storm.1000.nats.logins_per_s", 400.0),
+            ("gw.storm.1000.logins_per_s", 380.0),
+            ("gw.storm.1000.gateway_kib_per_1000", 180.0),
+            ("gw.storm.5000.nats.logins_per_s", 400.0),
+            ("gw.storm.5000.logins_per_s", 340.0),
+            ("gw.storm.5000.gateway_kib_before", 9000.0),
+            ("gw.storm.5000.gateway_kib", 9020.0),
+            ("gw.storm.5000.gateway_kib_per_1000", 4.0),
+        ]);
+        let (table, met, missed) = table(&f);
+        let line = |needle: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line {needle} in\n{table}"))
+                .to_owned()
+        };
+        assert!(
+            line("gateway: cti.query.capabilities p50 ").contains("1.75x"),
+            "{table}"
+        );
+        assert!(
+            line("capabilities p50 - NATS p50").ends_with("yes"),
+            "{table}"
+        );
+        assert!(line("agentinfo p50 - NATS p50").ends_with("NO"), "{table}");
+        // 380/400 = 0.95, 340/400 = 0.85
+        assert!(line("storm 1000: logins per second through").ends_with("yes"));
+        assert!(line("storm 5000: logins per second through").contains("0.85x"));
+        assert!(line("storm 5000: logins per second through").ends_with("NO"));
+        assert!(
+            line("storm 1000: gateway memory per").ends_with("NO"),
+            "{table}"
+        );
+        assert!(
+            line("storm 5000: gateway memory per").ends_with("yes"),
+            "{table}"
+        );
+        assert!(line("storm 5000: gateway resident memory after").contains("1.00x"));
+        // and the capabilities over NATS directly: 200/190 <= 1.3
         assert_eq!((met, missed), (4, 3), "{table}");
     }
 }

@@ -17,6 +17,8 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
             "1",
             "--agents",
             "5,10",
+            "--gateway-agents",
+            "4,8",
             "--samples",
             "30",
             "--in-flight",
@@ -33,10 +35,16 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pb-bench failed:\n{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("login storm: 10 agents"),
-        "no progress shown:\n{stderr}"
-    );
+    for progress in [
+        "login storm: 10 agents",
+        "through the gateway: cti.query.capabilities",
+        "login storm through the gateway: 8 agents",
+    ] {
+        assert!(
+            stderr.contains(progress),
+            "no `{progress}` in the progress:\n{stderr}"
+        );
+    }
     for line in [
         "echo floor, sequential p50",
         "cti.query.capabilities (no CTI call) p50",
@@ -47,6 +55,10 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
         "event latency (CTI -> bridge) p99",
         "interactions handled per second (automatic desk)",
         "conversation.request.answer (1 CTI call) under load p99",
+        "gateway: cti.query.capabilities p50 - NATS p50, floors",
+        "gateway: channel.request.ready, 64 in flight",
+        "gateway storm 8: logins per second through the gateway",
+        "gateway storm 4: gateway memory per 1,000 agents",
         "targets met:",
     ] {
         assert!(stdout.contains(line), "no `{line}` in the table:\n{stdout}");
@@ -68,6 +80,13 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
         "desk.answer.p50_us",
         "desk.worst_p99_ms",
         "event.p99_us",
+        "gw.cmd.cti.query.capabilities.seq.p50_us",
+        "gw.cmd.cti.query.agentinfo.seq.p99_us",
+        "gw.cmd.channel.request.ready.per_s",
+        "gw.storm.4.logins_per_s",
+        "gw.storm.8.nats.logins_per_s",
+        "gw.storm.8.worst_p99_ms",
+        "gw.storm.8.gateway_kib",
     ] {
         let value = report.median.get(key).copied();
         assert!(
@@ -76,7 +95,14 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
             report.median
         );
     }
-    assert!(report.median.contains_key("memory.kib_per_agent"));
+    // Differences and growth: any sign.
+    for key in [
+        "memory.kib_per_agent",
+        "gw.cmd.cti.query.capabilities.extra_floors",
+        "gw.storm.8.gateway_kib_per_1000",
+    ] {
+        assert!(report.median.contains_key(key), "no {key}");
+    }
 
     // Two reports compare figure by figure.
     let compared = Command::new(bin_path("pb-bench"))
@@ -87,9 +113,11 @@ fn a_tiny_run_reports_every_figure_beside_the_floor() {
         .expect("run pb-bench compare");
     let text = String::from_utf8_lossy(&compared.stdout);
     assert!(compared.status.success(), "{text}");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("floor.per_s") && l.ends_with("1.00x")),
-        "{text}"
-    );
+    for key in ["floor.per_s", "gw.storm.8.logins_per_s"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(key) && l.ends_with("1.00x")),
+            "{text}"
+        );
+    }
 }

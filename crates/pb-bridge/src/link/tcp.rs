@@ -316,7 +316,20 @@ impl Inner {
         timeout: Duration,
     ) -> Result<Bytes, LinkError> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(request_id.to_owned(), tx);
+        {
+            // Responses are matched by requestId on the socket: two commands in flight
+            // with one requestId could not be told apart.
+            let mut pending = lock(&self.pending);
+            if pending.contains_key(request_id) {
+                return Err(LinkError::new(
+                    LinkErrorKind::Other,
+                    format!(
+                        "a command with requestId `{request_id}` is already waiting for its response"
+                    ),
+                ));
+            }
+            pending.insert(request_id.to_owned(), tx);
+        }
         let closed = || LinkError::new(LinkErrorKind::Closed, "the link to the gateway closed");
         if writer.send(payload).is_err() {
             lock(&self.pending).remove(request_id);
