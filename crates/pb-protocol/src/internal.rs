@@ -28,6 +28,18 @@ pub const PAUSE: &str = "pause";
 pub const RESUME: &str = "resume";
 pub const SYNC: &str = "sync";
 
+/// Body of [`RESUME`]: the agent, and what the CTI told the caller in the reply that
+/// ended the pause (agent events, as the adapter would publish them). The actor applies
+/// them before anything it held, so what the caller's command changed is reported even
+/// when the CTI's own events for it arrive later than the resume (they then change
+/// nothing: same revisions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub agent_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cti_events: Vec<serde_json::Value>,
+}
+
 /// The internal operation that creates a destination.
 pub const CREATE: &str = "create";
 

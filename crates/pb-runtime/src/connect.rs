@@ -60,8 +60,10 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
                 .name(name.clone())
                 .connection_timeout(Duration::from_secs(2))
                 .event_callback(|event| async move {
-                    if matches!(event, async_nats::Event::Connected) {
-                        note_connected();
+                    match event {
+                        async_nats::Event::Connected => note_connected(),
+                        async_nats::Event::Disconnected => note_disconnected(),
+                        _ => {}
                     }
                 });
             options.connect(&url).await.map_err(|e| {
@@ -118,6 +120,28 @@ pub fn connected_for(client: &Client) -> Duration {
 
 fn note_connected() {
     if let Ok(mut at) = CONNECTED_AT.lock() {
+        *at = Some(Instant::now());
+    }
+}
+
+/// When this process's NATS connection was last lost.
+static DISCONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// How long the connection has been down (zero while connected).
+pub fn disconnected_for(client: &Client) -> Duration {
+    if is_connected(client) {
+        return Duration::ZERO;
+    }
+    DISCONNECTED_AT
+        .lock()
+        .ok()
+        .and_then(|at| *at)
+        .map(|at| at.elapsed())
+        .unwrap_or_default()
+}
+
+fn note_disconnected() {
+    if let Ok(mut at) = DISCONNECTED_AT.lock() {
         *at = Some(Instant::now());
     }
 }

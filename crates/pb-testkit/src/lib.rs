@@ -9,7 +9,8 @@
 //! * [`Stack`]: the whole system (simulator and every service, with replicas) as processes,
 //!   and gateways pointed at a test's bridge listener;
 //! * [`Certificates`]: a fresh CA with server and client certificates;
-//! * [`http_get`], [`sample`]: an operations port's answers and metrics.
+//! * [`http_get`], [`sample`]: an operations port's answers and metrics;
+//! * [`Proxy`]: a TCP proxy to cut one process off a server and let it back.
 
 mod bridge;
 mod certs;
@@ -17,6 +18,7 @@ mod nats;
 mod ops;
 mod otlp;
 mod process;
+mod proxy;
 mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
@@ -25,6 +27,7 @@ pub use nats::{NatsServer, Passwords};
 pub use ops::{http_get, sample};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, bin_path};
+pub use proxy::Proxy;
 pub use stack::{SERVICES, Stack};
 
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! CTI changes applied to an agent's destinations: pure, so the rules are tested without a
 //! CTI.
 
-use pb_cti::{AgentEvent, InteractionSnapshot};
+use pb_cti::{AgentEvent, AgentSnapshot, InteractionSnapshot};
 use pb_protocol::Event;
 use pb_protocol::channel::{ChannelEvent, InteractionRef};
 use pb_protocol::channel_group::{ChannelEndpoint, ChannelGroupEvent, ChannelInGroup};
@@ -76,6 +76,58 @@ pub fn apply(tree: &mut AgentTree, agent_id: &str, event: AgentEvent) -> (bool, 
         AgentEvent::LoggedOut { .. } => {}
     }
     (changed, events)
+}
+
+/// The CTI's view of an agent as the changes it would have sent to a `tree` that missed
+/// them: channels added to and removed from the place its groups list, each channel's
+/// state and each live interaction (which [`apply`] turns into events only where they
+/// differ from the tree).
+pub fn from_snapshot(tree: &AgentTree, snapshot: AgentSnapshot) -> Vec<AgentEvent> {
+    let AgentSnapshot {
+        agent_id,
+        place,
+        channels,
+        interactions,
+        ..
+    } = snapshot;
+    let mut changes = Vec::new();
+    for group in tree.groups.values().filter(|g| g.place == place) {
+        for gone in group
+            .channels
+            .iter()
+            .filter(|c| !channels.iter().any(|s| s.endpoint == c.end_point))
+        {
+            changes.push(AgentEvent::ChannelRemoved {
+                agent_id: agent_id.clone(),
+                place: place.clone(),
+                endpoint: gone.end_point.clone(),
+                media: gone.channel_type,
+            });
+        }
+    }
+    for channel in channels {
+        if tree.groups.values().any(|g| {
+            g.place == place && !g.channels.iter().any(|c| c.end_point == channel.endpoint)
+        }) {
+            changes.push(AgentEvent::ChannelAdded {
+                agent_id: agent_id.clone(),
+                place: place.clone(),
+                channel: channel.clone(),
+            });
+        }
+        changes.push(AgentEvent::ChannelChanged {
+            agent_id: agent_id.clone(),
+            place: place.clone(),
+            channel,
+        });
+    }
+    for interaction in interactions {
+        changes.push(AgentEvent::InteractionChanged {
+            agent_id: agent_id.clone(),
+            interaction,
+        });
+    }
+    changes
 }
 
 /// Apply the CTI's view of one of the agent's interactions, from an event or a call's
@@ -175,6 +227,45 @@ mod tests {
                 revision: 0,
             },
         }
+    }
+
+    #[test]
+    fn a_snapshot_becomes_the_changes_a_tree_missed() {
+        let tree = tree(true);
+        let mut callback = match added("cb-1001") {
+            AgentEvent::ChannelAdded { channel, .. } => channel,
+            _ => unreachable!(),
+        };
+        callback.revision = 3;
+        let snapshot = AgentSnapshot {
+            agent_id: "1001".into(),
+            logged_in: true,
+            place: "place-1001".into(),
+            channels: vec![callback],
+            interactions: Vec::new(),
+            logout_pending: false,
+        };
+        let changes = from_snapshot(&tree, snapshot);
+        let tokens: Vec<&str> = changes.iter().map(AgentEvent::token).collect();
+        // ext-1001 is gone from the place, cb-1001 came, and its state is applied.
+        assert_eq!(
+            tokens,
+            [
+                AgentEvent::CHANNEL_REMOVED,
+                AgentEvent::CHANNEL_ADDED,
+                AgentEvent::CHANNEL_CHANGED
+            ]
+        );
+        let mut tree = tree;
+        let raised: Vec<_> = changes
+            .into_iter()
+            .flat_map(|c| apply(&mut tree, "1001", c).1)
+            .map(|e| e.name().to_owned())
+            .collect();
+        assert_eq!(
+            raised,
+            ["channelgroup.channel.removed", "channelgroup.channel.added"]
+        );
     }
 
     #[test]

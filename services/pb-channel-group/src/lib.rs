@@ -69,6 +69,35 @@ impl Groups {
     }
 }
 
+impl Groups {
+    /// Apply CTI changes to the agent's destinations and record them once; the events to
+    /// raise (none when the record cannot be written: nothing is reported that is not kept).
+    async fn apply_cti(&self, unit: &str, changes: Vec<AgentEvent>) -> Vec<Event> {
+        let mut loaded = match self.store.load(unit).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(%unit, error = %e, "cannot read the agent's channels; change not reported");
+                return Vec::new();
+            }
+        };
+        let mut changed = false;
+        let mut events = Vec::new();
+        for change in changes {
+            let (did, raised) = events::apply(&mut loaded.value, unit, change);
+            changed |= did;
+            events.extend(raised);
+        }
+        if !changed {
+            return Vec::new();
+        }
+        if let Err(e) = self.store.save(unit, &mut loaded).await {
+            tracing::error!(%unit, error = %e, "cannot record the CTI change; not reported");
+            return Vec::new();
+        }
+        events
+    }
+}
+
 /// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
 pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
     Ok(OwnedConfig {
@@ -129,30 +158,36 @@ impl Owner for Groups {
     /// from the place is reported by every initialised group of that place.
     async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
         let unit = unit.name();
-        let event = match serde_json::from_slice::<AgentEvent>(&payload) {
-            Ok(AgentEvent::LoggedOut { .. }) => return Vec::new(), // the session service's
-            Ok(event) => event,
+        match serde_json::from_slice::<AgentEvent>(&payload) {
+            Ok(AgentEvent::LoggedOut { .. }) => Vec::new(), // the session service's
+            Ok(event) => self.apply_cti(unit, vec![event]).await,
             Err(e) => {
                 tracing::warn!(%unit, error = %e, "unreadable CTI event ignored");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The CTI's view now, applied as the events it would have sent: each channel's state,
+    /// each live interaction, channels added to or removed from the place.
+    async fn resync(&self, unit: &mut Unit) -> Vec<Event> {
+        let unit = unit.name();
+        let snapshot = match self.snapshot(unit).await {
+            Ok(snapshot) => snapshot,
+            Err(_) => {
+                tracing::warn!(%unit, "cannot read the CTI's view of the agent: not re-synchronised");
                 return Vec::new();
             }
         };
-        let mut loaded = match self.store.load(unit).await {
-            Ok(loaded) => loaded,
+        let tree = match self.store.load(unit).await {
+            Ok(loaded) => loaded.value,
             Err(e) => {
-                tracing::error!(%unit, error = %e, "cannot read the agent's channels; change not reported");
+                tracing::error!(%unit, error = %e, "cannot read the agent's channels; not re-synchronised");
                 return Vec::new();
             }
         };
-        let (changed, events) = events::apply(&mut loaded.value, unit, event);
-        if !changed {
-            return Vec::new();
-        }
-        if let Err(e) = self.store.save(unit, &mut loaded).await {
-            tracing::error!(%unit, error = %e, "cannot record the CTI change; not reported");
-            return Vec::new();
-        }
-        events
+        let changes = events::from_snapshot(&tree, snapshot);
+        self.apply_cti(unit, changes).await
     }
 
     async fn units(&self) -> Result<Vec<String>, String> {

@@ -43,8 +43,10 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
     // restarted) creates it again, perhaps with a new sessionId, and finds it as it was
     // (contract §8.8; reference §9.2, `session.query.init` after lost connectivity).
     if let Some(existing) = loaded.value.sessions.get_mut(&create.target) {
-        if existing.session_id != create.session_id {
+        // The agent was just logged in at the CTI again: a later logout is news.
+        if existing.session_id != create.session_id || existing.logged_out {
             existing.session_id = create.session_id;
+            existing.logged_out = false;
             if let Err(e) = sessions.store.save(unit, &mut loaded).await {
                 return InternalReply::Error(e.to_string());
             }
@@ -78,6 +80,7 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
             initialised: false,
             group: None,
             logging_out: false,
+            logged_out: false,
         },
     );
     if let Err(e) = sessions.store.save(unit, &mut loaded).await {

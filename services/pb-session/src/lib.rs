@@ -45,13 +45,15 @@ impl Sessions {
     }
 
     /// Ask the channel-group service to `op` ([`pb_protocol::internal::PAUSE`], `RESUME` or
-    /// `SYNC`) the agent's channel destinations, within `timeout`.
-    async fn tell_channels(&self, op: &str, unit: &str, timeout: Duration) -> Result<(), String> {
+    /// `SYNC`) the agent's channel destinations (`body` names the agent), within `timeout`.
+    async fn tell_channels(
+        &self,
+        op: &str,
+        body: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let subject = self.subjects.internal(&format!("int.channelgroup.{op}"));
-        let payload = serde_json::to_vec(&pb_protocol::internal::UnitRef {
-            agent_id: unit.to_owned(),
-        })
-        .map_err(|e| e.to_string())?;
+        let payload = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let request = pb_runtime::trace::request(payload.into(), timeout);
         let reply = self
             .client
@@ -63,6 +65,50 @@ impl Sessions {
             Ok(InternalReply::Error(why)) => Err(why),
             Err(e) => Err(format!("unreadable reply: {e}")),
         }
+    }
+}
+
+impl Sessions {
+    /// The CTI logged the agent out: `session.loggedout` on each initialised session that
+    /// neither asked for it nor was told already.
+    async fn logged_out(&self, unit: &str, reason_code: Option<String>) -> Vec<Event> {
+        let Ok(mut loaded) = self.store.load(unit).await else {
+            tracing::error!(%unit, "cannot read the agent's sessions; logged-out event not raised");
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        for (target, session) in loaded.value.sessions.iter_mut() {
+            if session.initialised && !session.logging_out && !session.logged_out {
+                events.push(Event::new(
+                    target.clone(),
+                    SessionEvent::LoggedOut(ReasonCode {
+                        reason_code: reason_code.clone(),
+                    }),
+                ));
+            }
+            session.logging_out = false;
+            session.logged_out = true;
+        }
+        if let Err(e) = self.store.save(unit, &mut loaded).await {
+            tracing::error!(%unit, error = %e, "cannot record the logout");
+        }
+        // A command to the agent's channels may have caused the logout: its response goes
+        // out before the event (contract §5.4).
+        if !events.is_empty()
+            && loaded.value.sessions.values().any(|s| s.group.is_some())
+            && let Err(e) = self
+                .tell_channels(
+                    pb_protocol::internal::SYNC,
+                    &pb_protocol::internal::UnitRef {
+                        agent_id: unit.to_owned(),
+                    },
+                    self.deadline,
+                )
+                .await
+        {
+            tracing::warn!(%unit, error = %e, "cannot wait for the agent's channels");
+        }
+        events
     }
 }
 
@@ -124,41 +170,26 @@ impl Owner for Sessions {
     }
 
     async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
-        let unit = unit.name();
         let Ok(AgentEvent::LoggedOut { reason_code, .. }) = serde_json::from_slice(&payload) else {
             return Vec::new(); // channel changes are the channel-group service's
         };
-        let Ok(mut loaded) = self.store.load(unit).await else {
-            tracing::error!(%unit, "cannot read the agent's sessions; logged-out event not raised");
-            return Vec::new();
-        };
+        self.logged_out(unit.name(), reason_code).await
+    }
 
-        let mut events = Vec::new();
-        for (target, session) in loaded.value.sessions.iter_mut() {
-            if session.initialised && !session.logging_out {
-                events.push(Event::new(
-                    target.clone(),
-                    SessionEvent::LoggedOut(ReasonCode {
-                        reason_code: reason_code.clone(),
-                    }),
-                ));
+    /// An agent the CTI no longer has logged in gets its `session.loggedout`, once.
+    async fn resync(&self, unit: &mut Unit) -> Vec<Event> {
+        let unit = unit.name();
+        let call = pb_cti::GetSnapshot {
+            agent_id: unit.to_owned(),
+        };
+        match self.cti.call(&call, self.deadline).await {
+            Ok(snapshot) if !snapshot.logged_in => self.logged_out(unit, None).await,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(%unit, error = %e, "cannot read the CTI's view of the agent: not re-synchronised");
+                Vec::new()
             }
-            session.logging_out = false;
         }
-        if let Err(e) = self.store.save(unit, &mut loaded).await {
-            tracing::error!(%unit, error = %e, "cannot record the logout");
-        }
-        // A command to the agent's channels may have caused the logout: its response goes
-        // out before the event (contract §5.4).
-        if !events.is_empty()
-            && loaded.value.sessions.values().any(|s| s.group.is_some())
-            && let Err(e) = self
-                .tell_channels(pb_protocol::internal::SYNC, unit, self.deadline)
-                .await
-        {
-            tracing::warn!(%unit, error = %e, "cannot wait for the agent's channels");
-        }
-        events
     }
 
     async fn units(&self) -> Result<Vec<String>, String> {

@@ -23,4 +23,8 @@ pub struct Session {
     pub group: Option<Target>,
     /// The desktop asked for the logout: the CTI's logged-out event is no news to it.
     pub logging_out: bool,
+    /// The CTI has logged the agent out (and the bridge knows): a re-synchronisation that
+    /// finds it logged out reports nothing more.
+    #[serde(default)]
+    pub logged_out: bool,
 }

@@ -4,9 +4,9 @@
 //! it ends: the answer says `"pending": true`, and `session.loggedout` tells the bridge when
 //! it takes effect.
 
-use pb_cti::Logout;
+use pb_cti::{AgentEvent, AgentSnapshot, Logout};
 use pb_protocol::Target;
-use pb_protocol::internal::{PAUSE, RESUME};
+use pb_protocol::internal::{PAUSE, RESUME, Resume, UnitRef};
 use pb_protocol::session::{LogoutAnswer, ReasonCode};
 use pb_runtime::Reply;
 use pb_runtime::state::Loaded;
@@ -31,28 +31,52 @@ pub async fn handle(
     // The channels' `channel.deactivated` events come from the channel-group service: it
     // holds them until this response is out (contract §5.4).
     let has_group = loaded.value.sessions.values().any(|s| s.group.is_some());
+    let me = UnitRef {
+        agent_id: unit.to_owned(),
+    };
     let paused = has_group
-        && match sessions.tell_channels(PAUSE, unit, until.left()).await {
+        && match sessions.tell_channels(PAUSE, &me, until.left()).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(%unit, error = %e, "cannot hold the channels' events");
                 false
             }
         };
-    let reply = log_out(sessions, unit, target, loaded, reason, &until).await;
+    let (reply, snapshot) = log_out(sessions, unit, target, loaded, reason, &until).await;
     if !paused {
         return reply;
     }
+    // The channels learn what the CTI answered from this resume, whenever its own events
+    // reach them.
+    let resume = Resume {
+        agent_id: unit.to_owned(),
+        cti_events: snapshot.map(channel_changes).unwrap_or_default(),
+    };
     let sessions = sessions.clone();
-    let unit = unit.to_owned();
     reply.then(async move {
         if let Err(e) = sessions
-            .tell_channels(RESUME, &unit, sessions.deadline)
+            .tell_channels(RESUME, &resume, sessions.deadline)
             .await
         {
-            tracing::warn!(%unit, error = %e, "cannot release the channels' events");
+            tracing::warn!(unit = %resume.agent_id, error = %e, "cannot release the channels' events");
         }
     })
+}
+
+/// Each channel of `snapshot` as the CTI's change event for it.
+fn channel_changes(snapshot: AgentSnapshot) -> Vec<serde_json::Value> {
+    snapshot
+        .channels
+        .into_iter()
+        .filter_map(|channel| {
+            serde_json::to_value(AgentEvent::ChannelChanged {
+                agent_id: snapshot.agent_id.clone(),
+                place: snapshot.place.clone(),
+                channel,
+            })
+            .ok()
+        })
+        .collect()
 }
 
 async fn log_out(
@@ -62,7 +86,7 @@ async fn log_out(
     loaded: &mut Loaded<AgentSessions>,
     reason: ReasonCode,
     until: &pb_runtime::cti::Budget,
-) -> Reply {
+) -> (Reply, Option<AgentSnapshot>) {
     let logout = Logout {
         agent_id: unit.to_owned(),
         reason_code: reason.reason_code,
@@ -73,11 +97,12 @@ async fn log_out(
                 session.logging_out = false;
             }
             if let Err(e) = sessions.store.save(unit, loaded).await {
-                return crate::state_failure(e);
+                return (crate::state_failure(e), Some(snapshot));
             }
-            Reply::body(pb_protocol::to_body(&LogoutAnswer { pending: true }))
+            let answer = Reply::body(pb_protocol::to_body(&LogoutAnswer { pending: true }));
+            (answer, Some(snapshot))
         }
-        Ok(_) => Reply::success(),
-        Err(e) => Reply::failure(e.to_string()),
+        Ok(snapshot) => (Reply::success(), Some(snapshot)),
+        Err(e) => (Reply::failure(e.to_string()), None),
     }
 }

@@ -57,8 +57,9 @@ const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
 /// The fewest requests a unit remembers before it prunes the old ones.
 const PRUNE_AT_LEAST: usize = 64;
-/// Checks in a row that must find a peer silent before it counts as gone.
-const GONE_AFTER: u32 = 3;
+mod fence;
+
+use fence::Suspect;
 
 /// What an owning service does. Everything but [`Owner::internal_unit`] and
 /// [`Owner::units`] runs inside the unit's actor, one message at a time.
@@ -96,6 +97,11 @@ pub trait Owner: Send + Sync + 'static {
     /// React to a CTI event for the unit: the events to raise.
     fn cti_event(&self, unit: &mut Unit, payload: Bytes)
     -> impl Future<Output = Vec<Event>> + Send;
+
+    /// The unit is served here from its stored state after another replica (or this one,
+    /// cut off) stopped serving it: what the CTI did meanwhile was heard by nobody. Read
+    /// the CTI's view and return the events for what differs from what the bridge was told.
+    fn resync(&self, unit: &mut Unit) -> impl Future<Output = Vec<Event>> + Send;
 
     /// Every unit that has state (each released when the control is disposed).
     fn units(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
@@ -312,6 +318,7 @@ pub async fn run<H: Owner>(
         me,
         handler,
         actors: StdMutex::default(),
+        fenced: Default::default(),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
@@ -368,6 +375,8 @@ pub async fn run<H: Owner>(
     let routing = tokio::spawn(shared.clone().route_agent_events(agent_events));
     let mut check = tokio::time::interval(owned.check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut guard = tokio::time::interval(fence::fence_check_every(owned.check_every));
+    guard.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
     let mut stopping = false;
     loop {
@@ -387,6 +396,9 @@ pub async fn run<H: Owner>(
             }
             _ = check.tick(), if !stopping => {
                 tasks.spawn(shared.clone().check_members());
+            }
+            _ = guard.tick(), if !stopping => {
+                tasks.spawn(shared.clone().guard());
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.requested(), if !stopping => {
@@ -423,7 +435,7 @@ pub async fn run<H: Owner>(
         .into_iter()
         .filter_map(|(_, actor)| {
             let (done, finished) = tokio::sync::oneshot::channel();
-            actor.send(Inbox::Stop(done)).ok().map(|_| finished)
+            actor.inbox.send(Inbox::Stop(done)).ok().map(|_| finished)
         })
         .collect();
     let _ = tokio::time::timeout(config.deadline, futures::future::join_all(finished)).await;
@@ -456,14 +468,24 @@ struct Shared<H> {
     service: &'static str,
     me: String,
     handler: Arc<H>,
-    actors: StdMutex<HashMap<String, mpsc::UnboundedSender<Inbox>>>,
+    actors: StdMutex<HashMap<String, Actor>>,
+    /// Set while this replica has fenced itself off (disconnected too long): it serves no
+    /// agent until it is back on NATS and has checked its membership.
+    fenced: std::sync::atomic::AtomicBool,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
-    /// Peers found silent, and how many checks in a row.
-    suspects: StdMutex<HashMap<String, u32>>,
+    /// Peers found silent: how many checks in a row, and when last.
+    suspects: StdMutex<HashMap<String, Suspect>>,
     check_every: Duration,
     internal_prefix: String,
     node_prefix: String,
+}
+
+/// A unit's actor, as the replica holds it.
+struct Actor {
+    inbox: mpsc::UnboundedSender<Inbox>,
+    /// To end it at once, mid-work included, when the replica fences itself.
+    task: tokio::task::AbortHandle,
 }
 
 /// What reaches a unit's actor from outside its subscriptions.
@@ -588,22 +610,27 @@ impl<H: Owner> Shared<H> {
     /// queued before the actor starts, so a new actor never finds its inbox empty).
     fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Box<Inbox>> {
         let mut actors = self.actors.lock().expect("actors lock");
-        if let Some(actor) = actors.get(unit).filter(|a| !a.is_closed()) {
+        if let Some(actor) = actors.get(unit).filter(|a| !a.inbox.is_closed()) {
             return match work {
-                Some(work) => actor.send(work).map_err(|e| Box::new(e.0)),
+                Some(work) => actor.inbox.send(work).map_err(|e| Box::new(e.0)),
                 None => Ok(()),
             };
         }
-        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+            || self.fenced.load(std::sync::atomic::Ordering::SeqCst)
+        {
             // Units already here finish; none starts on a replica that is going.
             return work.map_or(Ok(()), |w| Err(Box::new(w)));
         }
+        // Started without work: taken over, or served again after a fence, from the stored
+        // state, which the CTI may have moved past.
+        let resync = work.is_none();
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(work) = work {
             tx.send(work).map_err(|e| Box::new(e.0))?;
         }
-        actors.insert(unit.to_owned(), tx);
-        tokio::spawn(self.clone().run_actor(unit.to_owned(), rx));
+        let task = tokio::spawn(self.clone().run_actor(unit.to_owned(), rx, resync)).abort_handle();
+        actors.insert(unit.to_owned(), Actor { inbox: tx, task });
         Ok(())
     }
 
@@ -677,8 +704,19 @@ impl<H: Owner> Shared<H> {
                         .await
                     {
                         Ok(_) => return,
+                        // One unanswered forward is no verdict: counted as a miss.
                         Err(e) if e.kind() == RequestErrorKind::NoResponders => {
-                            self.take_over(&unit, &owner).await;
+                            let young = crate::connect::connected_for(&self.context.client)
+                                < self.check_every * 3;
+                            if young || !self.missed(&owner) {
+                                let why = format!(
+                                    "the replica owning agent `{unit}` is not answering; retry"
+                                );
+                                return self
+                                    .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                                    .await;
+                            }
+                            self.adopt(&key(&[self.service, &owner]), &owner).await;
                         }
                         Err(e) => {
                             let why = format!(
@@ -748,7 +786,7 @@ impl<H: Owner> Shared<H> {
             };
             let actors = self.actors.lock().expect("actors lock");
             if let Some(actor) = actors.get(&unit) {
-                let _ = actor.send(Inbox::Job(Job::CtiEvent {
+                let _ = actor.inbox.send(Inbox::Job(Job::CtiEvent {
                     payload: message.payload,
                     headers: message.headers,
                 }));
@@ -791,11 +829,21 @@ impl<H: Owner> Shared<H> {
     }
 
     /// Ping every other registered replica; take over the units of one that is gone. A peer
-    /// is gone after [`GONE_AFTER`] checks in a row found nobody on its node subject, and no
+    /// is gone after [`fence::GONE_AFTER`] checks in a row found nobody on its node subject, and no
     /// verdict is reached while this replica's own connection is young: right after a NATS
     /// restart, peers re-subscribe one after the other and would look gone.
     async fn check_members(self: Arc<Self>) {
         if crate::connect::connected_for(&self.context.client) < self.check_every * 3 {
+            return;
+        }
+        // A peer that found this replica gone has deleted its record: it has (or is)
+        // taking over its agents, so stop serving them and register again.
+        if !self.fenced.load(std::sync::atomic::Ordering::SeqCst)
+            && matches!(self.members.entry(key(&[self.service, &self.me])).await, Ok(e) if e.as_ref().is_none_or(|e| e.operation != kv::Operation::Put))
+        {
+            tracing::warn!("a peer judged this replica gone: handing its agents over");
+            self.fence();
+            self.recover().await;
             return;
         }
         for (member_key, peer) in self.peers().await {
@@ -808,22 +856,103 @@ impl<H: Owner> Shared<H> {
                 self.context.client.send_request(self.node_of(&peer), ping).await,
                 Err(e) if e.kind() == RequestErrorKind::NoResponders
             );
-            let misses = {
-                let mut suspects = self.suspects.lock().expect("suspects lock");
-                if silent {
-                    let misses = suspects.entry(peer.clone()).or_default();
-                    *misses += 1;
-                    *misses
-                } else {
-                    suspects.remove(&peer);
-                    0
-                }
-            };
-            if misses >= GONE_AFTER {
+            if !silent {
                 self.suspects.lock().expect("suspects lock").remove(&peer);
+            } else if self.missed(&peer) {
                 self.adopt(&member_key, &peer).await;
             }
         }
+    }
+
+    /// `peer` did not answer: count it (at most one miss per check period); whether it is
+    /// now judged gone ([`fence::GONE_AFTER`] misses).
+    fn missed(&self, peer: &str) -> bool {
+        let mut suspects = self.suspects.lock().expect("suspects lock");
+        let mut suspect = suspects.get(peer).copied();
+        let gone = Suspect::missed(&mut suspect, Instant::now(), self.check_every);
+        match suspect {
+            Some(s) if !gone => {
+                suspects.insert(peer.to_owned(), s);
+            }
+            _ => {
+                suspects.remove(peer);
+            }
+        }
+        gone
+    }
+
+    /// Cut off from NATS for too long, or judged gone by a peer: stop serving every agent
+    /// at once (mid-work included), before a peer can take them over.
+    fn fence(&self) {
+        let actors: Vec<_> = {
+            let mut actors = self.actors.lock().expect("actors lock");
+            self.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+            actors.drain().collect()
+        };
+        for (_, actor) in &actors {
+            actor.task.abort();
+        }
+        tracing::warn!(
+            units = actors.len(),
+            "cut off from NATS: serving no agent until back (a peer may take them over)"
+        );
+    }
+
+    /// Watch the connection: fence this replica when it has been down too long; once it
+    /// is back, [`Shared::recover`].
+    async fn guard(self: Arc<Self>) {
+        let client = &self.context.client;
+        if !self.fenced.load(std::sync::atomic::Ordering::SeqCst) {
+            if crate::connect::disconnected_for(client) >= fence::fence_after(self.check_every) {
+                self.fence();
+            }
+        } else if is_connected(client) {
+            self.recover().await;
+        }
+    }
+
+    /// Back on NATS after a fence: if no peer has started adopting this replica's agents
+    /// (its membership record is as it left it), claim the record again and serve the
+    /// agents still recorded as its own; else register again and serve new agents only.
+    async fn recover(self: &Arc<Self>) {
+        let mine = key(&[self.service, &self.me]);
+        let Ok(entry) = self.members.entry(&mine).await else {
+            return; // not reachable yet: at the next look
+        };
+        let resumed = match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                // A peer that read the record before this write can no longer delete it.
+                if self
+                    .members
+                    .update(&mine, self.me.clone().into(), entry.revision)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                self.fenced
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                let units = self.units_owned_by(&self.me).await;
+                for unit in &units {
+                    let _ = self.to_actor(unit, None);
+                }
+                units.len()
+            }
+            _ => {
+                if self
+                    .members
+                    .put(&mine, self.me.clone().into())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                self.fenced
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                0
+            }
+        };
+        tracing::warn!(resumed, "back on NATS: serving agents again");
     }
 
     /// This replica is going: ask the others to check on it now, rather than at their next
@@ -873,38 +1002,48 @@ impl<H: Owner> Shared<H> {
             return; // another replica is adopting
         }
         tracing::warn!(%dead, "replica gone: taking over its units");
-        let Ok(mut watch) = self
-            .owners
-            .watch_with_history(format!("{}.>", key(&[self.service])))
-            .await
-        else {
-            return;
-        };
         let mut adopted = 0;
+        for unit in self.units_owned_by(dead).await {
+            if self.take_over(&unit, dead).await {
+                adopted += 1;
+            }
+        }
+        tracing::warn!(%dead, adopted, "units taken over");
+    }
+
+    /// The units the owners bucket names `replica` as the owner of.
+    async fn units_owned_by(&self, replica: &str) -> Vec<String> {
+        let prefix = format!("{}.", key(&[self.service]));
+        let Ok(mut watch) = self.owners.watch_with_history(format!("{prefix}>")).await else {
+            return Vec::new();
+        };
+        let mut units = Vec::new();
         while let Ok(Some(Ok(entry))) =
             tokio::time::timeout(Duration::from_millis(500), watch.next()).await
         {
             if entry.operation == kv::Operation::Put
-                && entry.value == dead.as_bytes()
-                && let Some(unit) = entry
-                    .key
-                    .strip_prefix(&format!("{}.", key(&[self.service])))
-                && self.take_over(&crate::kv::unkey(unit), dead).await
+                && entry.value == replica.as_bytes()
+                && let Some(unit) = entry.key.strip_prefix(&prefix)
             {
-                adopted += 1;
+                units.push(crate::kv::unkey(unit));
             }
             if entry.delta == 0 {
                 break;
             }
         }
-        tracing::warn!(%dead, adopted, "units taken over");
+        units
     }
 
     /// A unit's actor: subscribe its destinations, then take one message at a time until it
     /// has no destinations left or is stopped. Between messages it holds only its unit: the
     /// work on each is a boxed future, so an idle actor does not keep the largest handler's
     /// state (kilobytes) for every agent.
-    async fn run_actor(self: Arc<Self>, unit: String, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+    async fn run_actor(
+        self: Arc<Self>,
+        unit: String,
+        mut inbox: mpsc::UnboundedReceiver<Inbox>,
+        resync: bool,
+    ) {
         let mut ctx = Unit {
             name: unit.clone(),
             client: self.context.client.clone(),
@@ -918,6 +1057,13 @@ impl<H: Owner> Shared<H> {
             sole_witness_from: Instant::now() + RETENTION,
         };
         Box::pin(self.start(&mut ctx)).await;
+        if resync {
+            let events = Box::pin(self.handler.resync(&mut ctx)).await;
+            if !events.is_empty() {
+                tracing::info!(%unit, events = events.len(), "re-synchronised with the CTI");
+            }
+            self.publish_events(events).await;
+        }
         // Stop when the unit has no destination left and nothing waits in the inbox.
         while ctx.destinations() > 0 || !inbox.is_empty() {
             let work = tokio::select! {
@@ -967,9 +1113,27 @@ impl<H: Owner> Shared<H> {
                 }
             };
             match item {
-                Some(Inbox::Job(Job::Internal { op, reply, .. })) if op == RESUME => {
+                Some(Inbox::Job(Job::Internal {
+                    op,
+                    reply,
+                    payload,
+                    headers,
+                })) if op == RESUME => {
                     self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
-                    return (held, None);
+                    // What the caller's CTI reply said comes first: it happened before
+                    // anything held could.
+                    let told = serde_json::from_slice::<pb_protocol::internal::Resume>(&payload)
+                        .map(|r| r.cti_events)
+                        .unwrap_or_default();
+                    let mut jobs: Vec<Job> = told
+                        .into_iter()
+                        .map(|event| Job::CtiEvent {
+                            payload: Bytes::from(event.to_string()),
+                            headers: headers.clone(),
+                        })
+                        .collect();
+                    jobs.append(&mut held);
+                    return (jobs, None);
                 }
                 Some(Inbox::Job(job)) => held.push(job),
                 Some(Inbox::Stop(done)) => return (held, Some(done)),

@@ -1,0 +1,235 @@
+//! A channel-group replica cut off from NATS and let back (issue 12, fenced ownership): a
+//! TCP proxy between it and the server drops its connection for 5 s. Its peer takes its
+//! agents over; the cut-off replica stops serving them before that and, back on NATS,
+//! does not serve them again. Every command is then answered once and each change raised
+//! once; agents it takes on after coming back are adopted when it is killed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::{Subjects, Target};
+use pb_testkit::{Bridge, Proxy, Stack};
+use serde_json::json;
+
+const CHECK_MS: &str = "400";
+
+fn driver(client: async_nats::Client) -> Driver {
+    Driver::new(
+        client,
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    )
+    .retrying(Duration::from_secs(20))
+}
+
+async fn log_in(d: &Driver, first: u64, count: u64) -> Vec<LoggedIn> {
+    let mut logged = Vec::new();
+    for id in first..first + count {
+        let id = id.to_string();
+        logged.push(
+            d.login(&id, &format!("pw-{id}"), &format!("s-{id}"))
+                .await
+                .unwrap_or_else(|e| panic!("login {id}: {e}")),
+        );
+    }
+    logged
+}
+
+/// Send `name` to each agent's first channel on the tap (one requestId each); per
+/// requestId, the responses, and per channel, the events named `event`.
+async fn once_each(
+    bridge: &Bridge,
+    agents: &[LoggedIn],
+    name: &str,
+    body: serde_json::Value,
+    event: &str,
+) -> (HashMap<String, usize>, HashMap<String, usize>) {
+    let mut tap = bridge.tap().await;
+    let mut ids = HashMap::new();
+    for agent in agents {
+        let id = uuid::Uuid::new_v4().to_string();
+        bridge
+            .send_tapped(&tap, name, &agent.channels[0].target, body.clone(), &id)
+            .await;
+        ids.insert(id, 0);
+    }
+    let mut events: HashMap<String, usize> = HashMap::new();
+    for seen in tap.collect(Duration::from_secs(3)).await {
+        let header = &seen.json["header"];
+        if header["type"] == "cti.response" {
+            let id = header["requestId"].as_str().unwrap_or_default();
+            assert_eq!(header["result"], "SUCCESS", "{}", seen.json);
+            *ids.entry(id.to_owned()).or_default() += 1;
+        } else if header["name"] == event {
+            *events
+                .entry(header["target"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+    }
+    (ids, events)
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
+    let env = [("PB_OWNER_CHECK_MS", CHECK_MS)];
+    let mut stack = Stack::start(1, &env).await;
+    let proxy = Proxy::start(stack.nats.url().trim_start_matches("nats://")).await;
+    stack
+        .spawn_with(
+            "pb-channel-group",
+            "pb-channel-group-cut",
+            &[("NATS_URL", format!("nats://{}", proxy.addr()))],
+        )
+        .await;
+    let client = stack.nats.client().await;
+    let d = driver(client.clone());
+    let bridge = Bridge::new(client);
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let before = log_in(&d, 1001, 12).await;
+
+    // Cut off for 5 s: it fences itself, its peer takes its agents over, and the bridge's
+    // commands are answered (retried while the take-over happens).
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for agent in &before {
+        d.ok(
+            "channel.request.notready",
+            &agent.channels[0].target,
+            json!({"reasonCode": "cut"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} during the cut: {e}", agent.agent_id));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.heal();
+    // Wait until it is connected again (the client logs each connection), and a little.
+    let reconnect_by = tokio::time::Instant::now() + Duration::from_secs(15);
+    while stack
+        .process("pb-channel-group-cut")
+        .logs()
+        .matches("event: connected")
+        .count()
+        < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < reconnect_by,
+            "never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Every command is answered once, every change raised once.
+    for (name, body, event) in [
+        ("channel.request.ready", json!({}), "channel.ready"),
+        (
+            "channel.request.notready",
+            json!({"reasonCode": "after"}),
+            "channel.notready",
+        ),
+    ] {
+        let (answers, events) = once_each(&bridge, &before, name, body, event).await;
+        assert!(
+            answers.values().all(|n| *n == 1),
+            "{name}: answers per requestId {answers:?}"
+        );
+        assert_eq!(events.len(), before.len(), "{event}: {events:?}");
+        assert!(
+            events.values().all(|n| *n == 1),
+            "{event} per channel: {events:?}"
+        );
+    }
+
+    let logs = stack.process("pb-channel-group-cut").logs();
+    assert!(
+        logs.contains("cut off from NATS") && logs.contains("back on NATS"),
+        "{logs}"
+    );
+
+    // It takes agents again; when it dies, they are adopted.
+    let after = log_in(&d, 1101, 12).await;
+    let mine = stack.process("pb-channel-group-cut").logs();
+    stack.process("pb-channel-group-cut").signal("KILL");
+    for agent in &after {
+        d.ok(
+            "channel.request.notready",
+            &agent.channels[0].target,
+            json!({"reasonCode": "gone"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} after the kill: {e}\n{mine}", agent.agent_id));
+    }
+}
+
+#[tokio::test]
+async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_over() {
+    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let d = driver(client.clone());
+    let bridge = Bridge::new(client);
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    // Both agents owned by the one channel-group replica; then a second one starts.
+    let agents = log_in(&d, 1001, 2).await;
+    stack.spawn("pb-channel-group", "pb-channel-group-1").await;
+    let mut events = bridge.events().await;
+
+    // The owner dies; at once, a change and a call at the CTI, which nobody hears.
+    stack.process("pb-channel-group-0").signal("KILL");
+    let (a, b) = (&agents[0], &agents[1]);
+    let changed = bridge
+        .sim(
+            "setstate",
+            json!({"agent_id": a.agent_id, "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "while-dead"}),
+        )
+        .await;
+    assert!(changed.get("ok").is_some(), "{changed}");
+    let offered = bridge
+        .sim(
+            "offer",
+            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": b.agent_id}),
+        )
+        .await;
+    let call = offered["ok"]["name"]
+        .as_str()
+        .expect("offer accepted")
+        .to_owned();
+
+    // After the take-over both are reported, once each.
+    let seen = events.collect(Duration::from_secs(6)).await;
+    let count = |name: &str, target: &str| {
+        seen.iter()
+            .filter(|e| e.name == name && e.target == target)
+            .count()
+    };
+    assert_eq!(
+        count("channel.notready", &a.channels[0].target),
+        1,
+        "{seen:#?}"
+    );
+    let notready = seen.iter().find(|e| e.name == "channel.notready").unwrap();
+    assert_eq!(notready.body["reasonCode"], "while-dead");
+    assert_eq!(
+        count("channel.interaction.added", &b.channels[0].target),
+        1,
+        "{seen:#?}"
+    );
+    let added = seen
+        .iter()
+        .find(|e| e.name == "channel.interaction.added")
+        .unwrap();
+    assert_eq!(added.body["name"], call.as_str());
+    // And the bridge can take the call on the new owner.
+    d.ok(
+        "channel.request.createinteraction",
+        &b.channels[0].target,
+        json!({"id": "i1", "name": call}),
+    )
+    .await
+    .unwrap();
+}
