@@ -40,6 +40,9 @@ pub struct ControlConfig {
     /// `PB_LINK_POLL_MS`, default 2000: how often to ask the adapter for the link state
     /// (catches a dead adapter, which cannot report its own death).
     pub link_poll: Duration,
+    /// `PB_LINK_POLL_TIMEOUT_MS`, default 2000: how long the adapter has to answer a poll;
+    /// no answer in that time counts as the link down.
+    pub link_poll_timeout: Duration,
     /// `PB_DRAIN_GRACE_MS`, default 2000: after SIGTERM, how long existing work keeps being
     /// served (new sessions refused) before the subscriptions drain.
     pub drain_grace: Duration,
@@ -53,6 +56,7 @@ impl ControlConfig {
         Ok(Self {
             common,
             link_poll: millis(&lookup, "PB_LINK_POLL_MS", 2000)?,
+            link_poll_timeout: millis(&lookup, "PB_LINK_POLL_TIMEOUT_MS", 2000)?,
             drain_grace: millis(&lookup, "PB_DRAIN_GRACE_MS", 2000)?,
         })
     }
@@ -205,6 +209,7 @@ pub async fn run(
         control.clone(),
         links,
         config.link_poll,
+        config.link_poll_timeout,
         serving.clone(),
     ));
     let instance = common.instance.clone();

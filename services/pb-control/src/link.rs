@@ -15,11 +15,13 @@ use pb_runtime::{CtiCallError, Shutdown};
 
 use crate::Control;
 
-/// Follow link events and poll the adapter every `poll` until `shutdown`.
+/// Follow link events and poll the adapter every `poll` (giving it `timeout` to answer)
+/// until `shutdown`.
 pub async fn follow(
     control: Arc<Control>,
     mut events: Subscriber,
     poll: Duration,
+    timeout: Duration,
     mut shutdown: Shutdown,
 ) {
     let mut ticker = tokio::time::interval(poll);
@@ -30,7 +32,7 @@ pub async fn follow(
                 Ok(link) => apply(&control, link).await,
                 Err(e) => tracing::warn!(error = %e, "unreadable link event from the CTI adapter ignored"),
             },
-            _ = ticker.tick() => check(&control, poll.min(Duration::from_secs(1))).await,
+            _ = ticker.tick() => check(&control, timeout).await,
             _ = shutdown.requested() => return,
         }
     }

@@ -99,11 +99,15 @@ impl StatusStore {
     }
 
     /// Apply `change` atomically; returns the record before and after. When the change
-    /// alters nothing, nothing is written.
+    /// alters nothing, nothing is written. A write that loses to another replica's is
+    /// done again on the new record, after a short back-off that grows; a write the store
+    /// refuses for any other reason is an error at once (the caller tries again later),
+    /// never a loop against a failing store.
     pub async fn update(
         &self,
         change: impl Fn(&mut ControlRecord),
     ) -> Result<(ControlRecord, ControlRecord), StoreError> {
+        let mut delays = conflict_backoff();
         loop {
             let (before, revision) = self.read().await?;
             let mut after = before.clone();
@@ -112,16 +116,44 @@ impl StatusStore {
                 return Ok((before, after));
             }
             let value = serde_json::to_vec(&after).map_err(store_err)?.into();
-            let written = match revision {
-                Some(revision) => self.store.update(&self.key, value, revision).await.is_ok(),
-                None => self.store.create(&self.key, value).await.is_ok(),
+            let lost = match revision {
+                Some(revision) => match self.store.update(&self.key, value, revision).await {
+                    Ok(_) => false,
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => true,
+                    Err(e) => return Err(store_err(e)),
+                },
+                None => match self.store.create(&self.key, value).await {
+                    Ok(_) => false,
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => true,
+                    Err(e) => return Err(store_err(e)),
+                },
             };
-            if written {
+            if !lost {
                 return Ok((before, after));
             }
-            // Another replica wrote in between: read again and re-apply.
+            // Another replica wrote in between: read again and re-apply, a little later.
+            match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => {
+                    return Err(StoreError(
+                        "the control record keeps changing under this replica".into(),
+                    ));
+                }
+            }
         }
     }
+}
+
+/// Between attempts of a write that lost to another replica's: 5 ms doubling to 200 ms,
+/// with jitter, 20 attempts at most.
+fn conflict_backoff() -> impl Iterator<Item = std::time::Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(5))
+        .with_max_delay(std::time::Duration::from_millis(200))
+        .with_jitter()
+        .with_max_times(20)
+        .build()
 }
 
 #[cfg(test)]

@@ -562,3 +562,30 @@ async fn passwords_never_reach_a_log_line() {
     assert!(!logs.contains(CANARY), "a wrong password reached a log");
     assert!(!logs.contains("pw-1001"), "a right password reached a log");
 }
+
+#[tokio::test]
+async fn a_store_that_refuses_writes_is_reported_not_retried_in_a_loop() {
+    let mut s = system(1, &[]).await;
+    s.report_status().await;
+    // The control bucket's stream sealed: reads work, every write is refused.
+    let js = async_nats::jetstream::new(s.nats.client().await);
+    let mut stream = js.get_stream("KV_pb_control").await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.sealed = true;
+    js.update_stream(config).await.unwrap();
+
+    // The adapter goes away: each poll's write fails and is logged, the next poll tries
+    // again (the old loop retried at once, forever, and never logged).
+    s.sim.take();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logs = s.logs();
+    let failures = logs.matches("could not record the CTI link state").count();
+    assert!(
+        (1..=15).contains(&failures),
+        "{failures} failed writes logged in 2 s of 200 ms polls:\n{logs}"
+    );
+    // Commands are still answered at once.
+    let started = Instant::now();
+    let r = s.send("cti.query.capabilities", json!({})).await;
+    assert!(started.elapsed() < SECOND, "{r:?}");
+}
