@@ -330,6 +330,10 @@ pub enum SimCommand {
     LinkDown {
         #[arg(long)]
         reason: Option<String>,
+        /// The switch keeps working behind the dropped link: changes at the CTI still
+        /// happen, their events are lost (the client must re-synchronise when it is back).
+        #[arg(long)]
+        switch_runs: bool,
     },
     /// Restore the CTI link.
     LinkUp,
@@ -545,14 +549,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::NatsAuth | Command::Probe { .. } => Ok(ExitCode::SUCCESS), // answered above
         Command::Sim(command) => {
             let reply = match command {
-                SimCommand::LinkDown { reason } => {
-                    bridge.admin(&admin::SetLink { up: false, reason }).await?
+                SimCommand::LinkDown {
+                    reason,
+                    switch_runs,
+                } => {
+                    bridge
+                        .admin(&admin::SetLink {
+                            up: false,
+                            reason,
+                            switch_runs,
+                        })
+                        .await?
                 }
                 SimCommand::LinkUp => {
                     bridge
                         .admin(&admin::SetLink {
                             up: true,
                             reason: None,
+                            switch_runs: false,
                         })
                         .await?
                 }

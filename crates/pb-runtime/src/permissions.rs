@@ -90,6 +90,7 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
                 p(&format!("int.{service}.>")),
                 p(&format!("node.{service}.>")),
                 p("cti.evt.agent.>"),
+                p("cti.evt.link"),
                 disposed.clone(),
                 discovery(),
                 inbox(),

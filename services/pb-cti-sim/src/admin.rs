@@ -25,6 +25,12 @@ pub struct SetLink {
     pub up: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With `up: false`: the switch keeps working behind the dropped link, as a real one
+    /// does. Changes made at the CTI (states, logouts, channels, offers, hang-ups, far ends
+    /// answering) still happen, but their events are lost, and the adapter's clients are
+    /// still refused. Without it the whole CTI stands still.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub switch_runs: bool,
 }
 
 impl AdminOp for SetLink {

@@ -111,6 +111,11 @@ pub struct Lab {
     /// agent -> the place it is logged into.
     logged_in: HashMap<String, String>,
     link: LinkEvent,
+    /// While the link is down: the switch behind it keeps working ([`Lab::at_switch`]),
+    /// and the events of what it does are lost ([`Lab::events_lost`]).
+    switch_runs: bool,
+    /// An operation of the switch itself is running (not an adapter client's call).
+    at_switch: bool,
     rejected: HashSet<String>,
     calls: Calls,
     /// agent -> the reason of its logout, waiting for its interactions to end.
@@ -164,6 +169,8 @@ impl Lab {
                 up: true,
                 reason: None,
             },
+            switch_runs: false,
+            at_switch: false,
             rejected: HashSet::new(),
             calls: Calls::new(answer),
             leaving: BTreeMap::new(),
@@ -183,9 +190,11 @@ impl Lab {
         self.link.clone()
     }
 
-    /// Drop or restore the link. Returns whether it changed.
-    pub fn set_link(&mut self, up: bool, reason: Option<String>) -> bool {
+    /// Drop or restore the link (dropped with `switch_runs`: the switch keeps working
+    /// behind it). Returns whether it changed.
+    pub fn set_link(&mut self, up: bool, reason: Option<String>, switch_runs: bool) -> bool {
         let changed = self.link.up != up;
+        self.switch_runs = !up && switch_runs;
         self.link = LinkEvent {
             up,
             reason: if up {
@@ -208,8 +217,22 @@ impl Lab {
         Ok(())
     }
 
+    /// Run `operation` as the switch itself (a change made at the CTI, a far end, an
+    /// offer): it works while the link is down if the switch runs behind it.
+    pub fn at_switch<T>(&mut self, operation: impl FnOnce(&mut Lab) -> T) -> T {
+        self.at_switch = true;
+        let result = operation(self);
+        self.at_switch = false;
+        result
+    }
+
+    /// Whether events are lost: the link is down with the switch running behind it.
+    pub fn events_lost(&self) -> bool {
+        !self.link.up && self.switch_runs
+    }
+
     fn link_up(&self) -> Result<(), CtiError> {
-        if self.link.up {
+        if self.link.up || (self.switch_runs && self.at_switch) {
             Ok(())
         } else {
             Err(err(
@@ -1040,16 +1063,38 @@ mod tests {
             lab.login("1002", "pw-1002", None).unwrap_err().code,
             CtiErrorCode::Rejected
         );
-        assert!(lab.set_link(false, None));
-        assert!(!lab.set_link(false, None));
+        assert!(lab.set_link(false, None, false));
+        assert!(!lab.set_link(false, None, false));
         assert_eq!(lab.capabilities().unwrap_err().code, CtiErrorCode::LinkDown);
         assert_eq!(
             lab.snapshot("1001").unwrap_err().code,
             CtiErrorCode::LinkDown
         );
-        assert!(lab.set_link(true, None));
+        assert!(lab.set_link(true, None, false));
         assert!(lab.capabilities().is_ok());
         assert!(lab.set_rejected("nobody", true).is_err());
+    }
+
+    #[test]
+    fn behind_a_dropped_link_the_switch_may_keep_working() {
+        let mut lab = lab();
+        lab.set_link(false, Some("cut".into()), true);
+        assert!(lab.events_lost());
+        // The adapter's clients are refused; the switch's own operations go on.
+        assert_eq!(lab.capabilities().unwrap_err().code, CtiErrorCode::LinkDown);
+        assert!(lab.at_switch(|lab| lab.snapshot("1001")).is_ok());
+        assert_eq!(
+            lab.snapshot("1001").unwrap_err().code,
+            CtiErrorCode::LinkDown
+        );
+        lab.set_link(true, None, true);
+        assert!(!lab.events_lost(), "a link up loses nothing");
+        lab.set_link(false, None, false);
+        assert!(!lab.events_lost());
+        assert!(
+            lab.at_switch(|lab| lab.snapshot("1001")).is_err(),
+            "the whole CTI stands still"
+        );
     }
 
     #[test]

@@ -193,14 +193,26 @@ impl Sim {
     }
 
     /// Answer, then publish the agent events the operation caused.
-    async fn reply_then_events(&self, reply: Subject, body: Vec<u8>, events: Vec<Outgoing>) {
+    /// Reply, then publish `events` unless the lab says they are lost (its link is down
+    /// with the switch running behind it).
+    async fn reply_then_events(
+        &self,
+        lab: &Lab,
+        reply: Subject,
+        body: Vec<u8>,
+        events: Vec<Outgoing>,
+    ) {
         if let Err(e) = self.client.publish(reply, body.into()).await {
             tracing::error!(error = %e, "reply failed");
         }
-        self.events(events).await;
+        self.events(lab, events).await;
     }
 
-    async fn events(&self, events: Vec<Outgoing>) {
+    async fn events(&self, lab: &Lab, events: Vec<Outgoing>) {
+        if lab.events_lost() && !events.is_empty() {
+            tracing::info!(lost = events.len(), "the CTI link is down: events lost");
+            return;
+        }
         for event in events {
             self.publish(pb_cti::agent_event_subject(&self.subjects, &event), &event)
                 .await;
@@ -215,9 +227,9 @@ impl Sim {
             tokio::spawn(pb_runtime::trace::carry(async move {
                 tokio::time::sleep(after).await;
                 let mut lab = sim.lab.lock().await;
-                let events = lab.fire(timer);
+                let events = lab.at_switch(|lab| lab.fire(timer));
                 sim.schedule(&mut lab);
-                sim.events(events).await;
+                sim.events(&lab, events).await;
             }));
         }
     }
@@ -248,11 +260,11 @@ impl Sim {
     /// Offer one generated interaction, as the `offer` admin operation does.
     async fn offer(self: &Arc<Self>, offer: admin::Offer) {
         let mut lab = self.lab.lock().await;
-        match lab.offer(offer) {
+        match lab.at_switch(|lab| lab.offer(offer)) {
             Ok((offered, events)) => {
                 tracing::debug!(name = offered.name, "generated offer");
                 self.schedule(&mut lab);
-                self.events(events).await;
+                self.events(&lab, events).await;
             }
             Err(e) => tracing::debug!(error = %e, "generated offer not taken"),
         }
@@ -328,7 +340,7 @@ impl Sim {
         };
         tracing::debug!(op, "CTI call answered");
         self.schedule(&mut lab);
-        self.reply_then_events(reply, body, events).await;
+        self.reply_then_events(&lab, reply, body, events).await;
         drop(lab);
     }
 
@@ -348,7 +360,7 @@ impl Sim {
         let mut link_changed = None;
         let (body, events) = match op.as_str() {
             admin::SetLink::OP => act(payload, |c: admin::SetLink| {
-                if lab.set_link(c.up, c.reason) {
+                if lab.set_link(c.up, c.reason, c.switch_runs) {
                     link_changed = Some(lab.link());
                 }
                 Ok((lab.link(), vec![]))
@@ -361,22 +373,25 @@ impl Sim {
                 lab.set_rejected(&c.agent_id, c.rejected)
                     .map(|()| (Done {}, vec![]))
             }),
+            // Changes made at the CTI itself: the switch's own operations.
             admin::ForceState::OP => act(payload, |c: admin::ForceState| {
-                lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code)
+                lab.at_switch(|lab| lab.set_state(&c.agent_id, &c.endpoint, c.state, c.reason_code))
                     .map(|(_, e)| (Done {}, e))
             }),
             admin::ForceLogout::OP => act(payload, |c: admin::ForceLogout| {
-                lab.logout(&c.agent_id, c.reason_code)
+                lab.at_switch(|lab| lab.logout(&c.agent_id, c.reason_code))
                     .map(|(_, e)| (Done {}, e))
             }),
             admin::AddChannel::OP => act(payload, |c: admin::AddChannel| {
-                lab.add_channel(&c.place, &c.endpoint, c.media)
+                lab.at_switch(|lab| lab.add_channel(&c.place, &c.endpoint, c.media))
             }),
             admin::RemoveChannel::OP => act(payload, |c: admin::RemoveChannel| {
-                lab.remove_channel(&c.place, &c.endpoint)
+                lab.at_switch(|lab| lab.remove_channel(&c.place, &c.endpoint))
             }),
-            admin::Offer::OP => act(payload, |c: admin::Offer| lab.offer(c)),
-            admin::Hangup::OP => act(payload, |c: admin::Hangup| lab.hangup(&c.interaction)),
+            admin::Offer::OP => act(payload, |c: admin::Offer| lab.at_switch(|lab| lab.offer(c))),
+            admin::Hangup::OP => act(payload, |c: admin::Hangup| {
+                lab.at_switch(|lab| lab.hangup(&c.interaction))
+            }),
             admin::Traffic::OP => act(payload, |c: admin::Traffic| {
                 traffic::check(&c).map_err(|e| CtiError::new(CtiErrorCode::BadRequest, e))?;
                 self.traffic.send_replace(c);
@@ -407,7 +422,7 @@ impl Sim {
         };
         tracing::info!(op, "admin operation");
         self.schedule(&mut lab);
-        self.reply_then_events(reply, body, events).await;
+        self.reply_then_events(&lab, reply, body, events).await;
         if let Some(link) = link_changed {
             tracing::info!(up = link.up, "CTI link changed");
             self.publish(pb_cti::link_events(&self.subjects), &link)

@@ -55,6 +55,8 @@ const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
+/// Re-synchronisations with the CTI one replica runs at once.
+const RESYNCS_AT_ONCE: usize = 32;
 /// The fewest requests a unit remembers before it prunes the old ones.
 const PRUNE_AT_LEAST: usize = 64;
 mod fence;
@@ -319,6 +321,7 @@ pub async fn run<H: Owner>(
         handler,
         actors: StdMutex::default(),
         fenced: Default::default(),
+        resyncs: tokio::sync::Semaphore::new(RESYNCS_AT_ONCE),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
@@ -347,6 +350,12 @@ pub async fn run<H: Owner>(
         );
     }
     let agent_events = futures::stream::select_all(agent_events);
+    // Every replica hears the link: when it comes back, each re-reads its own agents.
+    let link_subject = pb_cti::link_events(&subjects);
+    let links = client
+        .subscribe(link_subject.clone())
+        .await
+        .map_err(subscribe_err(&link_subject))?;
     let node_subject = shared.node_of(&shared.me);
     let mut node = client
         .subscribe(node_subject.clone())
@@ -373,6 +382,7 @@ pub async fn run<H: Owner>(
 
     // Until the units are stopped, so that the last changes reach a unit being finished.
     let routing = tokio::spawn(shared.clone().route_agent_events(agent_events));
+    let following = tokio::spawn(shared.clone().follow_link(links));
     let mut check = tokio::time::interval(owned.check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut guard = tokio::time::interval(fence::fence_check_every(owned.check_every));
@@ -441,6 +451,7 @@ pub async fn run<H: Owner>(
     let _ = tokio::time::timeout(config.deadline, futures::future::join_all(finished)).await;
     // 3. Go silent and ask the peers to take the units over now.
     routing.abort();
+    following.abort();
     pinging.abort();
     let _ = pinging.await;
     if is_connected(&client) {
@@ -474,6 +485,8 @@ struct Shared<H> {
     fenced: std::sync::atomic::AtomicBool,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
+    /// Bounds the re-synchronisations running at once.
+    resyncs: tokio::sync::Semaphore,
     /// Peers found silent: how many checks in a row, and when last.
     suspects: StdMutex<HashMap<String, Suspect>>,
     check_every: Duration,
@@ -508,6 +521,8 @@ enum Job {
         reply: Option<Subject>,
         headers: Option<HeaderMap>,
     },
+    /// Re-read the CTI's view of the unit ([`Owner::resync`]): the link is back.
+    Resync,
 }
 
 /// What an actor takes next.
@@ -771,6 +786,33 @@ impl<H: Owner> Shared<H> {
                 .await;
             }
             None => tracing::warn!("node message without its subject ignored"),
+        }
+    }
+
+    /// Follow the CTI link: when it comes back after being down, whatever the CTI did
+    /// meanwhile was heard by nobody, so every unit served here re-reads it.
+    async fn follow_link(self: Arc<Self>, mut links: Subscriber) {
+        let mut down = false;
+        while let Some(message) = links.next().await {
+            let Ok(link) = serde_json::from_slice::<pb_cti::LinkEvent>(&message.payload) else {
+                tracing::warn!("unreadable CTI link event ignored");
+                continue;
+            };
+            if !link.up {
+                down = true;
+                continue;
+            }
+            if !std::mem::take(&mut down) {
+                continue;
+            }
+            let actors: Vec<_> = {
+                let actors = self.actors.lock().expect("actors lock");
+                actors.values().map(|a| a.inbox.clone()).collect()
+            };
+            tracing::info!(units = actors.len(), "CTI link restored: re-synchronising");
+            for inbox in actors {
+                let _ = inbox.send(Inbox::Job(Job::Resync));
+            }
         }
     }
 
@@ -1058,11 +1100,7 @@ impl<H: Owner> Shared<H> {
         };
         Box::pin(self.start(&mut ctx)).await;
         if resync {
-            let events = Box::pin(self.handler.resync(&mut ctx)).await;
-            if !events.is_empty() {
-                tracing::info!(%unit, events = events.len(), "re-synchronised with the CTI");
-            }
-            self.publish_events(events).await;
+            Box::pin(self.resync(&mut ctx)).await;
         }
         // Stop when the unit has no destination left and nothing waits in the inbox.
         while ctx.destinations() > 0 || !inbox.is_empty() {
@@ -1165,6 +1203,7 @@ impl<H: Owner> Shared<H> {
     async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
             Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
+            Work::Job(Job::Resync) => self.resync(ctx).await,
             Work::Job(Job::CtiEvent { payload, headers }) => {
                 let span = tracing::info_span!("cti-event", unit = %ctx.name);
                 crate::trace::within(span, headers.as_ref(), async {
@@ -1195,6 +1234,18 @@ impl<H: Owner> Shared<H> {
         for (subscription, message) in std::mem::take(&mut ctx.orphans) {
             self.command(ctx, &subscription, message).await;
         }
+    }
+
+    /// Re-read the CTI's view of the unit and raise what differs, a bounded number of
+    /// units at a time (a link restored under many agents is no storm on the CTI).
+    async fn resync(&self, ctx: &mut Unit) {
+        let _permit = self.resyncs.acquire().await;
+        let span = tracing::info_span!("resync", unit = %ctx.name);
+        let events = crate::trace::within(span, None, self.handler.resync(ctx)).await;
+        if !events.is_empty() {
+            tracing::info!(unit = %ctx.name, events = events.len(), "re-synchronised with the CTI");
+        }
+        self.publish_events(events).await;
     }
 
     /// No destinations left: let the unit go.

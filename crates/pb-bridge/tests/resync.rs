@@ -1,0 +1,96 @@
+//! Re-synchronisation with the CTI (issue 12, contract §7): the CTI link drops while the
+//! switch behind it keeps working (the simulator's `switch_runs`), so changes and calls
+//! happen that the client never hears of; when the link is back, every owner re-reads its
+//! agents and the bridge is told each change once.
+
+use std::time::Duration;
+
+use pb_bridge::flow::Driver;
+use pb_protocol::{Subjects, Target};
+use pb_testkit::{Bridge, Stack};
+use serde_json::json;
+
+#[tokio::test]
+async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
+    let stack = Stack::start(2, &[]).await;
+    let client = stack.nats.client().await;
+    let d = Driver::new(
+        client.clone(),
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    );
+    let bridge = Bridge::new(client);
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
+    let b = d.login("1002", "pw-1002", "s-1002").await.unwrap();
+    let mut events = bridge.events().await;
+
+    bridge
+        .sim(
+            "link",
+            json!({"up": false, "reason": "maintenance", "switch_runs": true}),
+        )
+        .await;
+    events
+        .expect("cti.communicationlost", Duration::from_secs(5))
+        .await;
+    // Behind the dropped link: a supervisor's change and a customer's call.
+    let changed = bridge
+        .sim(
+            "setstate",
+            json!({"agent_id": "1001", "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "during-outage"}),
+        )
+        .await;
+    assert!(changed.get("ok").is_some(), "{changed}");
+    let offered = bridge
+        .sim(
+            "offer",
+            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": "1002"}),
+        )
+        .await;
+    let call = offered["ok"]["name"]
+        .as_str()
+        .expect("offer accepted")
+        .to_owned();
+    let quiet = events.collect(Duration::from_millis(500)).await;
+    assert!(
+        quiet.iter().all(|e| !e.name.starts_with("channel.")),
+        "events came through a dropped link: {quiet:#?}"
+    );
+
+    bridge.sim("link", json!({"up": true})).await;
+    let seen = events.collect(Duration::from_secs(4)).await;
+    let count = |name: &str, target: &str| {
+        seen.iter()
+            .filter(|e| e.name == name && e.target == target)
+            .count()
+    };
+    assert_eq!(
+        count("cti.communicationrestored", "PB1.CONTROL"),
+        1,
+        "{seen:#?}"
+    );
+    assert_eq!(
+        count("channel.notready", &a.channels[0].target),
+        1,
+        "{seen:#?}"
+    );
+    assert_eq!(
+        count("channel.interaction.added", &b.channels[0].target),
+        1,
+        "{seen:#?}"
+    );
+    let added = seen
+        .iter()
+        .find(|e| e.name == "channel.interaction.added")
+        .unwrap();
+    assert_eq!(added.body["name"], call.as_str());
+    let init = d
+        .ok("channel.query.init", &a.channels[0].target, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(init["agent-state"], "NOT_READY", "{init:?}");
+}
