@@ -94,3 +94,79 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
         .unwrap();
     assert_eq!(init["agent-state"], "NOT_READY", "{init:?}");
 }
+
+#[tokio::test]
+async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
+    let mut stack = Stack::start(1, &[]).await;
+    let client = stack.nats.client().await;
+    let d = Driver::new(
+        client.clone(),
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    );
+    let bridge = Bridge::new(client);
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
+    let mut events = bridge.events().await;
+
+    // The adapter dies and a new one starts at once: same roster, nobody logged in.
+    stack.process("pb-cti-sim").signal("KILL");
+    stack
+        .process("pb-cti-sim")
+        .wait_exit(Duration::from_secs(5))
+        .await;
+    stack.spawn("pb-cti-sim", "pb-cti-sim-again").await;
+    let seen = events.collect(Duration::from_secs(4)).await;
+    let count = |seen: &[pb_testkit::RawEvent], name: &str, target: &str| {
+        seen.iter()
+            .filter(|e| e.name == name && e.target == target)
+            .count()
+    };
+    assert_eq!(count(&seen, "session.loggedout", "s-1001"), 1, "{seen:#?}");
+    for channel in &a.channels {
+        assert_eq!(
+            count(&seen, "channel.deactivated", &channel.target),
+            1,
+            "{seen:#?}"
+        );
+    }
+
+    // The bridge logs the agent in again on the same destinations: its changes and the
+    // new adapter's calls are reported as before.
+    d.ok(
+        "cti.request.createsession",
+        "PB1.CONTROL",
+        json!({"agentId": "1001", "agentPassword": "pw-1001", "sessionId": "again", "destination": "s-1001"}),
+    )
+    .await
+    .unwrap();
+    let phone = &a.channels[0].target;
+    d.ok("channel.request.activate", phone, json!({}))
+        .await
+        .unwrap();
+    d.ok("channel.request.ready", phone, json!({}))
+        .await
+        .unwrap();
+    let offered = bridge
+        .sim(
+            "offer",
+            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": "1001"}),
+        )
+        .await;
+    let call = offered["ok"]["name"]
+        .as_str()
+        .expect("offer accepted")
+        .to_owned();
+    let seen = events.collect(Duration::from_secs(2)).await;
+    assert_eq!(count(&seen, "channel.activated", phone), 1, "{seen:#?}");
+    assert_eq!(count(&seen, "channel.ready", phone), 1, "{seen:#?}");
+    let added: Vec<_> = seen
+        .iter()
+        .filter(|e| e.name == "channel.interaction.added" && &e.target == phone)
+        .collect();
+    assert_eq!(added.len(), 1, "{seen:#?}");
+    assert_eq!(added[0].body["name"], call.as_str());
+}

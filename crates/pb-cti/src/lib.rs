@@ -439,6 +439,12 @@ pub struct LinkEvent {
     /// Why the link is down, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The adapter's incarnation: a new one each time it starts. A client that sees it
+    /// change knows the adapter forgot everything it was not told again, and re-reads the
+    /// state of its agents. (Revisions keep growing across incarnations: an adapter starts
+    /// its own above any it gave before, for one from its start time.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 /// An agent's place and channels.

@@ -46,6 +46,7 @@ pub async fn check(control: &Control, timeout: Duration) {
         Err(e @ (CtiCallError::NoAdapter(_) | CtiCallError::Timeout(_))) => LinkEvent {
             up: false,
             reason: Some(format!("the CTI adapter does not answer: {e}")),
+            incarnation: None,
         },
         Err(e) => {
             tracing::warn!(error = %e, "link status check failed");

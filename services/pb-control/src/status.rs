@@ -164,6 +164,7 @@ mod tests {
         Some(LinkEvent {
             up,
             reason: (!up).then(|| "cable cut".into()),
+            incarnation: None,
         })
     }
 

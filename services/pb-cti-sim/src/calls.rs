@@ -291,8 +291,10 @@ pub(crate) struct Calls {
     idle: HashMap<String, u64>,
     /// Ids, switch calls, queue places and the clock of `idle`.
     serial: u64,
-    /// Names made: `call-N`, `chat-N`, `email-N`.
+    /// Names made: `call-N`, `chat-N`, `email-N` (`call-<tag>-N` with a tag).
     made: u64,
+    /// The incarnation's tag in names, so that a restarted simulator never reuses one.
+    tag: String,
     /// The calls changed since the last [`Calls::emit`], in the order they changed.
     touched: Vec<CallId>,
     timers: Vec<(Duration, Timer)>,
@@ -310,6 +312,13 @@ impl Calls {
         }
     }
 
+    /// Serials (revisions among them) from `base` on, names tagged with `tag`: the calls
+    /// of one incarnation of the simulator.
+    pub(crate) fn restarted(&mut self, base: u64, tag: &str) {
+        self.serial = base;
+        self.tag = tag.to_owned();
+    }
+
     fn serial(&mut self) -> u64 {
         self.serial += 1;
         self.serial
@@ -317,7 +326,11 @@ impl Calls {
 
     fn name(&mut self, kind: &str) -> String {
         self.made += 1;
-        format!("{kind}-{}", self.made)
+        if self.tag.is_empty() {
+            format!("{kind}-{}", self.made)
+        } else {
+            format!("{kind}-{}-{}", self.tag, self.made)
+        }
     }
 
     fn call(&self, id: CallId) -> Result<&AgentCall, CtiError> {

@@ -111,6 +111,8 @@ pub struct Lab {
     /// agent -> the place it is logged into.
     logged_in: HashMap<String, String>,
     link: LinkEvent,
+    /// Where this incarnation's revisions start ([`Lab::incarnation`]).
+    revision_base: u64,
     /// While the link is down: the switch behind it keeps working ([`Lab::at_switch`]),
     /// and the events of what it does are lost ([`Lab::events_lost`]).
     switch_runs: bool,
@@ -168,7 +170,9 @@ impl Lab {
             link: LinkEvent {
                 up: true,
                 reason: None,
+                incarnation: None,
             },
+            revision_base: 0,
             switch_runs: false,
             at_switch: false,
             rejected: HashSet::new(),
@@ -176,6 +180,21 @@ impl Lab {
             leaving: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
+    }
+
+    /// This lab is incarnation `id` of the CTI: its link status says so, and its revisions
+    /// start at `base` (above any an earlier incarnation gave, when taken from the clock)
+    /// and its interaction names carry the id's first characters, so a client never takes
+    /// a new incarnation's change for an old one.
+    pub fn incarnation(mut self, id: &str, base: u64) -> Self {
+        self.link.incarnation = Some(id.to_owned());
+        self.revision_base = base;
+        for channel in self.places.values_mut().flatten() {
+            channel.revision = base;
+        }
+        self.calls
+            .restarted(base, &id.chars().take(4).collect::<String>());
+        self
     }
 
     pub fn agent_count(&self) -> usize {
@@ -196,6 +215,7 @@ impl Lab {
         let changed = self.link.up != up;
         self.switch_runs = !up && switch_runs;
         self.link = LinkEvent {
+            incarnation: self.link.incarnation.clone(),
             up,
             reason: if up {
                 None
@@ -535,7 +555,8 @@ impl Lab {
                 format!("the CTI knows no place `{place}`"),
             ));
         };
-        let channel = Channel::new(endpoint, media);
+        let mut channel = Channel::new(endpoint, media);
+        channel.revision = self.revision_base;
         channels.push(channel.clone());
         let events = self
             .audience(place, &[])

@@ -138,7 +138,17 @@ pub async fn run(
     let sim = Arc::new(Sim {
         client: client.clone(),
         subjects: config.subjects.clone(),
-        lab: Mutex::new(Lab::new(roster, config.answer)),
+        // A new incarnation at each start, its revisions from the clock: above any that an
+        // earlier run gave (microseconds since the epoch).
+        lab: Mutex::new(
+            Lab::new(roster, config.answer).incarnation(
+                &uuid::Uuid::new_v4().simple().to_string(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or_default(),
+            ),
+        ),
         delay_ms: AtomicU64::new(config.delay.as_millis() as u64),
         traffic: watch::Sender::new(config.traffic),
     });

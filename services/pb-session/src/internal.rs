@@ -41,10 +41,22 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
     };
     // The agent's own session, kept from before: a bridge that lost its link (or
     // restarted) creates it again, perhaps with a new sessionId, and finds it as it was
-    // (contract §8.8; reference §9.2, `session.query.init` after lost connectivity).
-    if let Some(existing) = loaded.value.sessions.get_mut(&create.target) {
-        // The agent was just logged in at the CTI again: a later logout is news.
-        if existing.session_id != create.session_id || existing.logged_out {
+    // (contract §8.8; reference §9.2, `session.query.init` after lost connectivity). The
+    // agent is logged in at the CTI again all the same (the password checked; a login at
+    // the same place changes nothing), since the CTI may have logged it out meanwhile.
+    if loaded.value.sessions.contains_key(&create.target) {
+        let login = Login {
+            agent_id: create.agent_id.clone(),
+            password: create.agent_password,
+            place: None,
+        };
+        if let Err(e) = sessions.cti.call(&login, until.left()).await {
+            return InternalReply::Error(e.to_string());
+        }
+        if let Some(existing) = loaded.value.sessions.get_mut(&create.target)
+            && (existing.session_id != create.session_id || existing.logged_out)
+        {
+            // Logged in again: a later logout is news.
             existing.session_id = create.session_id;
             existing.logged_out = false;
             if let Err(e) = sessions.store.save(unit, &mut loaded).await {

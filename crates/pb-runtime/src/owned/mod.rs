@@ -789,27 +789,46 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Follow the CTI link: when it comes back after being down, whatever the CTI did
-    /// meanwhile was heard by nobody, so every unit served here re-reads it.
+    /// Follow the CTI link: when it comes back after being down, or the adapter is a new
+    /// incarnation (it restarted, and forgot), whatever the CTI did meanwhile was heard by
+    /// nobody, so every unit served here re-reads it.
     async fn follow_link(self: Arc<Self>, mut links: Subscriber) {
         let mut down = false;
+        // The adapter's incarnation now, to know a restarted one when it announces itself.
+        let cti = crate::CtiClient::new(self.context.client.clone(), self.context.subjects.clone());
+        let mut incarnation = cti
+            .call(&pb_cti::GetLinkStatus {}, self.context.deadline)
+            .await
+            .ok()
+            .and_then(|link| link.incarnation);
         while let Some(message) = links.next().await {
             let Ok(link) = serde_json::from_slice::<pb_cti::LinkEvent>(&message.payload) else {
                 tracing::warn!("unreadable CTI link event ignored");
                 continue;
             };
+            let restarted = match (&incarnation, &link.incarnation) {
+                (Some(known), Some(new)) => known != new,
+                _ => false,
+            };
+            if link.incarnation.is_some() {
+                incarnation = link.incarnation.clone();
+            }
             if !link.up {
                 down = true;
                 continue;
             }
-            if !std::mem::take(&mut down) {
+            if !std::mem::take(&mut down) && !restarted {
                 continue;
             }
             let actors: Vec<_> = {
                 let actors = self.actors.lock().expect("actors lock");
                 actors.values().map(|a| a.inbox.clone()).collect()
             };
-            tracing::info!(units = actors.len(), "CTI link restored: re-synchronising");
+            tracing::info!(
+                units = actors.len(),
+                restarted,
+                "CTI link restored: re-synchronising"
+            );
             for inbox in actors {
                 let _ = inbox.send(Inbox::Job(Job::Resync));
             }
