@@ -233,3 +233,43 @@ async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
+    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let d = driver(client.clone());
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let agents = log_in(&d, 1001, 2).await;
+    stack.spawn("pb-channel-group", "pb-channel-group-1").await;
+
+    // The owner dies, and an adopter that died half-way has already deleted its membership
+    // record (the first step of an adoption) without taking a single unit over.
+    let members = async_nats::jetstream::new(client)
+        .get_key_value("pb_members")
+        .await
+        .unwrap();
+    let mut dead = None;
+    let mut keys = members.keys().await.unwrap();
+    while let Some(Ok(key)) = futures::StreamExt::next(&mut keys).await {
+        if key.starts_with("channelgroup.") && key.contains("pb-channel-group-0") {
+            dead = Some(key);
+        }
+    }
+    let dead = dead.expect("the first replica's membership record");
+    stack.process("pb-channel-group-0").signal("KILL");
+    members.delete(&dead).await.unwrap();
+
+    // Nobody will adopt it by its record; the sweep for units nobody owns does.
+    for agent in &agents {
+        d.ok(
+            "channel.request.notready",
+            &agent.channels[0].target,
+            json!({"reasonCode": "orphan"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", agent.agent_id, stack.logs()));
+    }
+}

@@ -55,6 +55,8 @@ const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
+/// How many checks of the peers between two sweeps for units nobody adopted.
+const ORPHAN_SWEEP_EVERY: u32 = 5;
 /// Re-synchronisations with the CTI one replica runs at once.
 const RESYNCS_AT_ONCE: usize = 32;
 /// The fewest requests a unit remembers before it prunes the old ones.
@@ -322,6 +324,7 @@ pub async fn run<H: Owner>(
         actors: StdMutex::default(),
         fenced: Default::default(),
         resyncs: tokio::sync::Semaphore::new(RESYNCS_AT_ONCE),
+        checks: Default::default(),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
@@ -485,6 +488,8 @@ struct Shared<H> {
     fenced: std::sync::atomic::AtomicBool,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
+    /// Checks of the peers made so far (every [`ORPHAN_SWEEP_EVERY`]th also sweeps).
+    checks: std::sync::atomic::AtomicU32,
     /// Bounds the re-synchronisations running at once.
     resyncs: tokio::sync::Semaphore,
     /// Peers found silent: how many checks in a row, and when last.
@@ -907,22 +912,33 @@ impl<H: Owner> Shared<H> {
             self.recover().await;
             return;
         }
+        // Now and then, units that an interrupted adoption left to nobody.
+        let round = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if round % ORPHAN_SWEEP_EVERY == ORPHAN_SWEEP_EVERY - 1 {
+            self.adopt_orphans().await;
+        }
         for (member_key, peer) in self.peers().await {
-            let mut headers = HeaderMap::new();
-            headers.insert(PING_HEADER, "1");
-            let ping = async_nats::Request::new()
-                .headers(headers)
-                .timeout(Some(Duration::from_secs(2)));
-            let silent = matches!(
-                self.context.client.send_request(self.node_of(&peer), ping).await,
-                Err(e) if e.kind() == RequestErrorKind::NoResponders
-            );
-            if !silent {
+            if !self.silent(&peer).await {
                 self.suspects.lock().expect("suspects lock").remove(&peer);
             } else if self.missed(&peer) {
                 self.adopt(&member_key, &peer).await;
             }
         }
+    }
+
+    /// Whether nobody listens on `replica`'s node subject (a ping has no responders).
+    async fn silent(&self, replica: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(PING_HEADER, "1");
+        let ping = async_nats::Request::new()
+            .headers(headers)
+            .timeout(Some(Duration::from_secs(2)));
+        matches!(
+            self.context.client.send_request(self.node_of(replica), ping).await,
+            Err(e) if e.kind() == RequestErrorKind::NoResponders
+        )
     }
 
     /// `peer` did not answer: count it (at most one miss per check period); whether it is
@@ -1074,25 +1090,68 @@ impl<H: Owner> Shared<H> {
 
     /// The units the owners bucket names `replica` as the owner of.
     async fn units_owned_by(&self, replica: &str) -> Vec<String> {
+        self.owner_entries()
+            .await
+            .into_iter()
+            .filter(|(_, owner)| owner == replica)
+            .map(|(unit, _)| unit)
+            .collect()
+    }
+
+    /// Every unit of this service with its owner, as the owners bucket has them.
+    async fn owner_entries(&self) -> Vec<(String, String)> {
         let prefix = format!("{}.", key(&[self.service]));
         let Ok(mut watch) = self.owners.watch_with_history(format!("{prefix}>")).await else {
             return Vec::new();
         };
-        let mut units = Vec::new();
+        let mut entries = Vec::new();
         while let Ok(Some(Ok(entry))) =
             tokio::time::timeout(Duration::from_millis(500), watch.next()).await
         {
             if entry.operation == kv::Operation::Put
-                && entry.value == replica.as_bytes()
                 && let Some(unit) = entry.key.strip_prefix(&prefix)
             {
-                units.push(crate::kv::unkey(unit));
+                entries.push((
+                    crate::kv::unkey(unit),
+                    String::from_utf8_lossy(&entry.value).into_owned(),
+                ));
             }
             if entry.delta == 0 {
                 break;
             }
         }
-        units
+        entries
+    }
+
+    /// Take over the units whose owner has no membership record and does not answer: an
+    /// adopter that died half-way through an adoption (it deletes the dead replica's record
+    /// first) left them to nobody.
+    async fn adopt_orphans(self: &Arc<Self>) {
+        let mut live: std::collections::HashSet<String> = self
+            .peers()
+            .await
+            .into_iter()
+            .map(|(_, peer)| peer)
+            .collect();
+        live.insert(self.me.clone());
+        let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
+        for (unit, owner) in self.owner_entries().await {
+            if !live.contains(&owner) {
+                orphans.entry(owner).or_default().push(unit);
+            }
+        }
+        for (owner, units) in orphans {
+            if !self.silent(&owner).await {
+                continue;
+            }
+            let mut adopted = 0;
+            for unit in &units {
+                if self.take_over(unit, &owner).await {
+                    adopted += 1;
+                }
+            }
+            tracing::warn!(%owner, adopted, "units of a replica nobody adopted taken over");
+        }
     }
 
     /// A unit's actor: subscribe its destinations, then take one message at a time until it
