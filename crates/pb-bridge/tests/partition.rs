@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::{Subjects, Target};
-use pb_testkit::{Bridge, Proxy, Stack};
+use pb_testkit::{Bridge, Proxy, Stack, announced_once, count};
 use serde_json::json;
 
 const CHECK_MS: &str = "400";
@@ -35,6 +35,20 @@ async fn log_in(d: &Driver, first: u64, count: u64) -> Vec<LoggedIn> {
         );
     }
     logged
+}
+
+/// Make each agent not ready on its first channel (retrying as a bridge does), `when`
+/// naming the moment in a failure.
+async fn not_ready_all(d: &Driver, agents: &[LoggedIn], reason: &str, when: &str) {
+    for agent in agents {
+        d.ok(
+            "channel.request.notready",
+            &agent.channels[0].target,
+            json!({ "reasonCode": reason }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{} {when}: {e}", agent.agent_id));
+    }
 }
 
 /// Send `name` to each agent's first channel on the tap (one requestId each); per
@@ -95,15 +109,7 @@ async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
     // commands are answered (retried while the take-over happens).
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for agent in &before {
-        d.ok(
-            "channel.request.notready",
-            &agent.channels[0].target,
-            json!({"reasonCode": "cut"}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{} during the cut: {e}", agent.agent_id));
-    }
+    not_ready_all(&d, &before, "cut", "during the cut").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.heal();
     // Wait until it is connected again (the client logs each connection), and a little.
@@ -154,15 +160,7 @@ async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
     let after = log_in(&d, 1101, 12).await;
     let mine = stack.process("pb-channel-group-cut").logs();
     stack.process("pb-channel-group-cut").signal("KILL");
-    for agent in &after {
-        d.ok(
-            "channel.request.notready",
-            &agent.channels[0].target,
-            json!({"reasonCode": "gone"}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{} after the kill: {e}\n{mine}", agent.agent_id));
-    }
+    not_ready_all(&d, &after, "gone", &format!("after the kill\n{mine}")).await;
 }
 
 #[tokio::test]
@@ -189,41 +187,18 @@ async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_
         )
         .await;
     assert!(changed.get("ok").is_some(), "{changed}");
-    let offered = bridge
-        .sim(
-            "offer",
-            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": b.agent_id}),
-        )
-        .await;
-    let call = offered["ok"]["name"]
-        .as_str()
-        .expect("offer accepted")
-        .to_owned();
+    let call = bridge.offer_call(&b.agent_id).await;
 
     // After the take-over both are reported, once each.
     let seen = events.collect(Duration::from_secs(6)).await;
-    let count = |name: &str, target: &str| {
-        seen.iter()
-            .filter(|e| e.name == name && e.target == target)
-            .count()
-    };
     assert_eq!(
-        count("channel.notready", &a.channels[0].target),
+        count(&seen, "channel.notready", &a.channels[0].target),
         1,
         "{seen:#?}"
     );
     let notready = seen.iter().find(|e| e.name == "channel.notready").unwrap();
     assert_eq!(notready.body["reasonCode"], "while-dead");
-    assert_eq!(
-        count("channel.interaction.added", &b.channels[0].target),
-        1,
-        "{seen:#?}"
-    );
-    let added = seen
-        .iter()
-        .find(|e| e.name == "channel.interaction.added")
-        .unwrap();
-    assert_eq!(added.body["name"], call.as_str());
+    announced_once(&seen, &b.channels[0].target, &call);
     // And the bridge can take the call on the new owner.
     d.ok(
         "channel.request.createinteraction",
@@ -263,13 +238,5 @@ async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
     members.delete(&dead).await.unwrap();
 
     // Nobody will adopt it by its record; the sweep for units nobody owns does.
-    for agent in &agents {
-        d.ok(
-            "channel.request.notready",
-            &agent.channels[0].target,
-            json!({"reasonCode": "orphan"}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}\n{}", agent.agent_id, stack.logs()));
-    }
+    not_ready_all(&d, &agents, "orphan", "after the sweep").await;
 }

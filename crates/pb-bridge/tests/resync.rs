@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use pb_bridge::flow::Driver;
 use pb_protocol::{Subjects, Target};
-use pb_testkit::{Bridge, Stack};
+use pb_testkit::{Bridge, Stack, announced_once, count};
 use serde_json::json;
 
-#[tokio::test]
-async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
-    let stack = Stack::start(2, &[]).await;
+/// A stack of `replicas`, a driver and a bridge on NATS, the status reported.
+async fn world(replicas: usize) -> (Stack, Driver, Bridge) {
+    let stack = Stack::start(replicas, &[]).await;
     let client = stack.nats.client().await;
     let d = Driver::new(
         client.clone(),
@@ -20,10 +20,15 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
         Target::control("PB1").unwrap(),
         Duration::from_secs(8),
     );
-    let bridge = Bridge::new(client);
     d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
         .await
         .unwrap();
+    (stack, d, Bridge::new(client))
+}
+
+#[tokio::test]
+async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
+    let (_stack, d, bridge) = world(2).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let b = d.login("1002", "pw-1002", "s-1002").await.unwrap();
     let mut events = bridge.events().await;
@@ -45,16 +50,7 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
         )
         .await;
     assert!(changed.get("ok").is_some(), "{changed}");
-    let offered = bridge
-        .sim(
-            "offer",
-            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": "1002"}),
-        )
-        .await;
-    let call = offered["ok"]["name"]
-        .as_str()
-        .expect("offer accepted")
-        .to_owned();
+    let call = bridge.offer_call("1002").await;
     let quiet = events.collect(Duration::from_millis(500)).await;
     assert!(
         quiet.iter().all(|e| !e.name.starts_with("channel.")),
@@ -63,31 +59,17 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
 
     bridge.sim("link", json!({"up": true})).await;
     let seen = events.collect(Duration::from_secs(4)).await;
-    let count = |name: &str, target: &str| {
-        seen.iter()
-            .filter(|e| e.name == name && e.target == target)
-            .count()
-    };
     assert_eq!(
-        count("cti.communicationrestored", "PB1.CONTROL"),
+        count(&seen, "cti.communicationrestored", "PB1.CONTROL"),
         1,
         "{seen:#?}"
     );
     assert_eq!(
-        count("channel.notready", &a.channels[0].target),
+        count(&seen, "channel.notready", &a.channels[0].target),
         1,
         "{seen:#?}"
     );
-    assert_eq!(
-        count("channel.interaction.added", &b.channels[0].target),
-        1,
-        "{seen:#?}"
-    );
-    let added = seen
-        .iter()
-        .find(|e| e.name == "channel.interaction.added")
-        .unwrap();
-    assert_eq!(added.body["name"], call.as_str());
+    announced_once(&seen, &b.channels[0].target, &call);
     let init = d
         .ok("channel.query.init", &a.channels[0].target, json!({}))
         .await
@@ -97,18 +79,7 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
 
 #[tokio::test]
 async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
-    let mut stack = Stack::start(1, &[]).await;
-    let client = stack.nats.client().await;
-    let d = Driver::new(
-        client.clone(),
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    );
-    let bridge = Bridge::new(client);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let (mut stack, d, bridge) = world(1).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let mut events = bridge.events().await;
 
@@ -120,11 +91,6 @@ async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
         .await;
     stack.spawn("pb-cti-sim", "pb-cti-sim-again").await;
     let seen = events.collect(Duration::from_secs(4)).await;
-    let count = |seen: &[pb_testkit::RawEvent], name: &str, target: &str| {
-        seen.iter()
-            .filter(|e| e.name == name && e.target == target)
-            .count()
-    };
     assert_eq!(count(&seen, "session.loggedout", "s-1001"), 1, "{seen:#?}");
     for channel in &a.channels {
         assert_eq!(
@@ -150,23 +116,9 @@ async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
     d.ok("channel.request.ready", phone, json!({}))
         .await
         .unwrap();
-    let offered = bridge
-        .sim(
-            "offer",
-            json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": "1001"}),
-        )
-        .await;
-    let call = offered["ok"]["name"]
-        .as_str()
-        .expect("offer accepted")
-        .to_owned();
+    let call = bridge.offer_call("1001").await;
     let seen = events.collect(Duration::from_secs(2)).await;
     assert_eq!(count(&seen, "channel.activated", phone), 1, "{seen:#?}");
     assert_eq!(count(&seen, "channel.ready", phone), 1, "{seen:#?}");
-    let added: Vec<_> = seen
-        .iter()
-        .filter(|e| e.name == "channel.interaction.added" && &e.target == phone)
-        .collect();
-    assert_eq!(added.len(), 1, "{seen:#?}");
-    assert_eq!(added[0].body["name"], call.as_str());
+    announced_once(&seen, phone, &call);
 }

@@ -74,6 +74,20 @@ impl Bridge {
         self.internal(&format!("sim.{op}"), body).await
     }
 
+    /// A customer calls agent `agent_id` (the simulator's `offer`); the interaction's name.
+    pub async fn offer_call(&self, agent_id: &str) -> String {
+        let reply = self
+            .sim(
+                "offer",
+                serde_json::json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": agent_id}),
+            )
+            .await;
+        reply["ok"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("offer refused: {reply}"))
+            .to_owned()
+    }
+
     /// Call the CTI adapter directly, `P.cti.req.<op>`, as another desktop or the phone
     /// would act at the CTI; its JSON reply.
     pub async fn cti(&self, op: &str, body: Value) -> Value {
@@ -100,6 +114,23 @@ impl Bridge {
         self.client.flush().await.expect("flush");
         EventStream { subscriber }
     }
+}
+
+/// How many of `seen` are named `name` on `target`.
+pub fn count(seen: &[RawEvent], name: &str, target: &str) -> usize {
+    seen.iter()
+        .filter(|e| e.name == name && e.target == target)
+        .count()
+}
+
+/// `seen` holds one `channel.interaction.added` on `channel`, and it names `call`.
+pub fn announced_once(seen: &[RawEvent], channel: &str, call: &str) {
+    let added: Vec<_> = seen
+        .iter()
+        .filter(|e| e.name == "channel.interaction.added" && e.target == channel)
+        .collect();
+    assert_eq!(added.len(), 1, "{seen:#?}");
+    assert_eq!(added[0].body["name"], call);
 }
 
 /// Events as they arrive.

@@ -21,7 +21,7 @@ mod process;
 mod proxy;
 mod stack;
 
-pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap};
+pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap, announced_once, count};
 pub use certs::Certificates;
 pub use nats::{NatsServer, Passwords};
 pub use ops::{http_get, sample};
