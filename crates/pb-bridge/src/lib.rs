@@ -337,6 +337,12 @@ pub enum SimCommand {
     },
     /// Restore the CTI link.
     LinkUp,
+    /// Lose every event the CTI raises, the link up (messages lost on the way); with
+    /// --off, stop losing them.
+    LoseEvents {
+        #[arg(long)]
+        off: bool,
+    },
     /// Make every CTI call take this many milliseconds (0 for none).
     Delay { ms: u64 },
     /// Make the CTI refuse an agent.
@@ -569,6 +575,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             switch_runs: false,
                         })
                         .await?
+                }
+                SimCommand::LoseEvents { off } => {
+                    bridge.admin(&admin::LoseEvents { lose: !off }).await?
                 }
                 SimCommand::Delay { ms } => bridge.admin(&admin::SetDelay { ms }).await?,
                 SimCommand::Reject { agent_id } => {

@@ -10,9 +10,9 @@ use pb_protocol::{Subjects, Target};
 use pb_testkit::{Bridge, Stack, announced_once, count};
 use serde_json::json;
 
-/// A stack of `replicas`, a driver and a bridge on NATS, the status reported.
-async fn world(replicas: usize) -> (Stack, Driver, Bridge) {
-    let stack = Stack::start(replicas, &[]).await;
+/// A stack of `replicas` (with `env`), a driver and a bridge on NATS, the status reported.
+async fn world(replicas: usize, env: &[(&'static str, &str)]) -> (Stack, Driver, Bridge) {
+    let stack = Stack::start(replicas, env).await;
     let client = stack.nats.client().await;
     let d = Driver::new(
         client.clone(),
@@ -28,7 +28,7 @@ async fn world(replicas: usize) -> (Stack, Driver, Bridge) {
 
 #[tokio::test]
 async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
-    let (_stack, d, bridge) = world(2).await;
+    let (_stack, d, bridge) = world(2, &[]).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let b = d.login("1002", "pw-1002", "s-1002").await.unwrap();
     let mut events = bridge.events().await;
@@ -79,7 +79,7 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
 
 #[tokio::test]
 async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
-    let (mut stack, d, bridge) = world(1).await;
+    let (mut stack, d, bridge) = world(1, &[]).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let mut events = bridge.events().await;
 
@@ -121,4 +121,27 @@ async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
     assert_eq!(count(&seen, "channel.activated", phone), 1, "{seen:#?}");
     assert_eq!(count(&seen, "channel.ready", phone), 1, "{seen:#?}");
     announced_once(&seen, phone, &call);
+}
+
+#[tokio::test]
+async fn a_change_whose_event_was_lost_is_found_by_the_periodic_re_sync() {
+    let (_stack, d, bridge) = world(1, &[("PB_RESYNC_MS", "1000")]).await;
+    let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
+    let mut events = bridge.events().await;
+    // The link stays up; the change's event is lost on the way.
+    bridge.sim("loseevents", json!({"lose": true})).await;
+    let changed = bridge
+        .sim(
+            "setstate",
+            json!({"agent_id": "1001", "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "lost"}),
+        )
+        .await;
+    assert!(changed.get("ok").is_some(), "{changed}");
+    bridge.sim("loseevents", json!({"lose": false})).await;
+    let seen = events.collect(Duration::from_secs(3)).await;
+    assert_eq!(
+        count(&seen, "channel.notready", &a.channels[0].target),
+        1,
+        "{seen:#?}"
+    );
 }

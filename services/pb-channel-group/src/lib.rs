@@ -23,7 +23,7 @@ use bytes::Bytes;
 use pb_cti::{AgentEvent, CtiCall};
 use pb_protocol::internal::InternalReply;
 use pb_protocol::{Command, Event, Kind, Target};
-use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::UnitStore;
@@ -98,17 +98,17 @@ impl Groups {
     }
 }
 
-/// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
+/// The owning runtime's settings ([`OwnedConfig::from_lookup`]).
 pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
-    Ok(OwnedConfig {
-        service: "channelgroup",
-        check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
-        listening: Listening::PerSession,
-        // Channel and interaction changes on one subscription, so that an agent's changes
-        // are applied in the order the CTI made them (a pending state after the interaction
-        // whose end applied it); the session service's logouts are ignored.
-        agent_events: &[AgentEvent::ALL],
-    })
+    // Channel and interaction changes on one subscription, so that an agent's changes
+    // are applied in the order the CTI made them (a pending state after the interaction
+    // whose end applied it); the session service's logouts are ignored.
+    OwnedConfig::from_lookup(
+        "channelgroup",
+        Listening::PerSession,
+        &[AgentEvent::ALL],
+        lookup,
+    )
 }
 
 /// Serve the channel group, channel, interaction and conversation destinations until

@@ -38,6 +38,18 @@ impl AdminOp for SetLink {
     type Reply = LinkEvent;
 }
 
+/// Lose (`lose: true`) every event the CTI raises from now on, until told otherwise, the
+/// link staying up: messages lost on the way, which only a re-synchronisation recovers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoseEvents {
+    pub lose: bool,
+}
+
+impl AdminOp for LoseEvents {
+    const OP: &'static str = "loseevents";
+    type Reply = Done;
+}
+
 /// Make every CTI call take this long (0 for none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetDelay {

@@ -118,6 +118,8 @@ pub struct Lab {
     switch_runs: bool,
     /// An operation of the switch itself is running (not an adapter client's call).
     at_switch: bool,
+    /// Every event is lost, the link up ([`Lab::lose_events`]).
+    losing: bool,
     rejected: HashSet<String>,
     calls: Calls,
     /// agent -> the reason of its logout, waiting for its interactions to end.
@@ -175,6 +177,7 @@ impl Lab {
             revision_base: 0,
             switch_runs: false,
             at_switch: false,
+            losing: false,
             rejected: HashSet::new(),
             calls: Calls::new(answer),
             leaving: BTreeMap::new(),
@@ -246,9 +249,15 @@ impl Lab {
         result
     }
 
-    /// Whether events are lost: the link is down with the switch running behind it.
+    /// Lose every event from now on (or no longer), the link up.
+    pub fn lose_events(&mut self, lose: bool) {
+        self.losing = lose;
+    }
+
+    /// Whether events are lost: the link is down with the switch running behind it, or
+    /// they are lost on the way ([`Lab::lose_events`]).
     pub fn events_lost(&self) -> bool {
-        !self.link.up && self.switch_runs
+        self.losing || (!self.link.up && self.switch_runs)
     }
 
     fn link_up(&self) -> Result<(), CtiError> {

@@ -375,6 +375,10 @@ impl Sim {
                 }
                 Ok((lab.link(), vec![]))
             }),
+            admin::LoseEvents::OP => act(payload, |c: admin::LoseEvents| {
+                lab.lose_events(c.lose);
+                Ok((Done {}, vec![]))
+            }),
             admin::SetDelay::OP => act(payload, |c: admin::SetDelay| {
                 self.delay_ms.store(c.ms, Ordering::Relaxed);
                 Ok((Done {}, vec![]))

@@ -19,7 +19,7 @@ use pb_cti::AgentEvent;
 use pb_protocol::internal::InternalReply;
 use pb_protocol::session::{ReasonCode, SessionEvent};
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
-use pb_runtime::config::{ConfigError, millis};
+use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{StateError, Targets, UnitStore};
@@ -116,14 +116,14 @@ fn state_failure(e: StateError) -> Reply {
     Reply::failure(e.to_string())
 }
 
-/// How often replicas check on one another: `PB_OWNER_CHECK_MS`, default 1000.
+/// The owning runtime's settings ([`OwnedConfig::from_lookup`]).
 pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
-    Ok(OwnedConfig {
-        service: "session",
-        check_every: millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
-        listening: Listening::PerDestination,
-        agent_events: &[AgentEvent::LOGGED_OUT],
-    })
+    OwnedConfig::from_lookup(
+        "session",
+        Listening::PerDestination,
+        &[AgentEvent::LOGGED_OUT],
+        lookup,
+    )
 }
 
 /// Serve session destinations until `shutdown`.

@@ -285,6 +285,29 @@ pub struct OwnedConfig {
     /// The CTI changes the service acts on ([`pb_cti::AgentEvent::token`]s): a replica
     /// subscribes to these only, for every agent.
     pub agent_events: &'static [&'static str],
+    /// How often every unit re-reads the CTI's view (`PB_RESYNC_MS`), spread evenly over
+    /// the period; `None` (0) for never. A safety net for events lost on the way.
+    pub resync_every: Option<Duration>,
+}
+
+impl OwnedConfig {
+    /// The settings every owning service reads: `PB_OWNER_CHECK_MS` (default 1000) and
+    /// `PB_RESYNC_MS` (default 300000, 0 for never).
+    pub fn from_lookup(
+        service: &'static str,
+        listening: Listening,
+        agent_events: &'static [&'static str],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let resync = crate::config::millis(&lookup, "PB_RESYNC_MS", 300_000)?;
+        Ok(Self {
+            service,
+            check_every: crate::config::millis(&lookup, "PB_OWNER_CHECK_MS", 1000)?,
+            listening,
+            agent_events,
+            resync_every: (!resync.is_zero()).then_some(resync),
+        })
+    }
 }
 
 /// Run an owning service until `shutdown`.
@@ -386,6 +409,9 @@ pub async fn run<H: Owner>(
     // Until the units are stopped, so that the last changes reach a unit being finished.
     let routing = tokio::spawn(shared.clone().route_agent_events(agent_events));
     let following = tokio::spawn(shared.clone().follow_link(links));
+    let resyncing = owned
+        .resync_every
+        .map(|every| tokio::spawn(shared.clone().resync_periodically(every)));
     let mut check = tokio::time::interval(owned.check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut guard = tokio::time::interval(fence::fence_check_every(owned.check_every));
@@ -455,6 +481,9 @@ pub async fn run<H: Owner>(
     // 3. Go silent and ask the peers to take the units over now.
     routing.abort();
     following.abort();
+    if let Some(resyncing) = resyncing {
+        resyncing.abort();
+    }
     pinging.abort();
     let _ = pinging.await;
     if is_connected(&client) {
@@ -836,6 +865,26 @@ impl<H: Owner> Shared<H> {
             );
             for inbox in actors {
                 let _ = inbox.send(Inbox::Job(Job::Resync));
+            }
+        }
+    }
+
+    /// Every `period`, each unit served here re-reads the CTI's view, one after the other
+    /// at even gaps (so the CTI sees a steady trickle, never a burst).
+    async fn resync_periodically(self: Arc<Self>, period: Duration) {
+        loop {
+            let actors: Vec<_> = {
+                let actors = self.actors.lock().expect("actors lock");
+                actors.values().map(|a| a.inbox.clone()).collect()
+            };
+            if actors.is_empty() {
+                tokio::time::sleep(period).await;
+                continue;
+            }
+            let gap = period / actors.len() as u32;
+            for inbox in actors {
+                let _ = inbox.send(Inbox::Job(Job::Resync));
+                tokio::time::sleep(gap).await;
             }
         }
     }
