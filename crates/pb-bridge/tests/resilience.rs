@@ -254,7 +254,10 @@ async fn one_agent_logged_in(agent: &str) -> (Stack, async_nats::Client, Driver,
     (stack, client, bridge, logged)
 }
 
-/// SIGKILL the channel-group replica that owns `agent`, and wait for it to be gone.
+/// SIGKILL the channel-group replica that owns `agent`, and wait for it to be gone: the
+/// process exited, and the server has dropped its connection (its node subject has no
+/// responders; until then a command could still be routed to the dead connection and
+/// lost, which is the bridge's timeout-and-retry case, not the one these tests show).
 async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client, agent: &str) {
     let owners = async_nats::jetstream::new(client.clone())
         .get_key_value("pb_owners")
@@ -275,6 +278,27 @@ async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client
         .process(victim)
         .wait_exit(Duration::from_secs(5))
         .await;
+    let node = Subjects::default().internal(&format!(
+        "node.channelgroup.{}",
+        pb_protocol::target::encode_token(&owner)
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ping = client
+            .send_request(
+                node.clone(),
+                async_nats::Request::new().timeout(Some(Duration::from_millis(200))),
+            )
+            .await;
+        if matches!(&ping, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still routes to {owner}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Issue 6: a call in progress when its agent's channel-group replica dies carries on: the
