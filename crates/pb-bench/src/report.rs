@@ -431,6 +431,15 @@ mod tests {
         assert_eq!(r.median["b"], 1.5);
     }
 
+    /// The line of `table` that contains `needle`.
+    fn line_of(table: &str, needle: &str) -> String {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line {needle} in\n{table}"))
+            .to_owned()
+    }
+
     #[test]
     fn ratios_against_the_floor_and_targets() {
         let f = figures(&[
@@ -446,13 +455,7 @@ mod tests {
             ("storm.10000.worst_p99_ms", 51.0),
         ]);
         let (table, met, missed) = table(&f);
-        let line = |needle: &str| {
-            table
-                .lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no line {needle} in\n{table}"))
-                .to_owned()
-        };
+        let line = |needle: &str| line_of(&table, needle);
         assert!(
             line("capabilities (no CTI call) p50").contains("1.20x"),
             "{table}"
@@ -506,13 +509,7 @@ mod tests {
             ("gw.storm.5000.gateway_kib_per_1000", 4.0),
         ]);
         let (table, met, missed) = table(&f);
-        let line = |needle: &str| {
-            table
-                .lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no line {needle} in\n{table}"))
-                .to_owned()
-        };
+        let line = |needle: &str| line_of(&table, needle);
         assert!(
             line("gateway: cti.query.capabilities p50 ").contains("1.75x"),
             "{table}"

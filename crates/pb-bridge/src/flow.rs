@@ -333,13 +333,8 @@ impl Driver {
         password: &str,
         session: &str,
     ) -> Result<LoggedIn, FlowError> {
-        let control = self.control.as_str().to_owned();
-        self.ok(
-            "cti.request.createsession",
-            &control,
-            json!({"agentId": agent_id, "agentPassword": password, "sessionId": session, "destination": session}),
-        )
-        .await?;
+        self.create_session(agent_id, password, session, session)
+            .await?;
         let init: SessionInit = read(
             "session.query.init",
             self.ok("session.query.init", session, json!({})).await?,
@@ -389,6 +384,24 @@ impl Driver {
             group,
             channels,
         })
+    }
+
+    /// `cti.request.createsession` on the control: log `agent_id` in at the CTI as session
+    /// `session_id` on destination `destination` (a kept destination is created again).
+    pub async fn create_session(
+        &self,
+        agent_id: &str,
+        password: &str,
+        session_id: &str,
+        destination: &str,
+    ) -> Result<Body, FlowError> {
+        let control = self.control.as_str().to_owned();
+        self.ok(
+            "cti.request.createsession",
+            &control,
+            json!({"agentId": agent_id, "agentPassword": password, "sessionId": session_id, "destination": destination}),
+        )
+        .await
     }
 
     /// Log agents `first..first+count` in (password `pw-<id>`, session `<prefix>-<id>`),

@@ -102,13 +102,9 @@ async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
 
     // The bridge logs the agent in again on the same destinations: its changes and the
     // new adapter's calls are reported as before.
-    d.ok(
-        "cti.request.createsession",
-        "PB1.CONTROL",
-        json!({"agentId": "1001", "agentPassword": "pw-1001", "sessionId": "again", "destination": "s-1001"}),
-    )
-    .await
-    .unwrap();
+    d.create_session("1001", "pw-1001", "again", "s-1001")
+        .await
+        .unwrap();
     let phone = &a.channels[0].target;
     d.ok("channel.request.activate", phone, json!({}))
         .await

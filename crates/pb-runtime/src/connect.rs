@@ -61,8 +61,8 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
                 .connection_timeout(Duration::from_secs(2))
                 .event_callback(|event| async move {
                     match event {
-                        async_nats::Event::Connected => note_connected(),
-                        async_nats::Event::Disconnected => note_disconnected(),
+                        async_nats::Event::Connected => note(&CONNECTED_AT),
+                        async_nats::Event::Disconnected => note(&DISCONNECTED_AT),
                         _ => {}
                     }
                 });
@@ -76,7 +76,7 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
         };
         let last_error = match attempt.await {
             Ok(client) => {
-                note_connected();
+                note(&CONNECTED_AT);
                 return Ok(client);
             }
             Err((true, last_error)) => {
@@ -102,46 +102,38 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
     }
 }
 
-/// When this process's NATS connection was last (re)established.
+/// When this process's NATS connection was last (re)established, and last lost.
 static CONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+static DISCONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
 /// How long the connection has been up without interruption (zero while disconnected).
 pub fn connected_for(client: &Client) -> Duration {
-    if !is_connected(client) {
-        return Duration::ZERO;
-    }
-    CONNECTED_AT
-        .lock()
-        .ok()
-        .and_then(|at| *at)
-        .map(|at| at.elapsed())
-        .unwrap_or_default()
-}
-
-fn note_connected() {
-    if let Ok(mut at) = CONNECTED_AT.lock() {
-        *at = Some(Instant::now());
+    if is_connected(client) {
+        since(&CONNECTED_AT)
+    } else {
+        Duration::ZERO
     }
 }
-
-/// When this process's NATS connection was last lost.
-static DISCONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
 /// How long the connection has been down (zero while connected).
 pub fn disconnected_for(client: &Client) -> Duration {
     if is_connected(client) {
-        return Duration::ZERO;
+        Duration::ZERO
+    } else {
+        since(&DISCONNECTED_AT)
     }
-    DISCONNECTED_AT
-        .lock()
+}
+
+fn since(at: &std::sync::Mutex<Option<Instant>>) -> Duration {
+    at.lock()
         .ok()
         .and_then(|at| *at)
         .map(|at| at.elapsed())
         .unwrap_or_default()
 }
 
-fn note_disconnected() {
-    if let Ok(mut at) = DISCONNECTED_AT.lock() {
+fn note(at: &std::sync::Mutex<Option<Instant>>) {
+    if let Ok(mut at) = at.lock() {
         *at = Some(Instant::now());
     }
 }

@@ -70,9 +70,14 @@ impl Groups {
 }
 
 impl Groups {
-    /// Apply CTI changes to the agent's destinations and record them once; the events to
-    /// raise (none when the record cannot be written: nothing is reported that is not kept).
-    async fn apply_cti(&self, unit: &str, changes: Vec<AgentEvent>) -> Vec<Event> {
+    /// Apply the CTI changes `changes` makes of the agent's destinations, and record them
+    /// once; the events to raise (none when the record cannot be written: nothing is
+    /// reported that is not kept).
+    async fn apply_cti(
+        &self,
+        unit: &str,
+        changes: impl FnOnce(&AgentTree) -> Vec<AgentEvent>,
+    ) -> Vec<Event> {
         let mut loaded = match self.store.load(unit).await {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -82,7 +87,7 @@ impl Groups {
         };
         let mut changed = false;
         let mut events = Vec::new();
-        for change in changes {
+        for change in changes(&loaded.value) {
             let (did, raised) = events::apply(&mut loaded.value, unit, change);
             changed |= did;
             events.extend(raised);
@@ -160,7 +165,7 @@ impl Owner for Groups {
         let unit = unit.name();
         match serde_json::from_slice::<AgentEvent>(&payload) {
             Ok(AgentEvent::LoggedOut { .. }) => Vec::new(), // the session service's
-            Ok(event) => self.apply_cti(unit, vec![event]).await,
+            Ok(event) => self.apply_cti(unit, |_| vec![event]).await,
             Err(e) => {
                 tracing::warn!(%unit, error = %e, "unreadable CTI event ignored");
                 Vec::new()
@@ -179,15 +184,8 @@ impl Owner for Groups {
                 return Vec::new();
             }
         };
-        let tree = match self.store.load(unit).await {
-            Ok(loaded) => loaded.value,
-            Err(e) => {
-                tracing::error!(%unit, error = %e, "cannot read the agent's channels; not re-synchronised");
-                return Vec::new();
-            }
-        };
-        let changes = events::from_snapshot(&tree, snapshot);
-        self.apply_cti(unit, changes).await
+        self.apply_cti(unit, |tree| events::from_snapshot(tree, snapshot))
+            .await
     }
 
     async fn units(&self) -> Result<Vec<String>, String> {

@@ -1,7 +1,7 @@
 //! The gateway's own numbers, beside the shared ones in the process's registry: frames and
 //! bytes by direction and message type, commands it answered itself by reason, frames it
-//! did not forward, the link's state, connections and failed attempts, closes by reason, events dropped while
-//! no link is up, late responses and the outgoing queue.
+//! did not forward, the link's state, connections and failed attempts, closes by reason,
+//! events dropped while no link is up, late responses and the outgoing queue.
 
 use std::sync::LazyLock;
 

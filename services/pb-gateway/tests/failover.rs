@@ -35,7 +35,7 @@ async fn a_standby_takes_the_link_over_within_seconds_of_the_active_ones_death()
     let (status, _) = pb_testkit::http_get(&stack.process("gw-1").ops_addr(), "/readyz").await;
     assert_eq!(status, 200, "a standby is ready");
 
-    let driver = pb_bridge::flow::Driver::new(link.clone(), Subjects::default(), control(), WAIT);
+    let driver = common::driver(&link);
     let logged = driver.login("1001", "pw-1001", "s-1001").await.unwrap();
 
     // The active one dies without a word: the standby takes over within a few seconds.
@@ -166,14 +166,10 @@ async fn a_stopping_gateway_answers_what_is_in_flight_then_hands_the_link_over()
 
     // A session's creation calls the CTI, now slow; the active gateway is told to stop
     // meanwhile.
-    let driver = pb_bridge::flow::Driver::new(link.clone(), Subjects::default(), control(), WAIT);
+    let driver = common::driver(&link);
     let create = tokio::spawn(async move {
         driver
-            .ok(
-                "cti.request.createsession",
-                "PB1.CONTROL",
-                json!({"agentId": "1001", "agentPassword": "pw-1001", "sessionId": "s", "destination": "s-1001"}),
-            )
+            .create_session("1001", "pw-1001", "s", "s-1001")
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;

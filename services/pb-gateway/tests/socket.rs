@@ -351,18 +351,9 @@ async fn the_bridge_restarts_and_finds_its_sessions_live() {
     .expect("listen again on the same address");
     let mut tap = link.tap();
     link.connected(WAIT).await.expect("the gateway reconnects");
-    let driver = pb_bridge::flow::Driver::new(
-        link.clone(),
-        pb_protocol::Subjects::default(),
-        common::control(),
-        WAIT,
-    );
+    let driver = common::driver(&link);
     driver
-        .ok(
-            "cti.request.createsession",
-            "PB1.CONTROL",
-            json!({"agentId": "1001", "agentPassword": "pw-1001", "sessionId": "again", "destination": "s-1001"}),
-        )
+        .create_session("1001", "pw-1001", "again", "s-1001")
         .await
         .expect("the kept session is created again");
     let init = driver

@@ -44,36 +44,18 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
     // (contract §8.8; reference §9.2, `session.query.init` after lost connectivity). The
     // agent is logged in at the CTI again all the same (the password checked; a login at
     // the same place changes nothing), since the CTI may have logged it out meanwhile.
-    if loaded.value.sessions.contains_key(&create.target) {
-        let login = Login {
-            agent_id: create.agent_id.clone(),
-            password: create.agent_password,
-            place: None,
-        };
-        if let Err(e) = sessions.cti.call(&login, until.left()).await {
-            return InternalReply::Error(e.to_string());
-        }
-        if let Some(existing) = loaded.value.sessions.get_mut(&create.target)
-            && (existing.session_id != create.session_id || existing.logged_out)
-        {
-            // Logged in again: a later logout is news.
-            existing.session_id = create.session_id;
-            existing.logged_out = false;
-            if let Err(e) = sessions.store.save(unit, &mut loaded).await {
-                return InternalReply::Error(e.to_string());
+    let kept = loaded.value.sessions.contains_key(&create.target);
+    if !kept {
+        match sessions.targets.unit(&create.target).await {
+            Ok(Some(other)) if other != unit => {
+                return InternalReply::Error(format!(
+                    "destination `{}` is already in use",
+                    create.target
+                ));
             }
+            Ok(_) => {}
+            Err(e) => return InternalReply::Error(e.to_string()),
         }
-        return ctx.listen(Kind::Session, &create.target).await.into();
-    }
-    match sessions.targets.unit(&create.target).await {
-        Ok(Some(other)) if other != unit => {
-            return InternalReply::Error(format!(
-                "destination `{}` is already in use",
-                create.target
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => return InternalReply::Error(e.to_string()),
     }
     let login = Login {
         agent_id: create.agent_id.clone(),
@@ -84,21 +66,26 @@ async fn create(sessions: &Sessions, ctx: &mut Unit, create: SessionCreate) -> I
         Ok(snapshot) => snapshot,
         Err(e) => return InternalReply::Error(e.to_string()),
     };
-    loaded.value.sessions.insert(
-        create.target.clone(),
-        Session {
-            session_id: create.session_id,
+    let session = loaded
+        .value
+        .sessions
+        .entry(create.target.clone())
+        .or_insert_with(|| Session {
+            session_id: create.session_id.clone(),
             place: snapshot.place,
             initialised: false,
             group: None,
             logging_out: false,
             logged_out: false,
-        },
-    );
-    if let Err(e) = sessions.store.save(unit, &mut loaded).await {
+        });
+    // Logged in (again): a later logout is news.
+    let changed = !kept || session.session_id != create.session_id || session.logged_out;
+    session.session_id = create.session_id;
+    session.logged_out = false;
+    if changed && let Err(e) = sessions.store.save(unit, &mut loaded).await {
         return InternalReply::Error(e.to_string());
     }
-    if let Err(e) = sessions.targets.put(&create.target, unit).await {
+    if !kept && let Err(e) = sessions.targets.put(&create.target, unit).await {
         return InternalReply::Error(e.to_string());
     }
     ctx.listen(Kind::Session, &create.target).await.into()

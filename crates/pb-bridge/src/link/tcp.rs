@@ -319,16 +319,19 @@ impl Inner {
         {
             // Responses are matched by requestId on the socket: two commands in flight
             // with one requestId could not be told apart.
-            let mut pending = lock(&self.pending);
-            if pending.contains_key(request_id) {
-                return Err(LinkError::new(
-                    LinkErrorKind::Other,
-                    format!(
-                        "a command with requestId `{request_id}` is already waiting for its response"
-                    ),
-                ));
+            match lock(&self.pending).entry(request_id.to_owned()) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    return Err(LinkError::new(
+                        LinkErrorKind::Other,
+                        format!(
+                            "a command with requestId `{request_id}` is already waiting for its response"
+                        ),
+                    ));
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(tx);
+                }
             }
-            pending.insert(request_id.to_owned(), tx);
         }
         let closed = || LinkError::new(LinkErrorKind::Closed, "the link to the gateway closed");
         if writer.send(payload).is_err() {

@@ -51,19 +51,18 @@ use crate::serve::{
     Context, NATS_STEP, Reply, publish, publish_event, read, refuse, reject, respond,
 };
 
+mod fence;
+
+use fence::Suspect;
+
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
-/// How many checks of the peers between two sweeps for units nobody adopted.
-const ORPHAN_SWEEP_EVERY: u32 = 5;
 /// Re-synchronisations with the CTI one replica runs at once.
 const RESYNCS_AT_ONCE: usize = 32;
 /// The fewest requests a unit remembers before it prunes the old ones.
 const PRUNE_AT_LEAST: usize = 64;
-mod fence;
-
-use fence::Suspect;
 
 /// What an owning service does. Everything but [`Owner::internal_unit`] and
 /// [`Owner::units`] runs inside the unit's actor, one message at a time.
@@ -347,7 +346,8 @@ pub async fn run<H: Owner>(
         actors: StdMutex::default(),
         fenced: Default::default(),
         resyncs: tokio::sync::Semaphore::new(RESYNCS_AT_ONCE),
-        checks: Default::default(),
+        known_peers: StdMutex::default(),
+        sweep_due: Default::default(),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
@@ -393,7 +393,7 @@ pub async fn run<H: Owner>(
         .map_err(|e| OwnedError::Register(e.to_string()))?;
     shared
         .members
-        .put(key(&[shared.service, &shared.me]), shared.me.clone().into())
+        .put(shared.member_key(&shared.me), shared.me.clone().into())
         .await
         .map_err(|e| OwnedError::Register(e.to_string()))?;
     // The operations port lives until the end of `run`: alive (and not ready) while draining.
@@ -517,8 +517,11 @@ struct Shared<H> {
     fenced: std::sync::atomic::AtomicBool,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
-    /// Checks of the peers made so far (every [`ORPHAN_SWEEP_EVERY`]th also sweeps).
-    checks: std::sync::atomic::AtomicU32,
+    /// The peers registered at the last check: one gone from it means an adoption began.
+    known_peers: StdMutex<std::collections::HashSet<String>>,
+    /// Set when a peer's record vanished: sweep for units nobody adopted at the next check
+    /// that may reach verdicts.
+    sweep_due: std::sync::atomic::AtomicBool,
     /// Bounds the re-synchronisations running at once.
     resyncs: tokio::sync::Semaphore,
     /// Peers found silent: how many checks in a row, and when last.
@@ -596,6 +599,23 @@ impl<H: Owner> Shared<H> {
 
     fn owner_key(&self, unit: &str) -> String {
         key(&[self.service, unit])
+    }
+
+    /// The key of `replica`'s membership record.
+    fn member_key(&self, replica: &str) -> String {
+        key(&[self.service, replica])
+    }
+
+    /// Whether this replica's connection is too young for verdicts on its peers: right
+    /// after a NATS restart, peers re-subscribe one after the other and would look gone.
+    fn connection_young(&self) -> bool {
+        crate::connect::connected_for(&self.context.client) < self.check_every * 3
+    }
+
+    /// The inboxes of the units served here now.
+    fn inboxes(&self) -> Vec<mpsc::UnboundedSender<Inbox>> {
+        let actors = self.actors.lock().expect("actors lock");
+        actors.values().map(|a| a.inbox.clone()).collect()
     }
 
     /// Who owns `unit`; with `claim`, this replica claims it if nobody does.
@@ -755,9 +775,7 @@ impl<H: Owner> Shared<H> {
                         Ok(_) => return,
                         // One unanswered forward is no verdict: counted as a miss.
                         Err(e) if e.kind() == RequestErrorKind::NoResponders => {
-                            let young = crate::connect::connected_for(&self.context.client)
-                                < self.check_every * 3;
-                            if young || !self.missed(&owner) {
+                            if self.connection_young() || !self.missed(&owner) {
                                 let why = format!(
                                     "the replica owning agent `{unit}` is not answering; retry"
                                 );
@@ -765,7 +783,7 @@ impl<H: Owner> Shared<H> {
                                     .internal_reply(reply.as_ref(), InternalReply::Error(why))
                                     .await;
                             }
-                            self.adopt(&key(&[self.service, &owner]), &owner).await;
+                            self.adopt(&self.member_key(&owner), &owner).await;
                         }
                         Err(e) => {
                             let why = format!(
@@ -854,10 +872,7 @@ impl<H: Owner> Shared<H> {
             if !std::mem::take(&mut down) && !restarted {
                 continue;
             }
-            let actors: Vec<_> = {
-                let actors = self.actors.lock().expect("actors lock");
-                actors.values().map(|a| a.inbox.clone()).collect()
-            };
+            let actors = self.inboxes();
             tracing::info!(
                 units = actors.len(),
                 restarted,
@@ -873,10 +888,7 @@ impl<H: Owner> Shared<H> {
     /// at even gaps (so the CTI sees a steady trickle, never a burst).
     async fn resync_periodically(self: Arc<Self>, period: Duration) {
         loop {
-            let actors: Vec<_> = {
-                let actors = self.actors.lock().expect("actors lock");
-                actors.values().map(|a| a.inbox.clone()).collect()
-            };
+            let actors = self.inboxes();
             if actors.is_empty() {
                 tokio::time::sleep(period).await;
                 continue;
@@ -944,37 +956,51 @@ impl<H: Owner> Shared<H> {
     }
 
     /// Ping every other registered replica; take over the units of one that is gone. A peer
-    /// is gone after [`fence::GONE_AFTER`] checks in a row found nobody on its node subject, and no
-    /// verdict is reached while this replica's own connection is young: right after a NATS
-    /// restart, peers re-subscribe one after the other and would look gone.
+    /// is gone after [`fence::GONE_AFTER`] checks in a row found nobody on its node subject,
+    /// and no verdict is reached while this replica's connection is young.
     async fn check_members(self: Arc<Self>) {
-        if crate::connect::connected_for(&self.context.client) < self.check_every * 3 {
+        let peers = self.peers().await;
+        self.note_peers(&peers);
+        if self.connection_young() {
             return;
         }
         // A peer that found this replica gone has deleted its record: it has (or is)
         // taking over its agents, so stop serving them and register again.
+        let mine = self.members.entry(self.member_key(&self.me)).await;
         if !self.fenced.load(std::sync::atomic::Ordering::SeqCst)
-            && matches!(self.members.entry(key(&[self.service, &self.me])).await, Ok(e) if e.as_ref().is_none_or(|e| e.operation != kv::Operation::Put))
+            && matches!(mine, Ok(e) if e.as_ref().is_none_or(|e| e.operation != kv::Operation::Put))
         {
             tracing::warn!("a peer judged this replica gone: handing its agents over");
             self.fence();
             self.recover().await;
             return;
         }
-        // Now and then, units that an interrupted adoption left to nobody.
-        let round = self
-            .checks
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if round % ORPHAN_SWEEP_EVERY == ORPHAN_SWEEP_EVERY - 1 {
-            self.adopt_orphans().await;
+        if self
+            .sweep_due
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.adopt_orphans(&peers).await;
         }
-        for (member_key, peer) in self.peers().await {
+        for (member_key, peer) in peers {
             if !self.silent(&peer).await {
                 self.suspects.lock().expect("suspects lock").remove(&peer);
             } else if self.missed(&peer) {
                 self.adopt(&member_key, &peer).await;
             }
         }
+    }
+
+    /// Remember the peers registered now; one gone since the last check means an adoption
+    /// began, and an adopter that dies half-way leaves units to nobody: a sweep is due.
+    fn note_peers(&self, peers: &[(String, String)]) {
+        let now: std::collections::HashSet<String> =
+            peers.iter().map(|(_, peer)| peer.clone()).collect();
+        let mut known = self.known_peers.lock().expect("known peers lock");
+        if known.iter().any(|peer| !now.contains(peer)) {
+            self.sweep_due
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        *known = now;
     }
 
     /// Whether nobody listens on `replica`'s node subject (a ping has no responders).
@@ -1041,7 +1067,7 @@ impl<H: Owner> Shared<H> {
     /// (its membership record is as it left it), claim the record again and serve the
     /// agents still recorded as its own; else register again and serve new agents only.
     async fn recover(self: &Arc<Self>) {
-        let mine = key(&[self.service, &self.me]);
+        let mine = self.member_key(&self.me);
         let Ok(entry) = self.members.entry(&mine).await else {
             return; // not reachable yet: at the next look
         };
@@ -1099,7 +1125,7 @@ impl<H: Owner> Shared<H> {
     /// The other registered replicas: (member key, replica name).
     async fn peers(&self) -> Vec<(String, String)> {
         let prefix = format!("{}.", key(&[self.service]));
-        let mine = key(&[self.service, &self.me]);
+        let mine = self.member_key(&self.me);
         let mut peers = Vec::new();
         if let Ok(mut keys) = self.members.keys().await {
             while let Some(Ok(k)) = keys.next().await {
@@ -1172,20 +1198,13 @@ impl<H: Owner> Shared<H> {
         entries
     }
 
-    /// Take over the units whose owner has no membership record and does not answer: an
-    /// adopter that died half-way through an adoption (it deletes the dead replica's record
-    /// first) left them to nobody.
-    async fn adopt_orphans(self: &Arc<Self>) {
-        let mut live: std::collections::HashSet<String> = self
-            .peers()
-            .await
-            .into_iter()
-            .map(|(_, peer)| peer)
-            .collect();
-        live.insert(self.me.clone());
+    /// Take over the units whose owner is none of the `peers` registered (nor this replica)
+    /// and does not answer: an adopter that died half-way through an adoption (it deletes
+    /// the dead replica's record first) left them to nobody.
+    async fn adopt_orphans(self: &Arc<Self>, peers: &[(String, String)]) {
         let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
         for (unit, owner) in self.owner_entries().await {
-            if !live.contains(&owner) {
+            if owner != self.me && !peers.iter().any(|(_, peer)| *peer == owner) {
                 orphans.entry(owner).or_default().push(unit);
             }
         }

@@ -52,7 +52,7 @@ impl World {
             .await;
         link.connected(WAIT).await.expect("the gateway connects");
         let nats = Bridge::new(stack.nats.client().await);
-        let driver = Driver::new(link.clone(), Subjects::default(), control(), WAIT);
+        let driver = driver(&link);
         Self {
             stack,
             link,
@@ -65,6 +65,11 @@ impl World {
     pub async fn gateway_metrics(&mut self) -> String {
         self.stack.process("gw-0").metrics().await
     }
+}
+
+/// A driver sending over `link`, to the control every test initialises.
+pub fn driver(link: &TcpLink) -> Driver {
+    Driver::new(link.clone(), Subjects::default(), control(), WAIT)
 }
 
 /// A listener on a free local port.
