@@ -240,3 +240,62 @@ async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
     // Nobody will adopt it by its record; the sweep for units nobody owns does.
     not_ready_all(&d, &agents, "orphan", "after the sweep").await;
 }
+
+/// Make a key-value bucket's stream refuse every write (`full`: no room for a byte more)
+/// or take writes again; reads work throughout.
+async fn fill(client: &async_nats::Client, bucket: &str, full: bool) {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let mut config = info.config;
+    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    config.max_bytes = if full { info.state.bytes as i64 } else { -1 };
+    js.update_stream(config).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_change_made_while_the_store_refuses_writes_is_answered_as_made_and_kept() {
+    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
+    let client = stack.nats.client().await;
+    let d = driver(client.clone());
+    let bridge = Bridge::new(client.clone());
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let agent = &log_in(&d, 1001, 1).await[0];
+    let phone = &agent.channels[0].target;
+    let mut events = bridge.events().await;
+
+    // The channels bucket refuses every write while the CTI makes the change.
+    fill(&client, "pb_channels", true).await;
+    let body = json!({"reasonCode": "sealed"});
+    let first = bridge
+        .send_with_id("channel.request.notready", phone, body.clone(), "rq-sealed")
+        .await;
+    assert!(first.outcome.is_success(), "{first:?}");
+    // A retry is told the same: the change was made.
+    let again = bridge
+        .send_with_id("channel.request.notready", phone, body, "rq-sealed")
+        .await;
+    assert_eq!(again.outcome, first.outcome);
+    let seen = events.collect(Duration::from_millis(500)).await;
+    assert_eq!(count(&seen, "channel.notready", phone), 1, "{seen:#?}");
+    let cti = bridge.cti("snapshot", json!({"agent_id": "1001"})).await;
+    assert!(cti.to_string().contains("\"NOT_READY\""), "{cti}");
+
+    // Writes work again: the next save records both changes, so an owner that takes the
+    // agent over finds the record matching the CTI and raises nothing again.
+    let logs = stack.process("pb-channel-group-0").logs();
+    assert!(logs.contains("written with the next save"), "{logs}");
+    fill(&client, "pb_channels", false).await;
+    d.ok("channel.request.ready", phone, json!({}))
+        .await
+        .unwrap();
+    stack.spawn("pb-channel-group", "pb-channel-group-1").await;
+    stack.process("pb-channel-group-0").signal("KILL");
+    let init = d.ok("channel.query.init", phone, json!({})).await.unwrap();
+    assert_eq!(init["agent-state"], "READY", "{init:?}");
+    let seen = events.collect(Duration::from_secs(2)).await;
+    assert_eq!(count(&seen, "channel.ready", phone), 1, "{seen:#?}");
+    assert_eq!(count(&seen, "channel.notready", phone), 0, "{seen:#?}");
+}

@@ -2,10 +2,17 @@
 //! kept five minutes in a JetStream key-value bucket shared by all replicas. A repeated
 //! `requestId` is answered with the first answer again and not acted on twice, whichever
 //! replica receives it; a retry that arrives while the first attempt is still running waits
-//! for its answer. If the replica running the first attempt died, the retry takes the
-//! request over once that attempt's deadline has passed.
+//! for its answer, within its own deadline.
+//!
+//! > A first attempt ends within its deadline of its claim, answer recorded. A retry takes
+//! > a request over only once its claim is twice the deadline old by the server's clock, so
+//! > that a clock of one replica a whole deadline off another's still cannot make two
+//! > attempts of one request run at once; and a first attempt records its answer only if
+//! > its claim still stands.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -22,10 +29,10 @@ const PENDING: &str = "~pending ";
 /// The state store failed; the text tells the bridge to retry.
 #[derive(Debug, thiserror::Error)]
 #[error("the reply cache is unavailable ({0}); retry the request with the same requestId")]
-pub struct CacheError(String);
+pub struct CacheError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
-fn cache_err(e: impl std::fmt::Display) -> CacheError {
-    CacheError(e.to_string())
+fn cache_err(e: impl std::error::Error + Send + Sync + 'static) -> CacheError {
+    CacheError(Box::new(e))
 }
 
 /// Where a request stands.
@@ -35,12 +42,16 @@ pub enum Claim {
     Fresh(Slot),
     /// Answered before: send this answer again.
     Answered(Bytes),
+    /// A first attempt is still running and did not answer within this one's deadline.
+    Running,
 }
 
 /// The right to act on one request, held by the replica that claimed it.
 #[derive(Debug)]
 pub struct Slot {
     key: String,
+    /// The revision of the claim, when one was made: the answer replaces only that.
+    claim: Option<u64>,
 }
 
 /// A cheap, cloneable handle on the reply cache bucket.
@@ -54,6 +65,22 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
+}
+
+/// When a claim was made, by the server's clock (the claimant's own, if the server's is
+/// not readable).
+fn claimed_ms(entry: &kv::Entry) -> u64 {
+    u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000)
+        .ok()
+        .or_else(|| pending_since(&entry.value))
+        .unwrap_or_default()
+}
+
+/// How long until a claim made at `claimed` (ms) may be taken over, at `now` (ms): twice
+/// the deadline after it was made.
+fn stale_in(claimed: u64, now: u64, deadline: Duration) -> Duration {
+    let stale_at = claimed.saturating_add(2 * deadline.as_millis() as u64);
+    Duration::from_millis(stale_at.saturating_sub(now))
 }
 
 fn pending_since(value: &[u8]) -> Option<u64> {
@@ -71,20 +98,20 @@ impl ReplyCache {
         Ok(Self { store })
     }
 
-    /// Claim a request, or learn its answer. `deadline` is how long a first attempt may run:
-    /// a retry waits that long for the first answer, then takes the request over.
+    /// Claim a request, or learn its answer, by `until` (the command's deadline);
+    /// `deadline` is how long a first attempt may run.
     pub async fn claim(
         &self,
         target: &Target,
         request_id: &str,
+        until: Instant,
         deadline: Duration,
     ) -> Result<Claim, CacheError> {
         let key = key(&[target.as_str(), request_id]);
-        let give_up = tokio::time::Instant::now() + deadline * 2;
         loop {
             let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
             match self.store.create(&key, marker).await {
-                Ok(_) => return Ok(Claim::Fresh(Slot { key })),
+                Ok(revision) => return Ok(Claim::Fresh(self.slot(key, revision))),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(cache_err(e)),
             }
@@ -94,22 +121,33 @@ impl ReplyCache {
             if entry.operation != kv::Operation::Put {
                 continue;
             }
-            let Some(started) = pending_since(&entry.value) else {
+            if pending_since(&entry.value).is_none() {
                 return Ok(Claim::Answered(entry.value));
-            };
-            // In flight elsewhere: wait for its answer, or for its deadline to pass.
-            let stale_at = started + deadline.as_millis() as u64;
-            let wait = Duration::from_millis(stale_at.saturating_sub(now_ms()));
+            }
+            // In flight elsewhere: wait for its answer, at most until this deadline.
+            let stale_in = stale_in(claimed_ms(&entry), now_ms(), deadline);
+            let now = Instant::now();
+            let wait = stale_in.min(until.saturating_duration_since(now));
             if let Some(answer) = self.wait_answer(&key, entry.revision, wait).await? {
                 return Ok(Claim::Answered(answer));
             }
-            // The first attempt's deadline passed without an answer: its replica is gone.
+            if Instant::now() < now + stale_in {
+                return Ok(Claim::Running);
+            }
+            // Twice the deadline without an answer: the first attempt's replica is gone.
             let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
             match self.store.update(&key, marker, entry.revision).await {
-                Ok(_) => return Ok(Claim::Fresh(Slot { key })),
-                Err(_) if tokio::time::Instant::now() < give_up => continue,
+                Ok(revision) => return Ok(Claim::Fresh(self.slot(key, revision))),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(cache_err(e)),
             }
+        }
+    }
+
+    fn slot(&self, key: String, claim: u64) -> Slot {
+        Slot {
+            key,
+            claim: Some(claim),
         }
     }
 
@@ -119,16 +157,29 @@ impl ReplyCache {
     pub fn known_new(target: &Target, request_id: &str) -> Slot {
         Slot {
             key: key(&[target.as_str(), request_id]),
+            claim: None,
         }
     }
 
-    /// Record the answer to a claimed request, before it is published.
+    /// Record the answer to a claimed request, before it is published; not if a retry has
+    /// taken the request over since (it records its own).
     pub async fn complete(&self, slot: Slot, answer: Bytes) -> Result<(), CacheError> {
-        self.store
-            .put(&slot.key, answer)
-            .await
-            .map(|_| ())
-            .map_err(cache_err)
+        match slot.claim {
+            Some(claim) => match self.store.update(&slot.key, answer, claim).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    tracing::warn!("a retry took this request over: its answer is recorded");
+                    Ok(())
+                }
+                Err(e) => Err(cache_err(e)),
+            },
+            None => self
+                .store
+                .put(&slot.key, answer)
+                .await
+                .map(|_| ())
+                .map_err(cache_err),
+        }
     }
 
     /// Wait up to `wait` for the entry after `revision` to hold an answer.
@@ -154,5 +205,36 @@ impl ReplyCache {
         })
         .await;
         answer.unwrap_or(Ok(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_claim_is_taken_over_only_twice_the_deadline_after_it_was_made() {
+        assert_eq!(stale_in(1_000, 1_000, DEADLINE), 2 * DEADLINE);
+        assert_eq!(stale_in(1_000, 6_000, DEADLINE), DEADLINE);
+        assert_eq!(stale_in(1_000, 11_000, DEADLINE), Duration::ZERO);
+        assert_eq!(stale_in(1_000, 60_000, DEADLINE), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_clock_a_deadline_ahead_still_waits_a_first_attempt_out() {
+        // Claimed at 1 000 by the server; the retry's clock reads a deadline ahead the
+        // moment the first attempt ends (its deadline after the claim).
+        let first_attempt_ends = 1_000 + DEADLINE.as_millis() as u64;
+        let skewed_now = first_attempt_ends + DEADLINE.as_millis() as u64 - 1;
+        assert!(stale_in(1_000, skewed_now, DEADLINE) > Duration::ZERO);
+    }
+
+    #[test]
+    fn only_a_marker_reads_as_pending() {
+        assert_eq!(pending_since(b"~pending 42"), Some(42));
+        assert_eq!(pending_since(br#"{"messageType":"RESPONSE"}"#), None);
+        assert_eq!(pending_since(b"~pending soon"), None);
     }
 }

@@ -260,6 +260,8 @@ pub async fn respond<F, Fut>(
         pb.request_id = %command.request_id,
     );
     let started = std::time::Instant::now();
+    // One deadline for the whole answer, a wait for a first attempt included.
+    let until = tokio::time::Instant::now() + context.deadline;
     crate::trace::within(span, headers, async move {
         let slot = if command.message_type() != MessageType::Request {
             None
@@ -268,13 +270,27 @@ pub async fn respond<F, Fut>(
         } else {
             match context
                 .replies
-                .claim(&command.target, &command.request_id, context.deadline)
+                .claim(
+                    &command.target,
+                    &command.request_id,
+                    until,
+                    context.deadline,
+                )
                 .await
             {
                 Ok(Claim::Fresh(slot)) => Some(slot),
                 Ok(Claim::Answered(answer)) => {
                     tracing::info!("repeated requestId answered again, not acted on");
                     publish(&context.client, reply_to.to_string(), answer).await;
+                    return;
+                }
+                Ok(Claim::Running) => {
+                    let why = format!(
+                        "the first attempt with requestId `{}` is still running; retry with \
+                         the same requestId",
+                        command.request_id
+                    );
+                    refuse(context, &command, reply_to, why).await;
                     return;
                 }
                 Err(e) => {
@@ -285,7 +301,7 @@ pub async fn respond<F, Fut>(
             }
         };
         let name = command.name();
-        let reply = match tokio::time::timeout(context.deadline, handle(command.clone())).await {
+        let reply = match tokio::time::timeout_at(until, handle(command.clone())).await {
             Ok(reply) => reply,
             Err(_) => Reply::failure(format!(
                 "{name} was not answered within the deadline of {} ms",

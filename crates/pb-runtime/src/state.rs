@@ -2,9 +2,11 @@
 //!
 //! * [`UnitStore`]: one JSON record per unit (agent), read and written by the unit's owner
 //!   with compare-and-set, so a write from a replica that lost ownership fails instead of
-//!   overwriting. The owner keeps the records of its units in memory as last read or
-//!   written: a command reads no record from the bucket, and a write that changes nothing
-//!   is not made;
+//!   overwriting: a replica that starts to own a unit [takes](UnitStore::take) its record,
+//!   which moves its revision past any the previous owner holds. The owner keeps the
+//!   records of its units in memory as last read or written: a command reads no record
+//!   from the bucket, a write that changes nothing is not made, and a write the store
+//!   refused is kept and made with the next save;
 //! * [`Targets`]: the index from a session's target to its unit, so that a target is one
 //!   agent's at a time whichever replica creates it.
 
@@ -18,21 +20,50 @@ use pb_protocol::Target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Reply;
 use crate::kv::{BucketError, Buckets, key};
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
 
 /// The state store failed, or another replica wrote first.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("the state store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the state store is unavailable ({0}); retry with the same requestId")]
+    Unavailable(#[source] Source),
     #[error("the state of `{0}` was changed by another replica; retry with the same requestId")]
     Conflict(String),
-    #[error("the stored state of `{unit}` is unreadable: {reason}")]
-    Corrupt { unit: String, reason: String },
+    #[error("the stored state of `{unit}` is unreadable: {source}")]
+    Corrupt {
+        unit: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StateError {
-    StateError::Unavailable(e.to_string())
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
+    StateError::Unavailable(Box::new(e))
+}
+
+/// The answer to a command whose change the CTI has made, once its record's save returned
+/// `saved`: `reply`, whatever the save did, since the answer says what the CTI did. A save
+/// the store refused is kept in memory and made with the next one. A record another
+/// replica wrote means the unit is no longer served here: its new owner re-reads the CTI
+/// and raises the events of the change, so none is raised here.
+pub fn made(unit: &str, saved: Result<(), StateError>, reply: Reply) -> Reply {
+    match saved {
+        Ok(()) => reply,
+        Err(StateError::Conflict(_)) => {
+            tracing::warn!(%unit, "made at the CTI by a replica that no longer owns the agent: its new owner reports it");
+            Reply {
+                events: Vec::new(),
+                ..reply
+            }
+        }
+        Err(e) => {
+            tracing::error!(%unit, error = %e, "made at the CTI; the record is written with the next save");
+            reply
+        }
+    }
 }
 
 /// A record as loaded, with what is needed to write it back.
@@ -42,8 +73,17 @@ pub struct Loaded<T> {
     revision: Option<u64>,
 }
 
-/// Records by unit, with their revisions.
-type Records<T> = Arc<Mutex<HashMap<String, (T, Option<u64>)>>>;
+/// A record as last read or written here.
+#[derive(Debug)]
+struct Kept<T> {
+    value: T,
+    revision: Option<u64>,
+    /// Changed here, but the store refused the write: made with the next save.
+    unsaved: bool,
+}
+
+/// Records by unit.
+type Records<T> = Arc<Mutex<HashMap<String, Kept<T>>>>;
 
 /// One record per unit, of type `T` (a missing record reads as `T::default()`).
 #[derive(Debug, Clone)]
@@ -65,30 +105,49 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
 
     /// The unit's record: the copy in memory, else read from the bucket.
     pub async fn load(&self, unit: &str) -> Result<Loaded<T>, StateError> {
-        if let Some((value, revision)) = self.cache.lock().expect("records cache").get(unit) {
+        if let Some(kept) = self.cache.lock().expect("records cache").get(unit) {
             return Ok(Loaded {
-                value: value.clone(),
-                revision: *revision,
+                value: kept.value.clone(),
+                revision: kept.revision,
             });
         }
         let loaded = self.read(unit).await?;
-        self.remember(unit, &loaded);
+        self.remember(unit, &loaded, false);
         Ok(loaded)
     }
 
-    /// The unit's record read from the bucket, whatever is in memory: for a unit this
-    /// replica starts to own (another replica may have written it since).
-    pub async fn reload(&self, unit: &str) -> Result<Loaded<T>, StateError> {
+    /// The unit's record read from the bucket, whatever is in memory, for a unit this
+    /// replica starts to own (another replica may have written it since); an existing
+    /// record is written back unchanged, so that a save by any replica that owned it before
+    /// fails from now on.
+    pub async fn take(&self, unit: &str) -> Result<Loaded<T>, StateError> {
         self.cache.lock().expect("records cache").remove(unit);
-        self.load(unit).await
+        let mut loaded = self.read(unit).await?;
+        if let Some(revision) = loaded.revision
+            && loaded.value != T::default()
+        {
+            let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
+            let written = self
+                .store
+                .update(key(&[unit]), payload.into(), revision)
+                .await;
+            loaded.revision = Some(written.map_err(|e| update_err(unit, e))?);
+        }
+        self.remember(unit, &loaded, false);
+        Ok(loaded)
     }
 
-    fn remember(&self, unit: &str, loaded: &Loaded<T>) {
+    fn remember(&self, unit: &str, loaded: &Loaded<T>, unsaved: bool) {
         let mut cache = self.cache.lock().expect("records cache");
-        if loaded.value == T::default() {
+        if loaded.value == T::default() && !unsaved {
             cache.remove(unit);
         } else {
-            cache.insert(unit.to_owned(), (loaded.value.clone(), loaded.revision));
+            let kept = Kept {
+                value: loaded.value.clone(),
+                revision: loaded.revision,
+                unsaved,
+            };
+            cache.insert(unit.to_owned(), kept);
         }
     }
 
@@ -96,9 +155,9 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
         match self.store.entry(key(&[unit])).await.map_err(unavailable)? {
             Some(entry) if entry.operation == kv::Operation::Put => {
                 let value =
-                    serde_json::from_slice(&entry.value).map_err(|e| StateError::Corrupt {
+                    serde_json::from_slice(&entry.value).map_err(|source| StateError::Corrupt {
                         unit: unit.to_owned(),
-                        reason: e.to_string(),
+                        source,
                     })?;
                 Ok(Loaded {
                     value,
@@ -118,26 +177,28 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
 
     /// Write a loaded record back; fails with [`StateError::Conflict`] if it changed since.
     /// An empty record (the default) is deleted, so [`UnitStore::units`] lists live units only.
-    /// A record equal to the one in memory at the same revision is not written again.
+    /// A record equal to the one in memory at the same revision is not written again. A
+    /// write the store refused stays in memory, to be made by the next save.
     pub async fn save(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
         let unchanged = self
             .cache
             .lock()
             .expect("records cache")
             .get(unit)
-            .is_some_and(|(value, revision)| {
-                *revision == loaded.revision && *value == loaded.value
+            .is_some_and(|kept| {
+                !kept.unsaved && kept.revision == loaded.revision && kept.value == loaded.value
             });
         if unchanged {
             return Ok(());
         }
         let written = self.write(unit, loaded).await;
         match &written {
-            Ok(()) => self.remember(unit, loaded),
-            Err(_) => {
-                // Conflict (another replica wrote) or unknown: read it afresh next time.
+            Ok(()) => self.remember(unit, loaded, false),
+            // Another replica wrote: read it afresh next time.
+            Err(StateError::Conflict(_)) => {
                 self.cache.lock().expect("records cache").remove(unit);
             }
+            Err(_) => self.remember(unit, loaded, true),
         }
         written
     }
@@ -164,35 +225,27 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
                         .map(|e| e.revision);
                     Ok(())
                 }
-                Err(e) if e.to_string().contains("wrong last sequence") => {
-                    Err(StateError::Conflict(unit.to_owned()))
-                }
-                Err(e) => Err(StateError::Unavailable(e.to_string())),
+                Err(e) => Err(update_err(unit, e)),
             };
         }
         let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
-        let written = match loaded.revision {
+        let revision = match loaded.revision {
             Some(revision) => self
                 .store
                 .update(&key, payload.into(), revision)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| update_err(unit, e))?,
             None => self
                 .store
                 .create(&key, payload.into())
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => StateError::Conflict(unit.to_owned()),
+                    _ => unavailable(e),
+                })?,
         };
-        match written {
-            Ok(revision) => {
-                loaded.revision = Some(revision);
-                Ok(())
-            }
-            Err(e) if e.contains("wrong last sequence") || e.contains("already exists") => {
-                Err(StateError::Conflict(unit.to_owned()))
-            }
-            Err(e) => Err(StateError::Unavailable(e)),
-        }
+        loaded.revision = Some(revision);
+        Ok(())
     }
 
     /// Every unit that has a record.
@@ -204,6 +257,14 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
             units.push(crate::kv::unkey(&k));
         }
         Ok(units)
+    }
+}
+
+/// A failed compare-and-set write (an update or a delete) of `unit`'s record.
+fn update_err(unit: &str, e: kv::UpdateError) -> StateError {
+    match e.kind() {
+        kv::UpdateErrorKind::WrongLastRevision => StateError::Conflict(unit.to_owned()),
+        _ => unavailable(e),
     }
 }
 

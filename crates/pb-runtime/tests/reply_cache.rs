@@ -18,43 +18,44 @@ fn target() -> Target {
     Target::new("Main PB.CONTROL").unwrap()
 }
 
+/// Claim `request_id` on `target`, with `deadline` for the first attempt and `wait` for
+/// this one.
+async fn claim(
+    cache: &ReplyCache,
+    target: &Target,
+    request_id: &str,
+    deadline: Duration,
+    wait: Duration,
+) -> Claim {
+    let until = tokio::time::Instant::now() + wait;
+    cache
+        .claim(target, request_id, until, deadline)
+        .await
+        .unwrap()
+}
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
 #[tokio::test]
 async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
     let server = NatsServer::start();
     let cache = cache(&server).await;
-    let Claim::Fresh(slot) = cache
-        .claim(&target(), "{r-1}", Duration::from_secs(5))
-        .await
-        .unwrap()
-    else {
+    let Claim::Fresh(slot) = claim(&cache, &target(), "{r-1}", DEADLINE, DEADLINE).await else {
         panic!("the first claim must be fresh");
     };
     cache.complete(slot, "answer-1".into()).await.unwrap();
-    match cache
-        .claim(&target(), "{r-1}", Duration::from_secs(5))
-        .await
-        .unwrap()
-    {
+    match claim(&cache, &target(), "{r-1}", DEADLINE, DEADLINE).await {
         Claim::Answered(a) => assert_eq!(&a[..], b"answer-1"),
-        Claim::Fresh(_) => panic!("a repeat must not be acted on"),
+        other => panic!("a repeat must not be acted on: {other:?}"),
     }
     // Another requestId, or the same requestId on another target, is new.
     assert!(matches!(
-        cache
-            .claim(&target(), "{r-2}", Duration::from_secs(5))
-            .await
-            .unwrap(),
+        claim(&cache, &target(), "{r-2}", DEADLINE, DEADLINE).await,
         Claim::Fresh(_)
     ));
+    let session = Target::new("s-1").unwrap();
     assert!(matches!(
-        cache
-            .claim(
-                &Target::new("s-1").unwrap(),
-                "{r-1}",
-                Duration::from_secs(5)
-            )
-            .await
-            .unwrap(),
+        claim(&cache, &session, "{r-1}", DEADLINE, DEADLINE).await,
         Claim::Fresh(_)
     ));
 }
@@ -63,26 +64,44 @@ async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
 async fn a_retry_during_the_first_attempt_waits_for_its_answer() {
     let server = NatsServer::start();
     let cache = cache(&server).await;
-    let Claim::Fresh(slot) = cache
-        .claim(&target(), "r", Duration::from_secs(5))
-        .await
-        .unwrap()
-    else {
+    let Claim::Fresh(slot) = claim(&cache, &target(), "r", DEADLINE, DEADLINE).await else {
         panic!("fresh");
     };
     let other = cache.clone();
     let retry =
-        tokio::spawn(async move { other.claim(&target(), "r", Duration::from_secs(5)).await });
+        tokio::spawn(async move { claim(&other, &target(), "r", DEADLINE, DEADLINE).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !retry.is_finished(),
         "the retry must wait while the first attempt runs"
     );
     cache.complete(slot, "late answer".into()).await.unwrap();
-    match retry.await.unwrap().unwrap() {
+    match retry.await.unwrap() {
         Claim::Answered(a) => assert_eq!(&a[..], b"late answer"),
-        Claim::Fresh(_) => panic!("the retry must get the first answer"),
+        other => panic!("the retry must get the first answer: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_retry_waits_no_longer_than_its_own_deadline() {
+    let server = NatsServer::start();
+    let cache = cache(&server).await;
+    let deadline = Duration::from_millis(600);
+    let Claim::Fresh(_running) = claim(&cache, &target(), "r", deadline, deadline).await else {
+        panic!("fresh");
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let retry = claim(&cache, &target(), "r", deadline, deadline).await;
+    assert!(
+        matches!(retry, Claim::Running),
+        "a first attempt that may still run is not redone: {retry:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(500)..Duration::from_millis(900)).contains(&waited),
+        "the retry waits for the answer until its own deadline: {waited:?}"
+    );
 }
 
 #[tokio::test]
@@ -90,19 +109,28 @@ async fn a_retry_takes_over_when_the_first_attempt_died() {
     let server = NatsServer::start();
     let cache = cache(&server).await;
     let deadline = Duration::from_millis(400);
-    let Claim::Fresh(_abandoned) = cache.claim(&target(), "r", deadline).await.unwrap() else {
+    let Claim::Fresh(abandoned) = claim(&cache, &target(), "r", deadline, deadline).await else {
         panic!("fresh");
     };
     let started = Instant::now();
-    let claim = cache.claim(&target(), "r", deadline).await.unwrap();
+    let Claim::Fresh(slot) = claim(&cache, &target(), "r", deadline, 4 * deadline).await else {
+        panic!("the retry takes the request over");
+    };
     assert!(
-        matches!(claim, Claim::Fresh(_)),
-        "the retry takes the request over"
+        started.elapsed() >= Duration::from_millis(700),
+        "but only twice the deadline after the first claim: {:?}",
+        started.elapsed()
     );
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "but only after the deadline"
-    );
+    cache.complete(slot, "retry's answer".into()).await.unwrap();
+    // The first attempt, had it lived on, cannot replace the answer of the one that ran.
+    cache
+        .complete(abandoned, "stale answer".into())
+        .await
+        .unwrap();
+    match claim(&cache, &target(), "r", deadline, deadline).await {
+        Claim::Answered(a) => assert_eq!(&a[..], b"retry's answer"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// `PB_KV_REPLICAS` reaches the server: a single-node server cannot keep three copies and

@@ -137,7 +137,7 @@ impl Owner for Groups {
     async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
         let tree = self
             .store
-            .reload(unit)
+            .take(unit)
             .await
             .map_err(|e| e.to_string())?
             .value;

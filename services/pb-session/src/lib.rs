@@ -147,7 +147,7 @@ pub async fn run(
 
 impl Owner for Sessions {
     async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
-        let loaded = self.store.reload(unit).await.map_err(|e| e.to_string())?;
+        let loaded = self.store.take(unit).await.map_err(|e| e.to_string())?;
         Ok(loaded
             .value
             .sessions

@@ -169,12 +169,10 @@ where
         return Reply::failure("the channel vanished");
     };
     let events = channel.apply(unit, &snapshot).unwrap_or_default();
-    if let Err(e) = groups.store.save(unit, loaded).await {
-        return Reply::failure(e.to_string());
-    }
-    events.into_iter().fold(Reply::success(), |reply, e| {
+    let reply = events.into_iter().fold(Reply::success(), |reply, e| {
         reply.with_event(Event::new(target.clone(), e))
-    })
+    });
+    pb_runtime::state::made(unit, groups.store.save(unit, loaded).await, reply)
 }
 
 /// The interaction destination `<channel>.<id>` for one of the channel's interactions the

@@ -104,12 +104,10 @@ where
         Err(failure) => return failure,
     };
     let (_, events) = crate::events::interaction_changed(&mut loaded.value, &snapshot);
-    if let Err(e) = groups.store.save(unit, loaded).await {
-        return Reply::failure(e.to_string());
-    }
-    events
+    let reply = events
         .into_iter()
-        .fold(Reply::body(body(&snapshot)), Reply::with_event)
+        .fold(Reply::body(body(&snapshot)), Reply::with_event);
+    pb_runtime::state::made(unit, groups.store.save(unit, loaded).await, reply)
 }
 
 /// Act on one of the agent's interactions, or one of its legs, at the CTI.

@@ -96,11 +96,9 @@ async fn log_out(
             if let Some(session) = loaded.value.sessions.get_mut(target) {
                 session.logging_out = false;
             }
-            if let Err(e) = sessions.store.save(unit, loaded).await {
-                return (crate::state_failure(e), Some(snapshot));
-            }
             let answer = Reply::body(pb_protocol::to_body(&LogoutAnswer { pending: true }));
-            (answer, Some(snapshot))
+            let saved = sessions.store.save(unit, loaded).await;
+            (pb_runtime::state::made(unit, saved, answer), Some(snapshot))
         }
         Ok(snapshot) => (Reply::success(), Some(snapshot)),
         Err(e) => (Reply::failure(e.to_string()), None),
