@@ -70,6 +70,13 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
         "{seen:#?}"
     );
     announced_once(&seen, &b.channels[0].target, &call);
+    // The bridge hears what happened during the outage before it hears the link is back.
+    let at = |name: &str| seen.iter().position(|e| e.name == name).unwrap();
+    assert!(
+        at("channel.notready") < at("cti.communicationrestored")
+            && at("channel.interaction.added") < at("cti.communicationrestored"),
+        "{seen:#?}"
+    );
     let init = d
         .ok("channel.query.init", &a.channels[0].target, json!({}))
         .await

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Secret, Target};
 
+/// The owning services by the name their internal subjects, node subjects and membership
+/// records carry (`P.int.<service>.*`, `P.node.<service>.*`).
+pub const SESSION_SERVICE: &str = "session";
+pub const CHANNEL_GROUP_SERVICE: &str = "channelgroup";
+
 /// `P.int.session.create` (request-reply, queue group of the session service): control
 /// hands a validated `cti.request.createsession` to the session service, which answers once
 /// the session destination answers on its subject (contract §5.5).

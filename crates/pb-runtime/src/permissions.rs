@@ -43,10 +43,19 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
                 p(pb_protocol::internal::SESSION_CREATE),
                 p("int.control.>"),
                 p("cti.req.>"),
+                // Re-sync requests to the owning replicas when the link is back.
+                p(&format!(
+                    "node.{}.>",
+                    pb_protocol::internal::SESSION_SERVICE
+                )),
+                p(&format!(
+                    "node.{}.>",
+                    pb_protocol::internal::CHANNEL_GROUP_SERVICE
+                )),
                 inbox(),
                 gateway_replies(),
             ],
-            kv(&[buckets::REPLIES, buckets::CONTROL]),
+            kv(&[buckets::REPLIES, buckets::CONTROL, buckets::MEMBERS]),
         ]
         .concat(),
         subscribe: vec![
@@ -101,7 +110,7 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
     let session = owned(
         "pb-session",
         "PB_SESSION_PASSWORD",
-        "session",
+        pb_protocol::internal::SESSION_SERVICE,
         &[Kind::Session],
         [
             pb_protocol::internal::CREATE,
@@ -117,7 +126,7 @@ pub fn users(subjects: &Subjects) -> Vec<User> {
     let channel_group = owned(
         "pb-channel-group",
         "PB_CHANNEL_GROUP_PASSWORD",
-        "channelgroup",
+        pb_protocol::internal::CHANNEL_GROUP_SERVICE,
         &[
             Kind::ChannelGroup,
             Kind::Channel,

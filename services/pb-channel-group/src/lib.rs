@@ -109,7 +109,7 @@ pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConf
     // are applied in the order the CTI made them (a pending state after the interaction
     // whose end applied it); the session service's logouts are ignored.
     OwnedConfig::from_lookup(
-        "channelgroup",
+        pb_protocol::internal::CHANNEL_GROUP_SERVICE,
         Listening::PerSession,
         &[AgentEvent::ALL],
         lookup,

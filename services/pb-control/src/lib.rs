@@ -43,6 +43,9 @@ pub struct ControlConfig {
     /// `PB_LINK_POLL_TIMEOUT_MS`, default 2000: how long the adapter has to answer a poll;
     /// no answer in that time counts as the link down.
     pub link_poll_timeout: Duration,
+    /// `PB_RESYNC_WAIT_MS`, default 10000: when the link is back, how long the owning
+    /// replicas have to re-read the CTI before `cti.communicationrestored` is raised anyway.
+    pub resync_wait: Duration,
     /// `PB_DRAIN_GRACE_MS`, default 2000: after SIGTERM, how long existing work keeps being
     /// served (new sessions refused) before the subscriptions drain.
     pub drain_grace: Duration,
@@ -57,6 +60,7 @@ impl ControlConfig {
             common,
             link_poll: millis(&lookup, "PB_LINK_POLL_MS", 2000)?,
             link_poll_timeout: millis(&lookup, "PB_LINK_POLL_TIMEOUT_MS", 2000)?,
+            resync_wait: millis(&lookup, "PB_RESYNC_WAIT_MS", 10_000)?,
             drain_grace: millis(&lookup, "PB_DRAIN_GRACE_MS", 2000)?,
         })
     }
@@ -85,7 +89,9 @@ pub struct Control {
     target: Target,
     cti: CtiClient,
     store: StatusStore,
+    buckets: Buckets,
     deadline: Duration,
+    resync_wait: Duration,
     capabilities: RwLock<Option<Capabilities>>,
 }
 
@@ -188,7 +194,9 @@ pub async fn run(
         target: target.clone(),
         cti: CtiClient::new(client.clone(), subjects.clone()),
         store,
+        buckets: buckets.clone(),
         deadline: common.deadline,
+        resync_wait: config.resync_wait,
         capabilities: RwLock::new(None),
     });
     control.resume().await?;

@@ -2,7 +2,10 @@
 //! each) and a periodic poll (which also notices an adapter that died without a word).
 //! A change is applied to the shared record by compare-and-set; the replica whose write
 //! changed the link raises `cti.communicationlost` or `cti.communicationrestored`, then
-//! `cti.serverstatuschanged` (contract §7), once the status has been reported.
+//! `cti.serverstatuschanged` (contract §7), once the status has been reported. A link
+//! back after an outage is announced once every owning replica has re-read the CTI for
+//! its agents (or `PB_RESYNC_WAIT_MS` has passed), so that the changes made meanwhile
+//! come first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +91,10 @@ pub async fn apply(control: &Control, link: LinkEvent) {
             *control.capabilities.write().await = Some(caps);
         }
     }
+    let outage_over = up && before.link.as_ref().is_some_and(|l| !l.up);
+    if outage_over {
+        resync(control).await;
+    }
     if !after.reported {
         return;
     }
@@ -110,4 +117,26 @@ pub async fn apply(control: &Control, link: LinkEvent) {
         _ => {}
     }
     control.publish(&control.status_event(&after)).await;
+}
+
+/// Ask every owning replica to re-read the CTI for its agents, and wait until they have.
+async fn resync(control: &Control) {
+    use pb_protocol::internal::{CHANNEL_GROUP_SERVICE, SESSION_SERVICE};
+    match pb_runtime::owned::resync_everywhere(
+        &control.client,
+        &control.buckets,
+        &control.subjects,
+        &[SESSION_SERVICE, CHANNEL_GROUP_SERVICE],
+        control.resync_wait,
+    )
+    .await
+    {
+        Ok(resynced) if resynced.unanswered > 0 => tracing::warn!(
+            done = resynced.done,
+            unanswered = resynced.unanswered,
+            "some replicas did not re-read the CTI in time; announcing the link anyway"
+        ),
+        Ok(resynced) => tracing::info!(replicas = resynced.done, "re-synchronised with the CTI"),
+        Err(e) => tracing::error!(error = %e, "cannot ask the replicas to re-read the CTI"),
+    }
 }

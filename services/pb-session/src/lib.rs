@@ -119,7 +119,7 @@ fn state_failure(e: StateError) -> Reply {
 /// The owning runtime's settings ([`OwnedConfig::from_lookup`]).
 pub fn owned_config(lookup: impl Fn(&str) -> Option<String>) -> Result<OwnedConfig, ConfigError> {
     OwnedConfig::from_lookup(
-        "session",
+        pb_protocol::internal::SESSION_SERVICE,
         Listening::PerDestination,
         &[AgentEvent::LOGGED_OUT],
         lookup,

@@ -52,15 +52,15 @@ use crate::serve::{
 };
 
 mod fence;
+mod resync;
 
 use fence::Suspect;
+pub use resync::resync_everywhere;
 
 const SUBJECT_HEADER: &str = "Pb-Subject";
 const REPLY_HEADER: &str = "Pb-Reply";
 const PING_HEADER: &str = "Pb-Ping";
 const CHECK_HEADER: &str = "Pb-Check";
-/// Re-synchronisations with the CTI one replica runs at once.
-const RESYNCS_AT_ONCE: usize = 32;
 /// The fewest requests a unit remembers before it prunes the old ones.
 const PRUNE_AT_LEAST: usize = 64;
 
@@ -345,14 +345,13 @@ pub async fn run<H: Owner>(
         handler,
         actors: StdMutex::default(),
         fenced: Default::default(),
-        resyncs: tokio::sync::Semaphore::new(RESYNCS_AT_ONCE),
+        resyncs: tokio::sync::Semaphore::new(resync::RESYNCS_AT_ONCE),
         known_peers: StdMutex::default(),
         sweep_due: Default::default(),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
         internal_prefix: subjects.internal(&format!("int.{}.", owned.service)),
-        node_prefix: subjects.internal(&format!("node.{}.", owned.service)),
     });
     let queue = format!("pb-{}", owned.service);
     let internal_subject = format!("{}>", shared.internal_prefix);
@@ -493,6 +492,11 @@ pub async fn run<H: Owner>(
     Ok(())
 }
 
+/// The node subject of `service`'s replica `replica`: pings, forwarded work, re-sync requests.
+fn node_subject(subjects: &Subjects, service: &str, replica: &str) -> String {
+    subjects.internal(&format!("node.{service}.{}", encode_token(replica)))
+}
+
 /// While stopping, answer pings (alive) and refuse forwarded work.
 async fn answer_pings<H: Owner>(shared: Arc<Shared<H>>, mut node: Subscriber) {
     while let Some(message) = node.next().await {
@@ -528,7 +532,6 @@ struct Shared<H> {
     suspects: StdMutex<HashMap<String, Suspect>>,
     check_every: Duration,
     internal_prefix: String,
-    node_prefix: String,
 }
 
 /// A unit's actor, as the replica holds it.
@@ -558,8 +561,8 @@ enum Job {
         reply: Option<Subject>,
         headers: Option<HeaderMap>,
     },
-    /// Re-read the CTI's view of the unit ([`Owner::resync`]): the link is back.
-    Resync,
+    /// Re-read the CTI's view of the unit ([`Owner::resync`]), and say when done.
+    Resync(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 /// What an actor takes next.
@@ -594,7 +597,7 @@ fn actor_op(op: &str) -> bool {
 
 impl<H: Owner> Shared<H> {
     fn node_of(&self, replica: &str) -> String {
-        format!("{}{}", self.node_prefix, encode_token(replica))
+        node_subject(&self.context.subjects, self.service, replica)
     }
 
     fn owner_key(&self, unit: &str) -> String {
@@ -816,6 +819,11 @@ impl<H: Owner> Shared<H> {
                 .and_then(|h| h.get(name))
                 .map(|v| v.to_string())
         };
+        if header(resync::RESYNC_HEADER).is_some() {
+            // Answered once done, off the node loop: pings go on meanwhile.
+            tokio::spawn(self.resync_on_request(message.reply));
+            return;
+        }
         if let Some(ack) = &message.reply {
             publish(&self.context.client, ack.to_string(), Bytes::new()).await;
         }
@@ -838,66 +846,6 @@ impl<H: Owner> Shared<H> {
                 .await;
             }
             None => tracing::warn!("node message without its subject ignored"),
-        }
-    }
-
-    /// Follow the CTI link: when it comes back after being down, or the adapter is a new
-    /// incarnation (it restarted, and forgot), whatever the CTI did meanwhile was heard by
-    /// nobody, so every unit served here re-reads it.
-    async fn follow_link(self: Arc<Self>, mut links: Subscriber) {
-        let mut down = false;
-        // The adapter's incarnation now, to know a restarted one when it announces itself.
-        let cti = crate::CtiClient::new(self.context.client.clone(), self.context.subjects.clone());
-        let mut incarnation = cti
-            .call(&pb_cti::GetLinkStatus {}, self.context.deadline)
-            .await
-            .ok()
-            .and_then(|link| link.incarnation);
-        while let Some(message) = links.next().await {
-            let Ok(link) = serde_json::from_slice::<pb_cti::LinkEvent>(&message.payload) else {
-                tracing::warn!("unreadable CTI link event ignored");
-                continue;
-            };
-            let restarted = match (&incarnation, &link.incarnation) {
-                (Some(known), Some(new)) => known != new,
-                _ => false,
-            };
-            if link.incarnation.is_some() {
-                incarnation = link.incarnation.clone();
-            }
-            if !link.up {
-                down = true;
-                continue;
-            }
-            if !std::mem::take(&mut down) && !restarted {
-                continue;
-            }
-            let actors = self.inboxes();
-            tracing::info!(
-                units = actors.len(),
-                restarted,
-                "CTI link restored: re-synchronising"
-            );
-            for inbox in actors {
-                let _ = inbox.send(Inbox::Job(Job::Resync));
-            }
-        }
-    }
-
-    /// Every `period`, each unit served here re-reads the CTI's view, one after the other
-    /// at even gaps (so the CTI sees a steady trickle, never a burst).
-    async fn resync_periodically(self: Arc<Self>, period: Duration) {
-        loop {
-            let actors = self.inboxes();
-            if actors.is_empty() {
-                tokio::time::sleep(period).await;
-                continue;
-            }
-            let gap = period / actors.len() as u32;
-            for inbox in actors {
-                let _ = inbox.send(Inbox::Job(Job::Resync));
-                tokio::time::sleep(gap).await;
-            }
         }
     }
 
@@ -1349,7 +1297,12 @@ impl<H: Owner> Shared<H> {
     async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
             Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
-            Work::Job(Job::Resync) => self.resync(ctx).await,
+            Work::Job(Job::Resync(done)) => {
+                self.resync(ctx).await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
             Work::Job(Job::CtiEvent { payload, headers }) => {
                 let span = tracing::info_span!("cti-event", unit = %ctx.name);
                 crate::trace::within(span, headers.as_ref(), async {
@@ -1380,18 +1333,6 @@ impl<H: Owner> Shared<H> {
         for (subscription, message) in std::mem::take(&mut ctx.orphans) {
             self.command(ctx, &subscription, message).await;
         }
-    }
-
-    /// Re-read the CTI's view of the unit and raise what differs, a bounded number of
-    /// units at a time (a link restored under many agents is no storm on the CTI).
-    async fn resync(&self, ctx: &mut Unit) {
-        let _permit = self.resyncs.acquire().await;
-        let span = tracing::info_span!("resync", unit = %ctx.name);
-        let events = crate::trace::within(span, None, self.handler.resync(ctx)).await;
-        if !events.is_empty() {
-            tracing::info!(unit = %ctx.name, events = events.len(), "re-synchronised with the CTI");
-        }
-        self.publish_events(events).await;
     }
 
     /// No destinations left: let the unit go.
