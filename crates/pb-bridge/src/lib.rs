@@ -829,7 +829,7 @@ impl Emulator {
                     .await
                     .map_err(anyhow::Error::msg)?
                     .connection_timeout(Duration::from_secs(3));
-                options.connect(&self.cli_nats_url).await.map_err(|e| {
+                options.connect(pb_runtime::connect::servers(&self.cli_nats_url).as_slice()).await.map_err(|e| {
                     anyhow::anyhow!(
                         "cannot reach NATS at {} ({e}): start the system with scripts/dev, or set NATS_URL",
                         self.cli_nats_url

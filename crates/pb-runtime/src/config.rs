@@ -19,7 +19,8 @@ pub enum ConfigError {
 /// How to reach NATS: where, as whom, over what.
 #[derive(Debug, Clone, Default)]
 pub struct NatsSettings {
-    /// `NATS_URL`, default `nats://127.0.0.1:4222` (`tls://` requires TLS).
+    /// `NATS_URL`, default `nats://127.0.0.1:4222` (`tls://` requires TLS); several servers
+    /// of one cluster separated by commas.
     pub url: String,
     pub auth: NatsAuth,
     /// `NATS_TLS_CA`: the CA bundle that signed the server's certificate; setting it

@@ -39,10 +39,22 @@ pub async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> 
     if let Some((cert, key)) = &settings.tls_client {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    if settings.url.starts_with("tls://") {
+    if servers(&settings.url)
+        .iter()
+        .any(|u| u.starts_with("tls://"))
+    {
         options = options.require_tls(true);
     }
     Ok(options)
+}
+
+/// The servers of a `NATS_URL`: one URL, or several separated by commas (the members of a
+/// cluster, any of which will do; the client moves to another when one is lost).
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 /// Connect to NATS, retrying until `config.connect_timeout`; once connected, the client
@@ -66,13 +78,16 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
                         _ => {}
                     }
                 });
-            options.connect(&url).await.map_err(|e| {
-                let fatal = matches!(
-                    e.kind(),
-                    ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Tls
-                );
-                (fatal, e.to_string())
-            })
+            options
+                .connect(servers(&url).as_slice())
+                .await
+                .map_err(|e| {
+                    let fatal = matches!(
+                        e.kind(),
+                        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Tls
+                    );
+                    (fatal, e.to_string())
+                })
         };
         let last_error = match attempt.await {
             Ok(client) => {

@@ -1,7 +1,7 @@
 //! Test support, shared by every test suite of the workspace:
 //!
 //! * [`NatsServer`]: a real `nats-server` (JetStream on, its own data folder and port),
-//!   stopped when dropped;
+//!   stopped when dropped; [`start_cluster`] makes a JetStream cluster of them;
 //! * [`Process`]: a service binary of this workspace run as a real process, its standard
 //!   error captured so tests can read the logs, killed when dropped;
 //! * [`Bridge`]: the bridge side: send commands (well-formed or not) and watch events;
@@ -14,6 +14,7 @@
 
 mod bridge;
 mod certs;
+mod cluster;
 mod nats;
 mod ops;
 mod otlp;
@@ -23,6 +24,7 @@ mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap, announced_once, count};
 pub use certs::Certificates;
+pub use cluster::{meta_leader, start_cluster};
 pub use nats::{NatsServer, Passwords};
 pub use ops::{http_get, sample};
 pub use otlp::{OtlpReceiver, ReceivedSpan};

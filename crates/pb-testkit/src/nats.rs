@@ -40,6 +40,8 @@ pub struct NatsServer {
     env: Vec<(String, String)>,
     /// Set when the server requires TLS: the CA that signed its certificate.
     tls_ca: Option<PathBuf>,
+    /// A cluster node's monitoring port and server name.
+    monitor: Option<(u16, String)>,
 }
 
 /// The passwords of the project's NATS users (see `deploy/base/nats/auth.conf`), fresh per
@@ -74,6 +76,7 @@ impl NatsServer {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             tls_ca: None,
+            monitor: None,
         };
         server.launch(None);
         server
@@ -126,9 +129,36 @@ impl NatsServer {
             dir,
             env,
             tls_ca,
+            monitor: None,
         };
         server.launch(None);
         (server, passwords)
+    }
+
+    /// The same, known as the cluster node `name` with its monitoring port `port`.
+    pub fn monitored(mut self, port: u16, name: &str) -> Self {
+        self.monitor = Some((port, name.to_owned()));
+        self
+    }
+
+    /// A cluster node's monitoring port.
+    pub fn monitor(&self) -> Option<u16> {
+        self.monitor.as_ref().map(|(port, _)| *port)
+    }
+
+    /// A cluster node's server name.
+    pub fn name(&self) -> Option<&str> {
+        self.monitor.as_ref().map(|(_, name)| name.as_str())
+    }
+
+    /// Whether the server runs (not [`NatsServer::kill`]ed).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Stop the server at once (SIGKILL), as a lost machine.
+    pub fn kill(&mut self) {
+        self.stop();
     }
 
     /// The CA of a TLS server ([`NatsServer::start_secured`]).

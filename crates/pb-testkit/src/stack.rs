@@ -5,6 +5,8 @@ use crate::{NatsServer, Process};
 #[derive(Debug)]
 pub struct Stack {
     pub nats: NatsServer,
+    /// The other nodes of a clustered stack ([`Stack::start_clustered`]).
+    pub peers: Vec<NatsServer>,
     pub processes: Vec<(String, Process)>,
     env: Vec<(&'static str, String)>,
     /// Set for a secured stack: every process connects as its own NATS user.
@@ -28,8 +30,69 @@ impl Stack {
         Self::start_on(nats, Some(passwords), replicas, env).await
     }
 
+    /// The same on a JetStream cluster of `nodes` servers ([`crate::start_cluster`]): every
+    /// process is given every node's URL, and buckets keep `nodes` copies.
+    pub async fn start_clustered(
+        nodes: usize,
+        replicas: usize,
+        env: &[(&'static str, &str)],
+    ) -> Self {
+        let mut servers = crate::start_cluster(nodes).into_iter();
+        let first = servers.next().expect("a cluster of at least one node");
+        let copies = nodes.to_string();
+        let mut env = env.to_vec();
+        env.push(("PB_KV_REPLICAS", &copies));
+        let peers: Vec<NatsServer> = servers.collect();
+        // JetStream takes requests once the cluster has elected its meta leader.
+        crate::meta_leader(&std::iter::once(&first).chain(&peers).collect::<Vec<_>>()).await;
+        Self::start_on_with(first, peers, None, replicas, &env).await
+    }
+
+    /// The name of the JetStream meta leader among the stack's nodes (once elected).
+    pub async fn meta_leader(&self) -> String {
+        let nodes: Vec<&NatsServer> = std::iter::once(&self.nats).chain(&self.peers).collect();
+        crate::meta_leader(&nodes).await
+    }
+
+    /// Kill the NATS node named `name` (SIGKILL), as a lost machine.
+    pub fn kill_node(&mut self, name: &str) {
+        std::iter::once(&mut self.nats)
+            .chain(self.peers.iter_mut())
+            .find(|n| n.name() == Some(name))
+            .unwrap_or_else(|| panic!("no NATS node {name}"))
+            .kill();
+    }
+
+    /// Every node's URL, comma-separated (one for a single server).
+    pub fn nats_url(&self) -> String {
+        std::iter::once(&self.nats)
+            .chain(&self.peers)
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that knows every node (and moves to another when one is lost).
+    pub async fn client(&self) -> async_nats::Client {
+        let url = self.nats_url();
+        let servers: Vec<&str> = url.split(',').collect();
+        async_nats::connect(servers.as_slice())
+            .await
+            .expect("connect to the test's NATS")
+    }
+
     async fn start_on(
         nats: NatsServer,
+        passwords: Option<Passwords>,
+        replicas: usize,
+        env: &[(&'static str, &str)],
+    ) -> Self {
+        Self::start_on_with(nats, Vec::new(), passwords, replicas, env).await
+    }
+
+    async fn start_on_with(
+        nats: NatsServer,
+        peers: Vec<NatsServer>,
         passwords: Option<Passwords>,
         replicas: usize,
         env: &[(&'static str, &str)],
@@ -37,6 +100,7 @@ impl Stack {
         let mut stack = Self {
             env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             nats,
+            peers,
             processes: Vec::new(),
             passwords,
         };
@@ -52,7 +116,7 @@ impl Stack {
     /// The environment of process `instance` of binary `binary`.
     pub fn env(&self, binary: &str, instance: &str) -> Vec<(&'static str, String)> {
         let mut env = vec![
-            ("NATS_URL", self.nats.url()),
+            ("NATS_URL", self.nats_url()),
             ("PB_INSTANCE", instance.to_owned()),
             ("PB_LINK_POLL_MS", "500".to_owned()),
             ("PB_DRAIN_GRACE_MS", "100".to_owned()),

@@ -1,0 +1,75 @@
+//! A real NATS cluster (issue 12): three nats-servers with JetStream on loopback, buckets
+//! with three copies, every process given all three URLs. The node that is the JetStream
+//! meta leader is killed in the middle of a login storm: every login the bridge was
+//! answered SUCCESS for (retrying, with the same requestId, what went unanswered) is still
+//! served afterwards with its state, and every agent can go on working.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pb_bridge::flow::Driver;
+use pb_protocol::{Subjects, Target};
+use pb_testkit::Stack;
+use serde_json::json;
+
+const AGENTS: usize = 120;
+
+#[tokio::test]
+async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
+    let mut stack = Stack::start_clustered(3, 2, &[("PB_OWNER_CHECK_MS", "400")]).await;
+    let d = Driver::new(
+        stack.client().await,
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    )
+    .retrying(Duration::from_secs(40));
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+
+    let js = async_nats::jetstream::new(stack.client().await);
+    for bucket in ["pb_replies", "pb_sessions", "pb_channels", "pb_owners"] {
+        let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+        let copies = stream.info().await.unwrap().config.num_replicas;
+        assert_eq!(copies, 3, "{bucket} keeps {copies} copies");
+    }
+
+    let done = AtomicUsize::new(0);
+    let leader = stack.meta_leader().await;
+    let storm = d.login_range(1001, AGENTS, 16, "s", &done);
+    let fault = async {
+        while done.load(Ordering::Relaxed) < AGENTS / 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stack.kill_node(&leader);
+        done.load(Ordering::Relaxed)
+    };
+    let (logged, killed_at) = tokio::join!(storm, fault);
+    assert!(killed_at < AGENTS, "the node died after the storm");
+    let failed: Vec<_> = logged.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "logins failed: {failed:#?}\n{}",
+        stack.logs()
+    );
+    assert_ne!(stack.meta_leader().await, leader, "a new meta leader");
+
+    // Every acknowledged login is still there, state and all: each channel answers its
+    // init from the stored state, and takes a change.
+    for agent in logged.iter().flatten() {
+        let phone = &agent.channels[0].target;
+        let init = d
+            .ok("channel.query.init", phone, json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", agent.agent_id, stack.logs()));
+        assert_eq!(init["state"], "ACTIVE", "{}: {init:?}", agent.agent_id);
+        d.ok(
+            "channel.request.notready",
+            phone,
+            json!({"reasonCode": "after-the-loss"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", agent.agent_id));
+    }
+}

@@ -1,0 +1,77 @@
+//! A JetStream cluster of real nats-servers on loopback, for the faults a deployment's NATS
+//! cluster meets: a node lost, the meta leader included.
+
+use std::time::{Duration, Instant};
+
+use crate::{NatsServer, http_get};
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `size` nats-servers named `n0`, `n1`, ..., clustered with JetStream, each with its
+/// monitoring port (for [`meta_leader`]).
+pub fn start_cluster(size: usize) -> Vec<NatsServer> {
+    let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| {
+            let monitor = free_port();
+            let args = [
+                "-n".to_owned(),
+                format!("n{i}"),
+                "--cluster_name".to_owned(),
+                "pb".to_owned(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{route}"),
+                "--routes".to_owned(),
+                all_routes.clone(),
+                "-m".to_owned(),
+                monitor.to_string(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            NatsServer::start_with(&args).monitored(monitor, &format!("n{i}"))
+        })
+        .collect()
+}
+
+/// The name of the cluster's JetStream meta leader, once one is elected (waits up to 20 s).
+pub async fn meta_leader(nodes: &[&NatsServer]) -> String {
+    let started = Instant::now();
+    loop {
+        for node in nodes.iter().filter(|n| n.running()) {
+            let Some(monitor) = node.monitor() else {
+                continue;
+            };
+            let Ok((200, body)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                http_get(&format!("127.0.0.1:{monitor}"), "/jsz"),
+            )
+            .await
+            else {
+                continue;
+            };
+            if let Ok(jsz) = serde_json::from_str::<serde_json::Value>(&body)
+                && let Some(leader) = jsz["meta_cluster"]["leader"].as_str()
+                && !leader.is_empty()
+            {
+                return leader.to_owned();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no JetStream meta leader elected within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
