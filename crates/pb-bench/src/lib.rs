@@ -163,7 +163,12 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     );
     let mut stack = Stack::start(
         cli.replicas,
-        &[("SIM_AGENTS", sim_agents.as_str()), ("PB_LOG", "info")],
+        &[
+            ("SIM_AGENTS", sim_agents.as_str()),
+            ("PB_LOG", "info"),
+            // The re-sync phase measures how long re-reading takes: never cut it short.
+            ("PB_RESYNC_WAIT_MS", "120000"),
+        ],
     )
     .await;
     let client = stack.nats.client().await;
@@ -284,6 +289,15 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         "memory.kib_per_agent".into(),
         resident().saturating_sub(start_kib) as f64 / total as f64,
     );
+    let logged_in = bench_agents + total;
+    step(
+        label,
+        &format!("re-sync: the CTI link drops under {logged_in} logged-in agents and comes back"),
+    );
+    let took = resync_after_outage(&client).await?;
+    eprintln!("    re-synchronised in {:.2} s", took.as_secs_f64());
+    figures.insert("resync.agents".into(), logged_in as f64);
+    figures.insert("resync.seconds".into(), took.as_secs_f64());
     gateway_storms(&mut stack, &driver, &mut storms, &mut figures).await?;
     drop(stack);
 
@@ -311,6 +325,39 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
     );
     interactions(&client, &driver, cli, &mut figures).await?;
     Ok(figures)
+}
+
+/// How long every logged-in agent takes to be re-read from the CTI after an outage: the
+/// simulated link drops (the switch working on) and comes back; from its return to
+/// `cti.communicationrestored`, which the control raises once every replica has re-read
+/// the CTI for all its agents.
+async fn resync_after_outage(client: &async_nats::Client) -> anyhow::Result<Duration> {
+    let subjects = Subjects::default();
+    let mut events = client.subscribe(subjects.all_events()).await?;
+    client.flush().await?;
+    let link = |up: bool| {
+        let body = json!({"up": up, "reason": "benchmark", "switch_runs": true});
+        client.request(subjects.internal("sim.link"), body.to_string().into())
+    };
+    let wait_for = async |events: &mut async_nats::Subscriber, name: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let message = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no {name} within 120 s"))?
+                .ok_or_else(|| anyhow::anyhow!("the event subscription ended"))?;
+            let event: serde_json::Value = serde_json::from_slice(&message.payload)?;
+            if event["header"]["name"] == name {
+                return anyhow::Ok(());
+            }
+        }
+    };
+    link(false).await?;
+    wait_for(&mut events, "cti.communicationlost").await?;
+    let started = Instant::now();
+    link(true).await?;
+    wait_for(&mut events, "cti.communicationrestored").await?;
+    Ok(started.elapsed())
 }
 
 /// Each of [`report::COMMANDS`] through `probe`: one at a time after a warm-up, then with

@@ -226,6 +226,16 @@ fn rows(figures: &Figures) -> Vec<Row> {
         )
         .goal(Target::AtMost(20.0)),
     );
+    if let Some(&agents) = figures.get("resync.agents") {
+        rows.push(
+            row(
+                format!("re-sync of {agents:.0} agents after a CTI outage"),
+                "resync.seconds",
+                "s",
+            )
+            .goal(Target::AtMost(10.0 * agents / 10_000.0)),
+        );
+    }
     rows.extend(gateway_rows(figures));
     rows.push(row(
         "interactions handled per second (automatic desk)",

@@ -73,3 +73,31 @@ async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
         .unwrap_or_else(|e| panic!("{}: {e}", agent.agent_id));
     }
 }
+
+/// A replica killed on a cluster: its agents are taken over, as on one server.
+#[tokio::test]
+async fn a_replica_killed_on_a_cluster_is_taken_over() {
+    let mut stack = Stack::start_clustered(3, 1, &[("PB_OWNER_CHECK_MS", "400")]).await;
+    let d = Driver::new(
+        stack.client().await,
+        Subjects::default(),
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    )
+    .retrying(Duration::from_secs(20));
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
+    stack.spawn("pb-channel-group", "pb-channel-group-1").await;
+    stack.process("pb-channel-group-0").signal("KILL");
+    d.ok(
+        "channel.request.notready",
+        &a.channels[0].target,
+        json!({"reasonCode": "taken-over"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack.logs()));
+    let logs = stack.process("pb-channel-group-1").logs();
+    assert!(logs.contains("units taken over"), "{logs}");
+}

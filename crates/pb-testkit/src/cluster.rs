@@ -36,6 +36,8 @@ pub fn start_cluster(size: usize) -> Vec<NatsServer> {
                 format!("nats://127.0.0.1:{route}"),
                 "--routes".to_owned(),
                 all_routes.clone(),
+                // Clients know only the URLs they are given (so a proxy can cut one off).
+                "--no_advertise".to_owned(),
                 "-m".to_owned(),
                 monitor.to_string(),
             ];

@@ -10,11 +10,13 @@
 //!   and gateways pointed at a test's bridge listener;
 //! * [`Certificates`]: a fresh CA with server and client certificates;
 //! * [`http_get`], [`sample`]: an operations port's answers and metrics;
+//! * [`ledger`]: the bridge's view of a fault run and the contract's invariants over it;
 //! * [`Proxy`]: a TCP proxy to cut one process off a server and let it back.
 
 mod bridge;
 mod certs;
 mod cluster;
+pub mod ledger;
 mod nats;
 mod ops;
 mod otlp;

@@ -56,11 +56,20 @@ impl Stack {
 
     /// Kill the NATS node named `name` (SIGKILL), as a lost machine.
     pub fn kill_node(&mut self, name: &str) {
+        self.node(name).kill();
+    }
+
+    /// Start the NATS node named `name` again (after [`Stack::kill_node`]): same port, same
+    /// data, so it rejoins the cluster and catches up.
+    pub fn restart_node(&mut self, name: &str) {
+        self.node(name).restart();
+    }
+
+    fn node(&mut self, name: &str) -> &mut NatsServer {
         std::iter::once(&mut self.nats)
             .chain(self.peers.iter_mut())
             .find(|n| n.name() == Some(name))
             .unwrap_or_else(|| panic!("no NATS node {name}"))
-            .kill();
     }
 
     /// Every node's URL, comma-separated (one for a single server).

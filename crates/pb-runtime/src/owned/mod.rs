@@ -1075,14 +1075,22 @@ impl<H: Owner> Shared<H> {
         let prefix = format!("{}.", key(&[self.service]));
         let mine = self.member_key(&self.me);
         let mut peers = Vec::new();
-        if let Ok(mut keys) = self.members.keys().await {
-            while let Some(Ok(k)) = keys.next().await {
-                if let Some(peer) = k.strip_prefix(&prefix)
-                    && k != mine
-                {
-                    peers.push((k.clone(), crate::kv::unkey(peer)));
+        // Bounded: a listing cut short by a JetStream fail-over must not hold every later
+        // check up (none would ever judge a peer gone).
+        let listed = tokio::time::timeout(NATS_STEP, async {
+            if let Ok(mut keys) = self.members.keys().await {
+                while let Some(Ok(k)) = keys.next().await {
+                    if let Some(peer) = k.strip_prefix(&prefix)
+                        && k != mine
+                    {
+                        peers.push((k.clone(), crate::kv::unkey(peer)));
+                    }
                 }
             }
+        })
+        .await;
+        if listed.is_err() {
+            tracing::warn!("listing the replicas timed out: checking the ones listed");
         }
         peers
     }

@@ -1,0 +1,266 @@
+//! One chaos run (issue 12): the automatic desk handles generated calls, chats and emails
+//! for `PB_CHAOS_AGENTS` agents (default 1,000, logged in as a storm) on a 3-node NATS
+//! cluster with two replicas of each service, while a script runs every fault once per
+//! round (`PB_CHAOS_ROUNDS`, default 1), on `PB_CHAOS_NODES` servers (default 3; 1 for a
+//! single server, without the node loss): a channel-group replica
+//! cut off and let back, the CTI link dropped while the switch keeps working, a session and
+//! a channel-group replica killed, CTI events lost with the link up, and the JetStream meta
+//! leader's node killed and restarted. Meanwhile agents the desk does not work are changed
+//! at the CTI.
+//!
+//! Checked on the bridge's side throughout ([`pb_testkit::ledger`]): each command answered
+//! once (retried with the same requestId where it was not), no event repeated, none before
+//! its destination's first response; the desk handles every interaction to the end; and
+//! once the system has settled, each watched channel's init matches the CTI's own view.
+//! (A restart of the adapter, which forgets every login, has its own test in resync.rs.)
+
+use std::time::Duration;
+
+use pb_bridge::desk::{self, DeskConfig};
+use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::{Subjects, Target};
+use pb_runtime::Shutdown;
+use pb_testkit::ledger::{BRIDGE_INBOX, Ledger, violations};
+use pb_testkit::{Bridge, Proxy, Stack};
+use serde_json::{Value, json};
+
+/// Agents the desk does not work: changed at the CTI during the faults, then compared.
+const WATCHED: u64 = 20;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A change at the CTI, made by a supervisor: agent `agent` not ready on its phone.
+async fn change_at_cti(bridge: &Bridge, agent: &LoggedIn, reason: &str) {
+    let changed = bridge
+        .sim(
+            "setstate",
+            json!({"agent_id": agent.agent_id, "endpoint": agent.channels[0].endpoint, "state": "NOT_READY", "reason_code": reason}),
+        )
+        .await;
+    assert!(changed.get("ok").is_some(), "{changed}");
+}
+
+async fn pause(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Every fault once; `watched` changed at the CTI along the way.
+async fn faults(
+    stack: &mut Stack,
+    proxy: &Proxy,
+    bridge: &Bridge,
+    watched: &[LoggedIn],
+    round: u64,
+) {
+    let reason = |what: &str| format!("{what}-{round}");
+    let group = |i: usize| &watched[i * 4..(i + 1) * 4];
+    pause(500).await;
+    // A channel-group replica cut off for 3 s.
+    proxy.cut();
+    pause(3000).await;
+    proxy.heal();
+    pause(1000).await;
+    // The link drops; the switch works on.
+    bridge
+        .sim(
+            "link",
+            json!({"up": false, "reason": "chaos", "switch_runs": true}),
+        )
+        .await;
+    for agent in group(0) {
+        change_at_cti(bridge, agent, &reason("outage")).await;
+    }
+    pause(1500).await;
+    bridge.sim("link", json!({"up": true})).await;
+    pause(1000).await;
+    // A session replica and a channel-group replica killed, changes made at once; each is
+    // replaced.
+    for (service, i) in [("pb-session", 1), ("pb-channel-group", 2)] {
+        let victim = stack
+            .processes
+            .iter()
+            .rev()
+            .find(|(name, _)| name.starts_with(&format!("{service}-")) && !name.ends_with("cut"))
+            .map(|(name, _)| name.clone())
+            .expect("a replica to kill");
+        stack.process(&victim).signal("KILL");
+        for agent in group(i) {
+            change_at_cti(bridge, agent, &reason("dead-owner")).await;
+        }
+        stack
+            .spawn(service, &format!("{service}-r{round}-{i}"))
+            .await;
+        pause(1500).await;
+    }
+    // Events lost with the link up: the periodic re-sync finds the change.
+    bridge.sim("loseevents", json!({"lose": true})).await;
+    for agent in group(3) {
+        change_at_cti(bridge, agent, &reason("lost")).await;
+    }
+    bridge.sim("loseevents", json!({"lose": false})).await;
+    pause(1000).await;
+    // The JetStream meta leader's node dies and comes back (on a cluster).
+    if !stack.peers.is_empty() {
+        let leader = stack.meta_leader().await;
+        stack.kill_node(&leader);
+        for agent in group(4) {
+            change_at_cti(bridge, agent, &reason("node-lost")).await;
+        }
+        pause(3000).await;
+        stack.restart_node(&leader);
+        pause(1000).await;
+    }
+}
+
+/// Each watched channel's init against the CTI's own view of it.
+async fn compare_with_cti(d: &Driver, bridge: &Bridge, watched: &[LoggedIn]) -> Vec<String> {
+    let mut differ = Vec::new();
+    for agent in watched {
+        let cti = bridge
+            .cti("snapshot", json!({"agent_id": agent.agent_id}))
+            .await;
+        for channel in &agent.channels {
+            let init = d
+                .ok("channel.query.init", &channel.target, json!({}))
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", channel.target));
+            let at_cti = cti["ok"]["channels"]
+                .as_array()
+                .and_then(|c| {
+                    c.iter()
+                        .find(|c| c["endpoint"] == channel.endpoint.as_str())
+                })
+                .cloned()
+                .unwrap_or(Value::Null);
+            let told = (init.get("agent-state"), init.get("reason-code"));
+            let known = (at_cti.get("agent_state"), at_cti.get("reason_code"));
+            if told != known {
+                differ.push(format!("{}: told {told:?}, CTI {known:?}", channel.target));
+            }
+        }
+    }
+    differ
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by scripts/soak: under the combined faults it does not finish yet (issue 12)"]
+async fn under_every_fault_the_bridge_sees_each_answer_once_and_the_truth_at_the_end() {
+    let agents = setting("PB_CHAOS_AGENTS", 1000);
+    let rounds = setting("PB_CHAOS_ROUNDS", 1);
+    let roster = (agents + WATCHED).to_string();
+    let env = [
+        ("PB_OWNER_CHECK_MS", "400"),
+        ("PB_RESYNC_MS", "4000"),
+        ("SIM_AGENTS", roster.as_str()),
+    ];
+    let mut stack = match setting("PB_CHAOS_NODES", 3) {
+        1 => Stack::start(2, &env).await,
+        nodes => Stack::start_clustered(nodes as usize, 2, &env).await,
+    };
+    let proxy = Proxy::start(stack.nats.url().trim_start_matches("nats://")).await;
+    stack
+        .spawn_with(
+            "pb-channel-group",
+            "pb-channel-group-cut",
+            &[("NATS_URL", format!("nats://{}", proxy.addr()))],
+        )
+        .await;
+    let observer = stack.client().await;
+    let subjects = Subjects::default();
+    let ledger = Ledger::start(&observer, &subjects.all_events()).await;
+    let url = stack.nats_url();
+    let servers: Vec<&str> = url.split(',').collect();
+    let client = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(BRIDGE_INBOX)
+        .connect(servers.as_slice())
+        .await
+        .unwrap();
+    let d = Driver::new(
+        client,
+        subjects,
+        Target::control("PB1").unwrap(),
+        Duration::from_secs(8),
+    )
+    .retrying(Duration::from_secs(40));
+    let bridge = Bridge::new(observer);
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let mut watched = Vec::new();
+    for id in 1001 + agents..1001 + agents + WATCHED {
+        let id = id.to_string();
+        watched.push(
+            d.login(&id, &format!("pw-{id}"), &format!("w-{id}"))
+                .await
+                .unwrap(),
+        );
+    }
+
+    bridge
+        .sim(
+            "traffic",
+            json!({"calls": 20.0, "chats": 5.0, "emails": 5.0}),
+        )
+        .await;
+    let config = DeskConfig {
+        first: 1001,
+        agents: agents as usize,
+        talk: Duration::from_millis(300),
+        disposition: "chaos".to_owned(),
+        run_for: None,
+        progress: false,
+    };
+    let (stop_desk, desk_stops) = Shutdown::new();
+    let desk = desk::run(&d, &config, desk_stops);
+    let script = async {
+        for round in 0..rounds {
+            faults(&mut stack, &proxy, &bridge, &watched, round).await;
+        }
+        bridge
+            .sim(
+                "traffic",
+                json!({"calls": 0.0, "chats": 0.0, "emails": 0.0}),
+            )
+            .await;
+        stop_desk.fire();
+    };
+    let (report, ()) = tokio::join!(desk, script);
+    // The processes' logs, for a failure to point at (too long for a panic message).
+    let log_file = std::env::temp_dir().join(format!("pb-chaos-{}.log", std::process::id()));
+    std::fs::write(&log_file, stack.logs()).expect("write the logs");
+    let logs = format!("(every process's log: {})", log_file.display());
+    let report = report.unwrap_or_else(|e| panic!("{e} {logs}"));
+
+    // Settled: a periodic re-sync has had time to run over every agent.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let differ = compare_with_cti(&d, &bridge, &watched).await;
+    let seen = ledger.stop().await;
+    let broken = violations(&seen);
+    assert!(
+        report.clean(),
+        "the desk: {} failures (first: {:?}), {} unfinished, logouts failed: {:?}\n{logs}",
+        report.failures,
+        report.first_failure,
+        report.unfinished,
+        report.logout_failures
+    );
+    assert!(
+        report.handled.len() > 10,
+        "{} handled",
+        report.handled.len()
+    );
+    assert!(
+        broken.is_empty(),
+        "{} broken: {broken:#?} {logs}",
+        broken.len()
+    );
+    assert!(
+        differ.is_empty(),
+        "told otherwise than the CTI: {differ:#?} {logs}"
+    );
+}
