@@ -162,22 +162,16 @@ async fn under_every_fault_the_bridge_sees_each_answer_once_and_the_truth_at_the
         1 => Stack::start(2, &env).await,
         nodes => Stack::start_clustered(nodes as usize, 2, &env).await,
     };
-    let proxy = Proxy::start(stack.nats.url().trim_start_matches("nats://")).await;
-    stack
-        .spawn_with(
-            "pb-channel-group",
-            "pb-channel-group-cut",
-            &[("NATS_URL", format!("nats://{}", proxy.addr()))],
-        )
+    let proxy = stack
+        .spawn_behind_proxy("pb-channel-group", "pb-channel-group-cut")
         .await;
     let observer = stack.client().await;
     let subjects = Subjects::default();
     let ledger = Ledger::start(&observer, &subjects.all_events()).await;
     let url = stack.nats_url();
-    let servers: Vec<&str> = url.split(',').collect();
     let client = async_nats::ConnectOptions::new()
         .custom_inbox_prefix(BRIDGE_INBOX)
-        .connect(servers.as_slice())
+        .connect(pb_runtime::connect::servers(&url).as_slice())
         .await
         .unwrap();
     let d = Driver::new(

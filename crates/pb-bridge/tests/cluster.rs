@@ -14,19 +14,25 @@ use serde_json::json;
 
 const AGENTS: usize = 120;
 
-#[tokio::test]
-async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
-    let mut stack = Stack::start_clustered(3, 2, &[("PB_OWNER_CHECK_MS", "400")]).await;
+/// A bridge on every node of `stack`, retrying for `budget`, the status reported.
+async fn driver(stack: &Stack, budget: Duration) -> Driver {
     let d = Driver::new(
         stack.client().await,
         Subjects::default(),
         Target::control("PB1").unwrap(),
         Duration::from_secs(8),
     )
-    .retrying(Duration::from_secs(40));
+    .retrying(budget);
     d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
         .await
         .unwrap();
+    d
+}
+
+#[tokio::test]
+async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
+    let mut stack = Stack::start_clustered(3, 2, &[("PB_OWNER_CHECK_MS", "400")]).await;
+    let d = driver(&stack, Duration::from_secs(40)).await;
 
     let js = async_nats::jetstream::new(stack.client().await);
     for bucket in ["pb_replies", "pb_sessions", "pb_channels", "pb_owners"] {
@@ -78,16 +84,7 @@ async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn a_replica_killed_on_a_cluster_is_taken_over() {
     let mut stack = Stack::start_clustered(3, 1, &[("PB_OWNER_CHECK_MS", "400")]).await;
-    let d = Driver::new(
-        stack.client().await,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    )
-    .retrying(Duration::from_secs(20));
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let d = driver(&stack, Duration::from_secs(20)).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     stack.spawn("pb-channel-group", "pb-channel-group-1").await;
     stack.process("pb-channel-group-0").signal("KILL");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::{Subjects, Target};
-use pb_testkit::{Bridge, Proxy, Stack, announced_once, count};
+use pb_testkit::{Bridge, Stack, announced_once, count};
 use serde_json::json;
 
 const CHECK_MS: &str = "400";
@@ -89,13 +89,8 @@ async fn once_each(
 async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
     let env = [("PB_OWNER_CHECK_MS", CHECK_MS)];
     let mut stack = Stack::start(1, &env).await;
-    let proxy = Proxy::start(stack.nats.url().trim_start_matches("nats://")).await;
-    stack
-        .spawn_with(
-            "pb-channel-group",
-            "pb-channel-group-cut",
-            &[("NATS_URL", format!("nats://{}", proxy.addr()))],
-        )
+    let proxy = stack
+        .spawn_behind_proxy("pb-channel-group", "pb-channel-group-cut")
         .await;
     let client = stack.nats.client().await;
     let d = driver(client.clone());

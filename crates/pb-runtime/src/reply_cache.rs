@@ -54,6 +54,15 @@ pub struct Slot {
     claim: Option<u64>,
 }
 
+impl Slot {
+    fn claimed(key: String, claim: u64) -> Self {
+        Self {
+            key,
+            claim: Some(claim),
+        }
+    }
+}
+
 /// A cheap, cloneable handle on the reply cache bucket.
 #[derive(Debug, Clone)]
 pub struct ReplyCache {
@@ -111,7 +120,7 @@ impl ReplyCache {
         loop {
             let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
             match self.store.create(&key, marker).await {
-                Ok(revision) => return Ok(Claim::Fresh(self.slot(key, revision))),
+                Ok(revision) => return Ok(Claim::Fresh(Slot::claimed(key, revision))),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(cache_err(e)),
             }
@@ -137,17 +146,10 @@ impl ReplyCache {
             // Twice the deadline without an answer: the first attempt's replica is gone.
             let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
             match self.store.update(&key, marker, entry.revision).await {
-                Ok(revision) => return Ok(Claim::Fresh(self.slot(key, revision))),
+                Ok(revision) => return Ok(Claim::Fresh(Slot::claimed(key, revision))),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(cache_err(e)),
             }
-        }
-    }
-
-    fn slot(&self, key: String, claim: u64) -> Slot {
-        Slot {
-            key,
-            claim: Some(claim),
         }
     }
 

@@ -123,15 +123,8 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
     pub async fn take(&self, unit: &str) -> Result<Loaded<T>, StateError> {
         self.cache.lock().expect("records cache").remove(unit);
         let mut loaded = self.read(unit).await?;
-        if let Some(revision) = loaded.revision
-            && loaded.value != T::default()
-        {
-            let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
-            let written = self
-                .store
-                .update(key(&[unit]), payload.into(), revision)
-                .await;
-            loaded.revision = Some(written.map_err(|e| update_err(unit, e))?);
+        if loaded.revision.is_some() && loaded.value != T::default() {
+            self.write(unit, &mut loaded).await?;
         }
         self.remember(unit, &loaded, false);
         Ok(loaded)

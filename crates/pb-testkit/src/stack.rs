@@ -84,8 +84,7 @@ impl Stack {
     /// A client that knows every node (and moves to another when one is lost).
     pub async fn client(&self) -> async_nats::Client {
         let url = self.nats_url();
-        let servers: Vec<&str> = url.split(',').collect();
-        async_nats::connect(servers.as_slice())
+        async_nats::connect(pb_runtime::connect::servers(&url).as_slice())
             .await
             .expect("connect to the test's NATS")
     }
@@ -159,6 +158,16 @@ impl Stack {
         }
         let process = Process::spawn(binary, &env).ready().await;
         self.processes.push((instance.to_owned(), process));
+    }
+
+    /// Start one more process whose only way to NATS is a [`crate::Proxy`] to the first
+    /// node: cutting the proxy cuts it off.
+    pub async fn spawn_behind_proxy(&mut self, binary: &str, instance: &str) -> crate::Proxy {
+        let proxy = crate::Proxy::start(self.nats.url().trim_start_matches("nats://")).await;
+        let url = format!("nats://{}", proxy.addr());
+        self.spawn_with(binary, instance, &[("NATS_URL", url)])
+            .await;
+        proxy
     }
 
     /// Start a gateway named `instance` connecting to the bridge at `bridge` (a test's
