@@ -71,6 +71,9 @@ pub struct DeskReport {
     pub unfinished: usize,
     /// Agents whose logout failed, and why.
     pub logout_failures: Vec<String>,
+    /// Interactions whose end was read from their init, as a bridge does, because its
+    /// event never came (a replica killed between its answer and its events).
+    pub missed_events: Vec<String>,
     /// Response times of the commands sent for the interactions, by message name.
     pub latencies: Latencies,
 }
@@ -112,13 +115,14 @@ impl DeskReport {
     /// The closing table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "desk: {} agents for {:.2} s, talking {} ms\nhandled: {} (failed {}, unfinished {}) = {:.2} interactions/s\n",
+            "desk: {} agents for {:.2} s, talking {} ms\nhandled: {} (failed {}, unfinished {}, an event missed {}) = {:.2} interactions/s\n",
             self.agents,
             self.elapsed.as_secs_f64(),
             self.talk.as_millis(),
             self.handled.len(),
             self.failures,
             self.unfinished,
+            self.missed_events.len(),
             self.rate(self.handled.len()),
         );
         let by_media: Vec<_> = ChannelType::ALL
@@ -193,15 +197,20 @@ pub async fn run(
     let drain = tokio::time::sleep(Duration::MAX);
     tokio::pin!(drain);
     let mut draining = false;
-    while !(draining && desk.tasks.is_empty()) {
+    // Made not ready while the events go on being dispatched: the interactions in hand
+    // wait for theirs meanwhile.
+    let stopping = not_ready(driver, &logged);
+    tokio::pin!(stopping);
+    let mut stopped = false;
+    while !(stopped && desk.tasks.is_empty()) {
         tokio::select! {
-            _ = &mut stop, if !draining => {
-                draining = true;
-                not_ready(driver, &logged).await;
+            _ = &mut stop, if !draining => draining = true,
+            () = &mut stopping, if draining && !stopped => {
+                stopped = true;
                 let limit = config.talk + driver.timeout() * ORDER.len() as u32;
                 drain.as_mut().reset(tokio::time::Instant::now() + limit);
             }
-            _ = &mut drain, if draining => break,
+            _ = &mut drain, if stopped => break,
             Some(message) = events.next() => desk.dispatch(&message),
             Some(finished) = desk.tasks.join_next() => desk.record(finished),
             _ = ticker.tick() => desk.show(progress, started),
@@ -226,6 +235,7 @@ pub async fn run(
         handled: desk.handled,
         failures: desk.failures,
         first_failure: desk.first_failure,
+        missed_events: desk.missed_events,
         unfinished,
         logout_failures,
         latencies: desk.driver.latencies(),
@@ -292,7 +302,8 @@ struct Finished {
     target: String,
     media: ChannelType,
     took: Duration,
-    result: Result<(), StepError>,
+    /// Whether an event never came and the interaction's init was read instead.
+    result: Result<bool, StepError>,
 }
 
 /// The dispatcher's state: which channels are the desk's, which interactions are in hand.
@@ -308,6 +319,7 @@ struct Desk {
     handled: Vec<(ChannelType, Duration)>,
     failures: usize,
     first_failure: Option<String>,
+    missed_events: Vec<String>,
 }
 
 impl Desk {
@@ -326,6 +338,7 @@ impl Desk {
             handled: Vec::new(),
             failures: 0,
             first_failure: None,
+            missed_events: Vec::new(),
         }
     }
 
@@ -388,7 +401,12 @@ impl Desk {
             Ok(done) => {
                 self.in_hand.remove(&done.target);
                 match done.result {
-                    Ok(()) => self.handled.push((done.media, done.took)),
+                    Ok(missed) => {
+                        if missed {
+                            self.missed_events.push(done.target);
+                        }
+                        self.handled.push((done.media, done.took));
+                    }
                     Err(e) => self.fail(e),
                 }
             }
@@ -426,12 +444,13 @@ struct Work {
 
 impl Work {
     /// Handle interaction `added` from its announcement to its destinations disposed;
-    /// `events` are its interaction events.
+    /// `events` are its interaction events. Whether an event never came (its end read
+    /// from the interaction's init instead).
     async fn handle(
         self,
         added: InteractionRef,
         events: mpsc::UnboundedReceiver<InteractionEvent>,
-    ) -> Result<(), StepError> {
+    ) -> Result<bool, StepError> {
         let driver = &self.driver;
         let taken = driver.take(&self.channel, &added.name, &self.id).await?;
         let mut state = Tracked {
@@ -441,6 +460,7 @@ impl Work {
             events,
         };
         let call = added.media == ChannelType::Telephony;
+        let mut missed = false;
         if state.live() {
             if call {
                 let primary = taken.primary().ok_or_else(|| StepError::NoPrimary {
@@ -463,12 +483,20 @@ impl Work {
                         .await?;
                 }
                 if !state.wait_end(driver.timeout()).await {
-                    return Err(StepError::NoEvent {
-                        target: taken.target.clone(),
-                        event: "interaction.statechanged ENDED",
-                        after: "conversation.request.release",
-                        waited: driver.timeout(),
-                    });
+                    // As a bridge does: read the interaction, which tells its state.
+                    let init: InteractionInit = driver
+                        .query(&taken.target, InteractionCommand::Init)
+                        .await?;
+                    state.advance(init.state);
+                    if state.live() {
+                        return Err(StepError::NoEvent {
+                            target: taken.target.clone(),
+                            event: "interaction.statechanged ENDED",
+                            after: "conversation.request.release",
+                            waited: driver.timeout(),
+                        });
+                    }
+                    missed = true;
                 }
             }
         }
@@ -488,7 +516,7 @@ impl Work {
         driver
             .act(&taken.target, InteractionCommand::Dispose)
             .await?;
-        Ok(())
+        Ok(missed)
     }
 }
 

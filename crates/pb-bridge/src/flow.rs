@@ -74,7 +74,8 @@ enum Retry {
     Never,
     /// Commands nobody received (no responders), with the same requestId.
     Unrouted(Duration),
-    /// Also unanswered commands (same requestId) and FAILUREs (a new requestId).
+    /// Also unanswered commands (same requestId) and FAILUREs (a new requestId, but for
+    /// those that ask for the same one again: [`pb_runtime::serve::RETRY_SAME`]).
     Everything(Duration),
 }
 
@@ -114,8 +115,9 @@ impl Driver {
     }
 
     /// Behave as a bridge that retries during a failover, for up to `budget` per step: an
-    /// unanswered command (timeout, no responders) is sent again with the same requestId;
-    /// a FAILURE is retried with a new one.
+    /// unanswered command (timeout, no responders) is sent again with the same requestId,
+    /// and so is a FAILURE that asks for it ([`pb_runtime::serve::RETRY_SAME`]); another
+    /// FAILURE is retried with a new one.
     pub fn retrying(mut self, budget: Duration) -> Self {
         self.retry = Retry::Everything(budget);
         self
@@ -285,7 +287,10 @@ impl Driver {
                     outcome: Outcome::Failure(message),
                     ..
                 }) => {
-                    request_id = uuid::Uuid::new_v4().to_string();
+                    // Refused without acting: sent again as is, else as a new request.
+                    if !message.ends_with(pb_runtime::serve::RETRY_SAME) {
+                        request_id = uuid::Uuid::new_v4().to_string();
+                    }
                     let failure = FlowError::Failure {
                         name: name.to_owned(),
                         target: target.to_owned(),

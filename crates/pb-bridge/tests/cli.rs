@@ -365,7 +365,7 @@ mod whole_chain {
         );
         assert!(text.contains("desk: 2 agents for "), "{text}");
         assert!(
-            text.contains("handled: 3 (failed 0, unfinished 0)"),
+            text.contains("handled: 3 (failed 0, unfinished 0, an event missed 0)"),
             "{text}"
         );
         let row = |label: &str, count: usize| format!("{label:<38} {count:>7} ");

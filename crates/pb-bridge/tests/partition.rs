@@ -236,18 +236,6 @@ async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
     not_ready_all(&d, &agents, "orphan", "after the sweep").await;
 }
 
-/// Make a key-value bucket's stream refuse every write (`full`: no room for a byte more)
-/// or take writes again; reads work throughout.
-async fn fill(client: &async_nats::Client, bucket: &str, full: bool) {
-    let js = async_nats::jetstream::new(client.clone());
-    let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
-    let info = stream.info().await.unwrap().clone();
-    let mut config = info.config;
-    config.discard = async_nats::jetstream::stream::DiscardPolicy::New;
-    config.max_bytes = if full { info.state.bytes as i64 } else { -1 };
-    js.update_stream(config).await.unwrap();
-}
-
 #[tokio::test]
 async fn a_change_made_while_the_store_refuses_writes_is_answered_as_made_and_kept() {
     let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
@@ -262,7 +250,7 @@ async fn a_change_made_while_the_store_refuses_writes_is_answered_as_made_and_ke
     let mut events = bridge.events().await;
 
     // The channels bucket refuses every write while the CTI makes the change.
-    fill(&client, "pb_channels", true).await;
+    pb_testkit::fill_bucket(&client, "pb_channels", true).await;
     let body = json!({"reasonCode": "sealed"});
     let first = bridge
         .send_with_id("channel.request.notready", phone, body.clone(), "rq-sealed")
@@ -282,7 +270,7 @@ async fn a_change_made_while_the_store_refuses_writes_is_answered_as_made_and_ke
     // agent over finds the record matching the CTI and raises nothing again.
     let logs = stack.process("pb-channel-group-0").logs();
     assert!(logs.contains("written with the next save"), "{logs}");
-    fill(&client, "pb_channels", false).await;
+    pb_testkit::fill_bucket(&client, "pb_channels", false).await;
     d.ok("channel.request.ready", phone, json!({}))
         .await
         .unwrap();

@@ -237,6 +237,87 @@ async fn a_request_repeated_after_a_take_over_gets_its_first_answer_and_is_not_r
     );
 }
 
+/// A first attempt whose replica died after its CTI change leaves the redo to find the
+/// change made: the adapter answers a change repeated with the same request key as the
+/// first time, and does not make it again (here a READY came in between: it stays).
+#[tokio::test]
+async fn a_cti_change_repeated_with_its_request_key_is_answered_as_the_first_time() {
+    let (_stack, client, _, logged) = one_agent_logged_in("1031").await;
+    let change = |state: &str, key: Option<&str>| {
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(pb_cti::REQUEST_KEY_HEADER, key);
+        }
+        let body = json!({"agent_id": "1031", "endpoint": logged.channels[0].endpoint, "state": state, "reason_code": "k"});
+        let client = client.clone();
+        async move {
+            client
+                .request_with_headers("pb.cti.req.setstate", headers, body.to_string().into())
+                .await
+                .unwrap()
+                .payload
+        }
+    };
+    let first = change("NOT_READY", Some("ext r1 #0")).await;
+    assert!(first.starts_with(b"{\"ok\""), "{first:?}");
+    change("READY", None).await;
+    let again = change("NOT_READY", Some("ext r1 #0")).await;
+    assert_eq!(again, first, "answered as the first time");
+    let snapshot = client
+        .request(
+            "pb.cti.req.snapshot",
+            json!({"agent_id": "1031"}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    let snapshot: serde_json::Value = serde_json::from_slice(&snapshot.payload).unwrap();
+    assert_eq!(
+        snapshot["ok"]["channels"][0]["agent_state"], "READY",
+        "the repeat was made again: {snapshot}"
+    );
+}
+
+/// A CTI change that got no reply may have been made: the answer says so, is not
+/// recorded, and asks for the same requestId again; sent again, the command is acted on
+/// again, and the adapter answers the repeated change as the first time (made once).
+#[tokio::test]
+async fn a_change_the_cti_did_not_answer_in_time_is_retried_with_the_same_request_id() {
+    let stack = Stack::start(1, &[("PB_DEADLINE_MS", "1000")]).await;
+    let client = stack.nats.client().await;
+    let d = driver(client.clone());
+    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+        .await
+        .unwrap();
+    let logged = d.login("1032", "pw-1032", "s-1032").await.unwrap();
+    let phone = &logged.channels[0].target;
+    let bridge = pb_testkit::Bridge::new(client.clone());
+    let mut events = bridge.events().await;
+    let body = || json!({"reasonCode": "slow"});
+    bridge.sim("delay", json!({"ms": 1500})).await;
+    let first = d
+        .send_with_id("channel.request.notready", phone, body(), "rq-slow")
+        .await
+        .unwrap();
+    let pb_protocol::Outcome::Failure(why) = &first.outcome else {
+        panic!("the CTI had no time to answer: {first:?}");
+    };
+    assert!(why.ends_with(pb_runtime::serve::RETRY_SAME), "{why}");
+    bridge.sim("delay", json!({"ms": 0})).await;
+    // Meanwhile the CTI made the change.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let again = d
+        .send_with_id("channel.request.notready", phone, body(), "rq-slow")
+        .await
+        .unwrap();
+    assert!(again.outcome.is_success(), "{again:?}");
+    let seen = events.collect(Duration::from_millis(500)).await;
+    assert_eq!(
+        pb_testkit::count(&seen, "channel.notready", phone),
+        1,
+        "{seen:?}"
+    );
+}
+
 /// A stack whose replicas check on one another every 300 ms, with `agent` logged in
 /// (session `s-<agent>`).
 async fn one_agent_logged_in(agent: &str) -> (Stack, async_nats::Client, Driver, LoggedIn) {

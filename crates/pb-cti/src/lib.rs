@@ -11,6 +11,11 @@
 //! Every call is a [`CtiCall`]: a request struct with its operation name and reply type.
 //! The reply payload is a [`CtiReply`]: `{"ok": <reply>}` or
 //! `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! A call that changes something ([`CtiCall::CHANGES`]) made for a bridge request carries
+//! a [`REQUEST_KEY_HEADER`]: the same call with the same key is answered as it was the
+//! first time and not done again. A command redone after its first attempt's replica was
+//! lost mid-way therefore finds what that attempt did, not a refusal ("already answered").
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,6 +27,12 @@ use pb_protocol::interaction::{ConversationId, ConversationRole, Conversations, 
 use pb_protocol::subject::Subjects;
 use pb_protocol::target::encode_token;
 use pb_protocol::{Body, Secret};
+
+/// The header of a change made for a bridge request: the request and the call's place among
+/// the request's calls. An adapter remembers the answer to each key for a while (at least
+/// the reply cache's window, five minutes) and answers a repeat with it, unchanged and
+/// without acting or raising events again.
+pub const REQUEST_KEY_HEADER: &str = "Pb-Request-Key";
 
 /// The queue group every adapter replica serves calls in.
 pub const QUEUE_GROUP: &str = "pb-cti";
@@ -69,6 +80,9 @@ pub fn agent_of(subjects: &Subjects, subject: &str) -> Option<String> {
 /// A call to the adapter: its operation name (the last subject token) and reply type.
 pub trait CtiCall: Serialize + DeserializeOwned {
     const OP: &'static str;
+    /// Whether the call changes something at the CTI (it then carries a
+    /// [`REQUEST_KEY_HEADER`] when made for a bridge request).
+    const CHANGES: bool = false;
     type Reply: Serialize + DeserializeOwned;
 }
 
@@ -224,6 +238,7 @@ pub struct Login {
 
 impl CtiCall for Login {
     const OP: &'static str = "login";
+    const CHANGES: bool = true;
     type Reply = AgentSnapshot;
 }
 
@@ -236,6 +251,7 @@ pub struct Activate {
 
 impl CtiCall for Activate {
     const OP: &'static str = "activate";
+    const CHANGES: bool = true;
     type Reply = ChannelSnapshot;
 }
 
@@ -248,6 +264,7 @@ pub struct Deactivate {
 
 impl CtiCall for Deactivate {
     const OP: &'static str = "deactivate";
+    const CHANGES: bool = true;
     type Reply = ChannelSnapshot;
 }
 
@@ -264,6 +281,7 @@ pub struct Logout {
 
 impl CtiCall for Logout {
     const OP: &'static str = "logout";
+    const CHANGES: bool = true;
     type Reply = AgentSnapshot;
 }
 
@@ -281,6 +299,7 @@ pub struct SetAgentState {
 
 impl CtiCall for SetAgentState {
     const OP: &'static str = "setstate";
+    const CHANGES: bool = true;
     type Reply = ChannelSnapshot;
 }
 
@@ -309,6 +328,7 @@ pub struct Dial {
 
 impl CtiCall for Dial {
     const OP: &'static str = "dial";
+    const CHANGES: bool = true;
     type Reply = InteractionSnapshot;
 }
 
@@ -324,6 +344,7 @@ pub struct Act {
 
 impl CtiCall for Act {
     const OP: &'static str = "act";
+    const CHANGES: bool = true;
     type Reply = InteractionSnapshot;
 }
 

@@ -5,6 +5,8 @@ use std::time::Duration;
 use async_nats::{Client, RequestErrorKind};
 use pb_cti::{CtiCall, CtiError, CtiReply, call_subject};
 use pb_protocol::Subjects;
+
+use crate::Reply;
 use tracing::Instrument;
 
 /// Why a CTI call did not give a result. The `Display` text is meant for the bridge's
@@ -45,7 +47,14 @@ impl CtiClient {
         let payload =
             serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
         let span = tracing::info_span!("cti.call", op = C::OP);
-        let request = span.in_scope(|| crate::trace::request(payload.into(), timeout));
+        let mut headers = span.in_scope(crate::trace::headers);
+        if let Some(key) = crate::request_key::next().filter(|_| C::CHANGES) {
+            headers.insert(pb_cti::REQUEST_KEY_HEADER, key.as_str());
+        }
+        let request = async_nats::Request::new()
+            .payload(payload.into())
+            .timeout(Some(timeout))
+            .headers(headers);
         let sent = self
             .client
             .send_request(subject.clone(), request)
@@ -70,6 +79,17 @@ impl CtiClient {
         };
         crate::metrics::metrics().cti_call(C::OP, outcome);
         result
+    }
+}
+
+/// The answer to a command whose call `C` failed: FAILURE saying why, except a change
+/// that got no reply, which may have been made: [`Reply::retry_same`].
+pub fn failed<C: CtiCall>(error: CtiCallError) -> Reply {
+    match error {
+        CtiCallError::Timeout(_) if C::CHANGES => {
+            Reply::retry_same(format_args!("{error}: whether it acted is not known"))
+        }
+        error => Reply::failure(error.to_string()),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod ops;
 pub mod owned;
 pub mod permissions;
 pub mod reply_cache;
+mod request_key;
 pub mod serve;
 pub mod shutdown;
 pub mod state;

@@ -28,7 +28,7 @@ const PENDING: &str = "~pending ";
 
 /// The state store failed; the text tells the bridge to retry.
 #[derive(Debug, thiserror::Error)]
-#[error("the reply cache is unavailable ({0}); retry the request with the same requestId")]
+#[error("the reply cache is unavailable ({0}); {retry}", retry = crate::serve::RETRY_SAME)]
 pub struct CacheError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
 fn cache_err(e: impl std::error::Error + Send + Sync + 'static) -> CacheError {
@@ -62,6 +62,9 @@ impl Slot {
         }
     }
 }
+
+/// How long an answer whose recording failed is tried again ([`ReplyCache::complete_later`]).
+pub const RECORD_FOR: Duration = Duration::from_secs(60);
 
 /// A cheap, cloneable handle on the reply cache bucket.
 #[derive(Debug, Clone)]
@@ -105,6 +108,19 @@ impl ReplyCache {
     pub async fn open(buckets: &Buckets) -> Result<Self, BucketError> {
         let store = buckets.open(crate::kv::buckets::REPLIES, RETENTION).await?;
         Ok(Self { store })
+    }
+
+    /// The answer recorded for a request, if it has one (a claim still running has none).
+    pub async fn answered(
+        &self,
+        target: &Target,
+        request_id: &str,
+    ) -> Result<Option<Bytes>, CacheError> {
+        let key = key(&[target.as_str(), request_id]);
+        let entry = self.store.entry(&key).await.map_err(cache_err)?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put && pending_since(&e.value).is_none())
+            .map(|e| e.value))
     }
 
     /// Claim a request, or learn its answer, by `until` (the command's deadline);
@@ -165,7 +181,7 @@ impl ReplyCache {
 
     /// Record the answer to a claimed request, before it is published; not if a retry has
     /// taken the request over since (it records its own).
-    pub async fn complete(&self, slot: Slot, answer: Bytes) -> Result<(), CacheError> {
+    pub async fn complete(&self, slot: &Slot, answer: Bytes) -> Result<(), CacheError> {
         match slot.claim {
             Some(claim) => match self.store.update(&slot.key, answer, claim).await {
                 Ok(_) => Ok(()),
@@ -181,6 +197,43 @@ impl ReplyCache {
                 .await
                 .map(|_| ())
                 .map_err(cache_err),
+        }
+    }
+
+    /// Give a claimed request up without an answer ([`crate::Reply::retry_same`]): the same
+    /// requestId sent again is claimed afresh. (A claim that cannot be deleted now is taken
+    /// over by a retry after twice the deadline.)
+    pub async fn release(&self, slot: Slot) {
+        if let Some(claim) = slot.claim
+            && let Err(e) = self
+                .store
+                .delete_expect_revision(&slot.key, Some(claim))
+                .await
+        {
+            tracing::warn!(error = %e, "could not release the claim: a retry waits for it to age");
+        }
+    }
+
+    /// Keep trying to record `answer`, whose first [`ReplyCache::complete`] failed, for up
+    /// to [`RECORD_FOR`], backing off: a retry of the request meanwhile waits on the claim,
+    /// and finds the answer once it is written (a bucket that is back within the claim's
+    /// life loses nothing of the guarantee).
+    pub async fn complete_later(self, slot: Slot, answer: Bytes) {
+        let give_up = tokio::time::Instant::now() + RECORD_FOR;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(wait).await;
+            match self.complete(&slot, answer.clone()).await {
+                Ok(()) => {
+                    tracing::info!("the answer is recorded after all");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() >= give_up => {
+                    tracing::error!(error = %e, "the answer could not be recorded: a retry of this requestId would be acted on again");
+                    return;
+                }
+                Err(_) => wait = (wait * 2).min(Duration::from_secs(2)),
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
-use crate::reply_cache::{Claim, ReplyCache};
+use crate::reply_cache::{Claim, ReplyCache, Slot};
 
 /// Work to run after the response and the events are out (for example, releasing CTI
 /// resources after a dispose was answered).
@@ -31,6 +31,9 @@ pub struct Reply {
     pub outcome: Outcome,
     pub events: Vec<Event>,
     pub follow_up: Option<FollowUp>,
+    /// No final answer ([`Reply::retry_same`]): not recorded, so that the same requestId
+    /// sent again is acted on again.
+    pub again: bool,
 }
 
 impl std::fmt::Debug for Reply {
@@ -39,6 +42,7 @@ impl std::fmt::Debug for Reply {
             .field("outcome", &self.outcome)
             .field("events", &self.events)
             .field("follow_up", &self.follow_up.is_some())
+            .field("again", &self.again)
             .finish()
     }
 }
@@ -54,6 +58,17 @@ impl Reply {
 
     pub fn failure(message: impl Into<String>) -> Self {
         Self::from(Outcome::failure(message))
+    }
+
+    /// FAILURE without a final answer: what was done is not known (a CTI change that got
+    /// no reply, a handler cut off by the deadline). Not recorded; the message ends with
+    /// [`RETRY_SAME`], and the same requestId sent again is acted on again, its CTI changes
+    /// with the same keys, which the adapter answers as it did the first time.
+    pub fn retry_same(why: impl std::fmt::Display) -> Self {
+        Self {
+            again: true,
+            ..Self::failure(format!("{why}; {RETRY_SAME}"))
+        }
     }
 
     /// Publish `event` after the response.
@@ -75,6 +90,7 @@ impl From<Outcome> for Reply {
             outcome,
             events: Vec::new(),
             follow_up: None,
+            again: false,
         }
     }
 }
@@ -159,6 +175,11 @@ pub async fn serve<H: Handler>(
         }
     }
 }
+
+/// How every FAILURE that did nothing, and whose request may be sent again with the same
+/// requestId, ends (the first attempt still running, a store that did not answer): a
+/// bridge that sees it retries as is; no other FAILURE ends so.
+pub const RETRY_SAME: &str = "retry with the same requestId";
 
 /// How long one NATS step of a shutdown may take before it is given up.
 pub const NATS_STEP: Duration = Duration::from_secs(3);
@@ -286,8 +307,7 @@ pub async fn respond<F, Fut>(
                 }
                 Ok(Claim::Running) => {
                     let why = format!(
-                        "the first attempt with requestId `{}` is still running; retry with \
-                         the same requestId",
+                        "the first attempt with requestId `{}` is still running; {RETRY_SAME}",
                         command.request_id
                     );
                     refuse(context, &command, reply_to, why).await;
@@ -301,12 +321,21 @@ pub async fn respond<F, Fut>(
             }
         };
         let name = command.name();
-        let reply = match tokio::time::timeout_at(until, handle(command.clone())).await {
-            Ok(reply) => reply,
-            Err(_) => Reply::failure(format!(
-                "{name} was not answered within the deadline of {} ms",
-                context.deadline.as_millis()
-            )),
+        let handling = crate::request_key::scope(
+            command.target.as_str(),
+            &command.request_id,
+            handle(command.clone()),
+        );
+        tokio::pin!(handling);
+        let reply = tokio::select! {
+            reply = &mut handling => reply,
+            () = tokio::time::sleep_until(until) => {
+                let late = Reply::retry_same(format!(
+                    "{name} was not answered within the deadline of {} ms",
+                    context.deadline.as_millis()
+                ));
+                return late_answer(context, &command, reply_to, late, handling, slot).await;
+            }
         };
         match &reply.outcome {
             Outcome::Success(_) => tracing::debug!("SUCCESS"),
@@ -314,11 +343,17 @@ pub async fn respond<F, Fut>(
         }
         let success = reply.outcome.is_success();
         let response: Bytes = command.respond(reply.outcome).encode().into();
-        if let Some(slot) = slot
-            && let Err(e) = context.replies.complete(slot, response.clone()).await
+        if reply.again {
+            if let Some(slot) = slot {
+                context.replies.release(slot).await;
+            }
+        } else if let Some(slot) = slot
+            && let Err(e) = context.replies.complete(&slot, response.clone()).await
         {
-            // Still answer: only a retry of this very request is affected.
-            tracing::error!(error = %e, "could not record the answer for retries");
+            // Still answer, and keep trying: only a retry of this very request is affected.
+            tracing::error!(error = %e, "could not record the answer for retries yet: trying again");
+            let later = context.replies.clone().complete_later(slot, response.clone());
+            tokio::spawn(crate::trace::carry(later));
         }
         publish(&context.client, reply_to.to_string(), response).await;
         crate::metrics::metrics().command(name, success, started.elapsed());
@@ -330,6 +365,38 @@ pub async fn respond<F, Fut>(
         }
     })
     .await
+}
+
+/// The deadline passed before `handling` answered: answer `late` (no final answer) now,
+/// then let the handler run to its end (a deadline more at most), so that what it changed
+/// is announced rather than saved unannounced; then give the claim up, so that the same
+/// requestId sent again is acted on again (its CTI changes answered as the first time).
+async fn late_answer(
+    context: &Context,
+    command: &Command,
+    reply_to: Subject,
+    late: Reply,
+    handling: impl Future<Output = Reply>,
+    slot: Option<Slot>,
+) {
+    tracing::debug!("FAILURE: not answered within the deadline");
+    let response = command.respond(late.outcome).encode().into();
+    publish(&context.client, reply_to.to_string(), response).await;
+    crate::metrics::metrics().command(command.name(), false, context.deadline);
+    match tokio::time::timeout(context.deadline, handling).await {
+        Ok(finished) => {
+            for event in finished.events {
+                publish_event(&context.client, &context.subjects, &event).await;
+            }
+            if let Some(work) = finished.follow_up {
+                work.await;
+            }
+        }
+        Err(_) => tracing::error!("the handler did not finish within a second deadline: abandoned"),
+    }
+    if let Some(slot) = slot {
+        context.replies.release(slot).await;
+    }
 }
 
 /// Answer a command FAILURE without running it.

@@ -28,9 +28,9 @@ type Source = Box<dyn std::error::Error + Send + Sync>;
 /// The state store failed, or another replica wrote first.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("the state store is unavailable ({0}); retry with the same requestId")]
+    #[error("the state store is unavailable ({0})")]
     Unavailable(#[source] Source),
-    #[error("the state of `{0}` was changed by another replica; retry with the same requestId")]
+    #[error("the state of `{0}` was changed by another replica")]
     Conflict(String),
     #[error("the stored state of `{unit}` is unreadable: {source}")]
     Corrupt {
@@ -42,6 +42,18 @@ pub enum StateError {
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
     StateError::Unavailable(Box::new(e))
+}
+
+/// The answer to a command that failed on the store before it changed anything: a store
+/// that did not answer, or another replica that wrote first, is no final answer
+/// ([`Reply::retry_same`]); an unreadable record is.
+impl From<StateError> for Reply {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Unavailable(_) | StateError::Conflict(_) => Reply::retry_same(e),
+            e => Reply::failure(e.to_string()),
+        }
+    }
 }
 
 /// The answer to a command whose change the CTI has made, once its record's save returned

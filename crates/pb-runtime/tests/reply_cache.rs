@@ -43,7 +43,7 @@ async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
     let Claim::Fresh(slot) = claim(&cache, &target(), "{r-1}", DEADLINE, DEADLINE).await else {
         panic!("the first claim must be fresh");
     };
-    cache.complete(slot, "answer-1".into()).await.unwrap();
+    cache.complete(&slot, "answer-1".into()).await.unwrap();
     match claim(&cache, &target(), "{r-1}", DEADLINE, DEADLINE).await {
         Claim::Answered(a) => assert_eq!(&a[..], b"answer-1"),
         other => panic!("a repeat must not be acted on: {other:?}"),
@@ -75,7 +75,7 @@ async fn a_retry_during_the_first_attempt_waits_for_its_answer() {
         !retry.is_finished(),
         "the retry must wait while the first attempt runs"
     );
-    cache.complete(slot, "late answer".into()).await.unwrap();
+    cache.complete(&slot, "late answer".into()).await.unwrap();
     match retry.await.unwrap() {
         Claim::Answered(a) => assert_eq!(&a[..], b"late answer"),
         other => panic!("the retry must get the first answer: {other:?}"),
@@ -121,10 +121,13 @@ async fn a_retry_takes_over_when_the_first_attempt_died() {
         "but only twice the deadline after the first claim: {:?}",
         started.elapsed()
     );
-    cache.complete(slot, "retry's answer".into()).await.unwrap();
+    cache
+        .complete(&slot, "retry's answer".into())
+        .await
+        .unwrap();
     // The first attempt, had it lived on, cannot replace the answer of the one that ran.
     cache
-        .complete(abandoned, "stale answer".into())
+        .complete(&abandoned, "stale answer".into())
         .await
         .unwrap();
     match claim(&cache, &target(), "r", deadline, deadline).await {
@@ -148,4 +151,28 @@ async fn buckets_are_created_with_the_configured_replicas() {
     assert!(e.contains("pb_replies"), "{e}");
     assert!(e.to_lowercase().contains("replicas"), "{e}");
     cache(&server).await;
+}
+
+/// An answer the bucket refused to record is tried again: once the bucket takes writes, a
+/// repeat waiting on the claim gets it, and is not acted on.
+#[tokio::test]
+async fn an_answer_refused_by_the_bucket_is_recorded_once_it_takes_writes_again() {
+    let server = NatsServer::start();
+    let cache = cache(&server).await;
+    let client = server.client().await;
+    let Claim::Fresh(slot) = claim(&cache, &target(), "{r-late}", DEADLINE, DEADLINE).await else {
+        panic!("the first claim must be fresh");
+    };
+    pb_testkit::fill_bucket(&client, "pb_replies", true).await;
+    // Larger than the claim it replaces: no room for it.
+    let answer = bytes::Bytes::from("the answer, longer than the claim's marker".repeat(4));
+    assert!(cache.complete(&slot, answer.clone()).await.is_err());
+    let later = tokio::spawn(cache.clone().complete_later(slot, answer.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pb_testkit::fill_bucket(&client, "pb_replies", false).await;
+    match claim(&cache, &target(), "{r-late}", DEADLINE, DEADLINE).await {
+        Claim::Answered(a) => assert_eq!(a, answer),
+        other => panic!("the repeat must get the answer once recorded: {other:?}"),
+    }
+    later.await.unwrap();
 }

@@ -94,14 +94,30 @@ impl Bridge {
         self.internal(&format!("cti.req.{op}"), body).await
     }
 
+    /// A request to a process of the system; sent again, for up to [`Bridge::timeout`],
+    /// while nobody listens: a process moving to another node of a cluster (its node was
+    /// lost) has a moment with no subscription anywhere.
     async fn internal(&self, rest: &str, body: Value) -> Value {
         let subject = self.subjects.internal(rest);
-        let reply = self
-            .client
-            .request(subject.clone(), body.to_string().into())
-            .await
-            .unwrap_or_else(|e| panic!("request on {subject} failed: {e}"));
-        serde_json::from_slice(&reply.payload).expect("a JSON reply")
+        let give_up = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match self
+                .client
+                .request(subject.clone(), body.to_string().into())
+                .await
+            {
+                Ok(reply) => {
+                    return serde_json::from_slice(&reply.payload).expect("a JSON reply");
+                }
+                Err(e)
+                    if e.kind() == async_nats::RequestErrorKind::NoResponders
+                        && tokio::time::Instant::now() < give_up =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("request on {subject} failed: {e}"),
+            }
+        }
     }
 
     /// Start watching every event (`P.evt.>`).

@@ -6,12 +6,21 @@ use std::collections::{HashMap, HashSet};
 
 use async_nats::Client;
 use futures::StreamExt;
+use pb_protocol::Subjects;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+/// The name under which a [`Ledger`] watches a bridge client's responses.
+const WATCHED: &str = "ledger";
+
 /// The inbox prefix of a bridge client whose responses a [`Ledger`] records (give it to
-/// `ConnectOptions::custom_inbox_prefix`).
-pub const BRIDGE_INBOX: &str = "_BRIDGE";
+/// `ConnectOptions::custom_inbox_prefix`): beside the events, like a gateway's (contract
+/// §8), so that one subscription sees both in the order they were published, and nothing
+/// else: a subscription to `>` would also answer for replicas that are gone, and hide
+/// them from the peers' pings.
+pub fn bridge_inbox(subjects: &Subjects) -> String {
+    subjects.gateway_replies(WATCHED)
+}
 
 /// One response or event, in the order seen.
 #[derive(Debug, Clone)]
@@ -26,7 +35,7 @@ impl Entry {
     }
 
     fn is_response(&self) -> bool {
-        self.subject.starts_with(BRIDGE_INBOX)
+        self.json["header"]["type"] == "cti.response"
     }
 }
 
@@ -38,12 +47,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Start recording, on `client` (any client of the server: it subscribes to everything
-    /// and keeps the responses on [`BRIDGE_INBOX`] and the events under `events_prefix`).
-    pub async fn start(client: &Client, events_prefix: &str) -> Self {
-        let mut all = client.subscribe(">").await.expect("subscribe");
+    /// Start recording, on `client` (any client of the server): the events under
+    /// `subjects` and the responses on [`bridge_inbox`].
+    pub async fn start(client: &Client, subjects: &Subjects) -> Self {
+        let mut all = client
+            .subscribe(subjects.events_and_gateway_replies())
+            .await
+            .expect("subscribe");
         client.flush().await.expect("flush");
-        let events = events_prefix.trim_end_matches('>').to_owned();
+        let events = subjects.all_events().trim_end_matches('>').to_owned();
+        let inbox = bridge_inbox(subjects);
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let mut seen = Vec::new();
@@ -52,7 +65,7 @@ impl Ledger {
                     message = all.next() => {
                         let Some(message) = message else { break };
                         let subject = message.subject.to_string();
-                        if !(subject.starts_with(BRIDGE_INBOX) || subject.starts_with(&events)) {
+                        if !(subject.starts_with(&inbox) || subject.starts_with(&events)) {
                             continue;
                         }
                         if let Ok(json) = serde_json::from_slice::<Value>(&message.payload) {
@@ -77,8 +90,9 @@ impl Ledger {
 /// The contract's invariants over `seen`; each broken one, described.
 ///
 /// * each request (one reply subject) is answered at most once, and every requestId the
-///   bridge sent more than once got the same answer each time unless the first said the
-///   first attempt was still running;
+///   bridge sent more than once got the same answer each time, but for answers that
+///   refused without acting and asked for the same requestId again
+///   ([`pb_runtime::serve::RETRY_SAME`]);
 /// * no event is repeated on its destination (the same event twice in a row);
 /// * no event on a destination comes before the first response from it (its init).
 pub fn violations(seen: &[Entry]) -> Vec<String> {
@@ -94,7 +108,10 @@ pub fn violations(seen: &[Entry]) -> Vec<String> {
             answered.insert(target);
             let id = entry.header("requestId");
             let outcome = &entry.json["header"]["result"];
-            let running = entry.header("errorMessage").contains("is still running");
+            // Refused without acting, to be sent again as is.
+            let running = entry
+                .header("errorMessage")
+                .ends_with(pb_runtime::serve::RETRY_SAME);
             if let Some(before) = by_request.get(&(target, id))
                 && *before != outcome
                 && !running
@@ -134,7 +151,7 @@ mod tests {
 
     fn response(inbox: &str, target: &str, id: &str, result: &str) -> Entry {
         Entry {
-            subject: format!("{BRIDGE_INBOX}.{inbox}"),
+            subject: format!("{}.{inbox}", bridge_inbox(&Subjects::default())),
             json: json!({"header": {"type": "cti.response", "target": target, "requestId": id, "result": result}}),
         }
     }

@@ -14,6 +14,7 @@
 //! * [`Proxy`]: a TCP proxy to cut one process off a server and let it back.
 
 mod bridge;
+mod bucket;
 mod certs;
 mod cluster;
 pub mod ledger;
@@ -25,6 +26,7 @@ mod proxy;
 mod stack;
 
 pub use bridge::{Bridge, EventStream, RawEvent, Seen, Tap, announced_once, count};
+pub use bucket::fill_bucket;
 pub use certs::Certificates;
 pub use cluster::{meta_leader, start_cluster};
 pub use nats::{NatsServer, Passwords};

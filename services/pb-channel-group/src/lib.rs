@@ -46,7 +46,7 @@ impl Groups {
         self.cti
             .call(call, Budget::start(self.deadline).left())
             .await
-            .map_err(|e| Reply::failure(e.to_string()))
+            .map_err(pb_runtime::cti::failed::<C>)
     }
 
     /// The agent's place, channels and interactions as the CTI has them now.

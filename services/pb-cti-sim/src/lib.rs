@@ -9,6 +9,7 @@
 //!   the lab's timers and generates the traffic.
 
 pub mod admin;
+mod answered;
 pub mod calls;
 pub mod lab;
 pub mod roster;
@@ -109,6 +110,9 @@ struct Sim {
     subjects: Subjects,
     lab: Mutex<Lab>,
     delay_ms: AtomicU64,
+    /// The answers to recent changes made for a bridge request (read and written with the
+    /// lab locked, so that a repeat waits for the first).
+    answered: std::sync::Mutex<answered::Answered>,
     /// The rates the generator offers at.
     traffic: watch::Sender<Traffic>,
 }
@@ -150,6 +154,7 @@ pub async fn run(
             ),
         ),
         delay_ms: AtomicU64::new(config.delay.as_millis() as u64),
+        answered: Default::default(),
         traffic: watch::Sender::new(config.traffic),
     });
     let generator = tokio::spawn(sim.clone().generate());
@@ -298,7 +303,24 @@ impl Sim {
             .unwrap_or_default()
             .to_owned();
         let payload = &message.payload;
+        let key = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(pb_cti::REQUEST_KEY_HEADER))
+            .map(|k| k.to_string());
         let mut lab = self.lab.lock().await;
+        let now = std::time::Instant::now();
+        let repeated = key.as_deref().and_then(|key| {
+            self.answered
+                .lock()
+                .expect("answered lock")
+                .get(&op, key, now)
+        });
+        if let Some(body) = repeated {
+            tracing::debug!(op, "repeated change answered as the first time");
+            self.reply_then_events(&lab, reply, body, Vec::new()).await;
+            return;
+        }
         let (body, events) = match op.as_str() {
             pb_cti::GetCapabilities::OP => act(payload, |_: pb_cti::GetCapabilities| {
                 lab.capabilities().map(|c| (c, vec![]))
@@ -349,6 +371,12 @@ impl Sim {
             other => unsupported(format!("the simulated CTI has no operation `{other}`")),
         };
         tracing::debug!(op, "CTI call answered");
+        if let Some(key) = &key {
+            self.answered
+                .lock()
+                .expect("answered lock")
+                .put(&op, key, body.clone(), now);
+        }
         self.schedule(&mut lab);
         self.reply_then_events(&lab, reply, body, events).await;
         drop(lab);

@@ -113,7 +113,7 @@ impl Sessions {
 }
 
 fn state_failure(e: StateError) -> Reply {
-    Reply::failure(e.to_string())
+    Reply::from(e)
 }
 
 /// The owning runtime's settings ([`OwnedConfig::from_lookup`]).

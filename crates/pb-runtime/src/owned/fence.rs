@@ -5,8 +5,8 @@
 //! therefore stops serving every agent ("fences itself") once it has been disconnected for
 //! [`fence_after`], and its peers declare it dead only after [`GONE_AFTER`] misses, each at
 //! least [`miss_spacing`] after the one before: the earliest adoption comes well after the
-//! fence. Back on NATS, it serves again the agents still recorded as its own, unless its
-//! membership record shows a peer has started adopting them.
+//! fence. Back on NATS, it claims back, one compare-and-set per agent, the agents still
+//! recorded as its own (a peer adopting them at the same time gets the others).
 
 use std::time::{Duration, Instant};
 

@@ -348,6 +348,7 @@ pub async fn run<H: Owner>(
         resyncs: tokio::sync::Semaphore::new(resync::RESYNCS_AT_ONCE),
         known_peers: StdMutex::default(),
         sweep_due: Default::default(),
+        link_down: Default::default(),
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
@@ -519,6 +520,8 @@ struct Shared<H> {
     /// Set while this replica has fenced itself off (disconnected too long): it serves no
     /// agent until it is back on NATS and has checked its membership.
     fenced: std::sync::atomic::AtomicBool,
+    /// Set while the CTI link is known to be down (from the adapter's link events).
+    link_down: std::sync::atomic::AtomicBool,
     /// Set once the replica is stopping: no new unit starts here.
     stopping: std::sync::atomic::AtomicBool,
     /// The peers registered at the last check: one gone from it means an adoption began.
@@ -656,7 +659,8 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Take `unit` over from `dead`, unless someone already did. True if this replica did.
+    /// Take `unit` over from `dead` (or claim it back, `dead` being this replica), unless
+    /// someone already did. True if this replica did.
     async fn take_over(self: &Arc<Self>, unit: &str, dead: &str) -> bool {
         let key = self.owner_key(unit);
         let Ok(Some(entry)) = self.owners.entry(&key).await else {
@@ -673,7 +677,9 @@ impl<H: Owner> Shared<H> {
         {
             return false;
         }
-        tracing::warn!(%unit, %dead, "owner gone: unit taken over");
+        if dead != self.me {
+            tracing::warn!(%unit, %dead, "owner gone: unit taken over");
+        }
         let _ = self.to_actor(unit, None);
         true
     }
@@ -929,8 +935,10 @@ impl<H: Owner> Shared<H> {
         {
             self.adopt_orphans(&peers).await;
         }
-        for (member_key, peer) in peers {
-            if !self.silent(&peer).await {
+        let silent =
+            futures::future::join_all(peers.iter().map(|(_, peer)| self.silent(peer))).await;
+        for ((member_key, peer), silent) in peers.into_iter().zip(silent) {
+            if !silent {
                 self.suspects.lock().expect("suspects lock").remove(&peer);
             } else if self.missed(&peer) {
                 self.adopt(&member_key, &peer).await;
@@ -951,7 +959,9 @@ impl<H: Owner> Shared<H> {
         *known = now;
     }
 
-    /// Whether nobody listens on `replica`'s node subject (a ping has no responders).
+    /// Whether nobody listens on `replica`'s node subject (a ping has no responders). A
+    /// ping that times out is no verdict: a replica slowed down (its link congested, its
+    /// machine busy) is alive, and taking its agents from it would do more harm than good.
     async fn silent(&self, replica: &str) -> bool {
         let mut headers = HeaderMap::new();
         headers.insert(PING_HEADER, "1");
@@ -1011,47 +1021,45 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Back on NATS after a fence: if no peer has started adopting this replica's agents
-    /// (its membership record is as it left it), claim the record again and serve the
-    /// agents still recorded as its own; else register again and serve new agents only.
+    /// Back on NATS after a fence: register again, then claim back, one by one, the units
+    /// the owners bucket still names this replica for. Each claim is a compare-and-set on
+    /// the unit's owner record, as a peer's take-over is: where a peer is adopting them
+    /// (it deleted the membership record), exactly one of the two gets each unit. Nothing
+    /// here trusts a read to be current (a node catching up can serve an old one): every
+    /// write is conditioned on the revision read, and a refused one is tried again at the
+    /// next look.
     async fn recover(self: &Arc<Self>) {
+        // Read whole first: registered again, this replica is no orphan owner any more.
+        let Some(units) = self.units_owned_by(&self.me).await else {
+            return; // at the next look
+        };
         let mine = self.member_key(&self.me);
         let Ok(entry) = self.members.entry(&mine).await else {
             return; // not reachable yet: at the next look
         };
-        let resumed = match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                // A peer that read the record before this write can no longer delete it.
-                if self
-                    .members
-                    .update(&mine, self.me.clone().into(), entry.revision)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                self.fenced
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
-                let units = self.units_owned_by(&self.me).await;
-                for unit in &units {
-                    let _ = self.to_actor(unit, None);
-                }
-                units.len()
-            }
-            _ => {
-                if self
-                    .members
-                    .put(&mine, self.me.clone().into())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                self.fenced
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
-                0
-            }
+        let registered = match entry {
+            Some(entry) => self
+                .members
+                .update(&mine, self.me.clone().into(), entry.revision)
+                .await
+                .is_ok(),
+            None => self
+                .members
+                .create(&mine, self.me.clone().into())
+                .await
+                .is_ok(),
         };
+        if !registered {
+            return;
+        }
+        self.fenced
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut resumed = 0;
+        for unit in units {
+            if self.take_over(&unit, &self.me).await {
+                resumed += 1;
+            }
+        }
         tracing::warn!(resumed, "back on NATS: serving agents again");
     }
 
@@ -1110,8 +1118,15 @@ impl<H: Owner> Shared<H> {
             return; // another replica is adopting
         }
         tracing::warn!(%dead, "replica gone: taking over its units");
+        let Some(units) = self.units_owned_by(dead).await else {
+            // Its record is gone: the sweep for units nobody owns takes them.
+            tracing::warn!(%dead, "cannot read the owners now: the sweep takes its units");
+            self.sweep_due
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        };
         let mut adopted = 0;
-        for unit in self.units_owned_by(dead).await {
+        for unit in units {
             if self.take_over(&unit, dead).await {
                 adopted += 1;
             }
@@ -1119,26 +1134,37 @@ impl<H: Owner> Shared<H> {
         tracing::warn!(%dead, adopted, "units taken over");
     }
 
-    /// The units the owners bucket names `replica` as the owner of.
-    async fn units_owned_by(&self, replica: &str) -> Vec<String> {
-        self.owner_entries()
-            .await
-            .into_iter()
-            .filter(|(_, owner)| owner == replica)
-            .map(|(unit, _)| unit)
-            .collect()
+    /// The units the owners bucket names `replica` as the owner of; `None` if it could not
+    /// be read whole.
+    async fn units_owned_by(&self, replica: &str) -> Option<Vec<String>> {
+        Some(
+            self.owner_entries()
+                .await?
+                .into_iter()
+                .filter(|(_, owner)| owner == replica)
+                .map(|(unit, _)| unit)
+                .collect(),
+        )
     }
 
-    /// Every unit of this service with its owner, as the owners bucket has them.
-    async fn owner_entries(&self) -> Vec<(String, String)> {
+    /// Every unit of this service with its owner, as the owners bucket has them; `None` if
+    /// the bucket could not be read to its last entry (a store failing over): a decision
+    /// taken on part of the list would leave the rest to nobody.
+    async fn owner_entries(&self) -> Option<Vec<(String, String)>> {
         let prefix = format!("{}.", key(&[self.service]));
-        let Ok(mut watch) = self.owners.watch_with_history(format!("{prefix}>")).await else {
-            return Vec::new();
-        };
+        let mut watch = self
+            .owners
+            .watch_with_history(format!("{prefix}>"))
+            .await
+            .ok()?;
         let mut entries = Vec::new();
-        while let Ok(Some(Ok(entry))) =
-            tokio::time::timeout(Duration::from_millis(500), watch.next()).await
-        {
+        loop {
+            let entry = match tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+                Ok(Some(Ok(entry))) => entry,
+                // Quiet from the start: nothing is owned.
+                Err(_) if entries.is_empty() => return Some(entries),
+                _ => return None,
+            };
             if entry.operation == kv::Operation::Put
                 && let Some(unit) = entry.key.strip_prefix(&prefix)
             {
@@ -1148,18 +1174,23 @@ impl<H: Owner> Shared<H> {
                 ));
             }
             if entry.delta == 0 {
-                break;
+                return Some(entries);
             }
         }
-        entries
     }
 
     /// Take over the units whose owner is none of the `peers` registered (nor this replica)
     /// and does not answer: an adopter that died half-way through an adoption (it deletes
     /// the dead replica's record first) left them to nobody.
     async fn adopt_orphans(self: &Arc<Self>, peers: &[(String, String)]) {
+        let Some(entries) = self.owner_entries().await else {
+            // At the next check.
+            self.sweep_due
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        };
         let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
-        for (unit, owner) in self.owner_entries().await {
+        for (unit, owner) in entries {
             if owner != self.me && !peers.iter().any(|(_, peer)| *peer == owner) {
                 orphans.entry(owner).or_default().push(unit);
             }
@@ -1282,22 +1313,30 @@ impl<H: Owner> Shared<H> {
         }
     }
 
-    /// Subscribe the destinations the unit has.
+    /// Subscribe the destinations the unit has. Until the store gives them, tried again
+    /// (backing off): an actor that started with none would end at once, and its agent
+    /// would be served by nobody.
     async fn start(&self, ctx: &mut Unit) {
         let unit = ctx.name.clone();
-        match self.handler.destinations(&unit).await {
-            Ok(destinations) => {
-                if destinations.is_empty() {
-                    // A new unit: nobody else has answered for it.
-                    ctx.sole_witness_from = Instant::now();
-                }
-                for (kind, target) in destinations {
-                    if let Err(e) = ctx.listen(kind, &target).await {
-                        tracing::error!(%unit, error = %e, "cannot answer for a destination");
-                    }
+        let mut wait = Duration::from_millis(100);
+        let destinations = loop {
+            match self.handler.destinations(&unit).await {
+                Ok(destinations) => break destinations,
+                Err(e) => {
+                    tracing::error!(%unit, error = %e, "cannot read the unit's destinations yet: trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
                 }
             }
-            Err(e) => tracing::error!(%unit, error = %e, "cannot read the unit's destinations"),
+        };
+        if destinations.is_empty() {
+            // A new unit: nobody else has answered for it.
+            ctx.sole_witness_from = Instant::now();
+        }
+        for (kind, target) in destinations {
+            if let Err(e) = ctx.listen(kind, &target).await {
+                tracing::error!(%unit, error = %e, "cannot answer for a destination");
+            }
         }
     }
 
@@ -1445,6 +1484,17 @@ impl<H: Owner> Shared<H> {
             (_, Ok(command)) => command,
         };
         if addressed == Addressed::Unknown {
+            // A retry of a request answered before the destination went (its dispose, say)
+            // gets that answer again.
+            if command.message_type() == pb_protocol::MessageType::Request
+                && let Ok(Some(answer)) = self
+                    .context
+                    .replies
+                    .answered(&command.target, &command.request_id)
+                    .await
+            {
+                return publish(&self.context.client, reply_to.to_string(), answer).await;
+            }
             let why = format!(
                 "unknown {} destination `{}`: it does not exist, or has been disposed",
                 command.kind().describe(),

@@ -13,6 +13,7 @@
 //! > restored under many agents is no storm on the CTI.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::{Client, Subject, Subscriber};
@@ -114,11 +115,14 @@ impl<H: Owner> Shared<H> {
     pub(super) async fn follow_link(self: Arc<Self>, mut links: Subscriber) {
         // The adapter's incarnation now, to know a restarted one when it announces itself.
         let cti = crate::CtiClient::new(self.context.client.clone(), self.context.subjects.clone());
-        let mut incarnation = cti
+        let status = cti
             .call(&pb_cti::GetLinkStatus {}, self.context.deadline)
             .await
-            .ok()
-            .and_then(|link| link.incarnation);
+            .ok();
+        if let Some(status) = &status {
+            self.link_down.store(!status.up, Ordering::Relaxed);
+        }
+        let mut incarnation = status.and_then(|link| link.incarnation);
         while let Some(message) = links.next().await {
             let Ok(link) = serde_json::from_slice::<pb_cti::LinkEvent>(&message.payload) else {
                 tracing::warn!("unreadable CTI link event ignored");
@@ -128,6 +132,7 @@ impl<H: Owner> Shared<H> {
                 (&incarnation, &link.incarnation),
                 (Some(known), Some(new)) if known != new
             );
+            self.link_down.store(!link.up, Ordering::Relaxed);
             if link.incarnation.is_some() {
                 incarnation = link.incarnation.clone();
             }
@@ -139,7 +144,8 @@ impl<H: Owner> Shared<H> {
     }
 
     /// Every `period`, each unit served here re-reads the CTI's view, one after the other
-    /// at even gaps (so the CTI sees a steady trickle, never a burst).
+    /// at even gaps (so the CTI sees a steady trickle, never a burst). Not while the link
+    /// is down: nothing can be read, and the control asks for a re-sync when it is back.
     pub(super) async fn resync_periodically(self: Arc<Self>, period: Duration) {
         loop {
             let actors = self.inboxes();
@@ -149,7 +155,9 @@ impl<H: Owner> Shared<H> {
             }
             let gap = period / actors.len() as u32;
             for inbox in actors {
-                let _ = inbox.send(Inbox::Job(Job::Resync(None)));
+                if !self.link_down.load(Ordering::Relaxed) {
+                    let _ = inbox.send(Inbox::Job(Job::Resync(None)));
+                }
                 tokio::time::sleep(gap).await;
             }
         }

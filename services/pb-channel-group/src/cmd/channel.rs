@@ -145,7 +145,7 @@ async fn init(
     channel.reported = Some(now);
     match groups.store.save(unit, loaded).await {
         Ok(()) => Reply::body(body),
-        Err(e) => Reply::failure(e.to_string()),
+        Err(e) => Reply::from(e),
     }
 }
 

@@ -88,6 +88,6 @@ async fn init(
     conversation.revision = snapshot.revision;
     match groups.store.save(unit, loaded).await {
         Ok(()) => Reply::body(body),
-        Err(e) => Reply::failure(e.to_string()),
+        Err(e) => Reply::from(e),
     }
 }

@@ -66,7 +66,7 @@ async fn init(
     });
     match groups.store.save(unit, loaded).await {
         Ok(()) => Reply::body(body),
-        Err(e) => Reply::failure(e.to_string()),
+        Err(e) => Reply::from(e),
     }
 }
 

@@ -109,7 +109,7 @@ async fn init(
         conversations,
     });
     if let Err(e) = groups.store.save(unit, loaded).await {
-        return Reply::failure(e.to_string());
+        return Reply::from(e);
     }
     let reply = Reply::body(body);
     if !telephony && snapshot.state == InteractionState::Alerting {

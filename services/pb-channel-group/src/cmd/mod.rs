@@ -21,7 +21,7 @@ pub async fn handle(groups: &Groups, ctx: &mut Unit, command: Command) -> Reply 
     let unit = unit.as_str();
     let mut loaded = match groups.store.load(unit).await {
         Ok(loaded) => loaded,
-        Err(e) => return Reply::failure(e.to_string()),
+        Err(e) => return Reply::from(e),
     };
     let target = command.target;
     let tree = &loaded.value;
@@ -77,7 +77,7 @@ async fn create(
             insert(&mut loaded.value, target.clone());
             let unit = ctx.name().to_owned();
             if let Err(e) = groups.store.save(&unit, loaded).await {
-                return Reply::failure(e.to_string());
+                return Reply::from(e);
             }
         }
     }

@@ -101,6 +101,6 @@ async fn log_out(
             (pb_runtime::state::made(unit, saved, answer), Some(snapshot))
         }
         Ok(snapshot) => (Reply::success(), Some(snapshot)),
-        Err(e) => (Reply::failure(e.to_string()), None),
+        Err(e) => (pb_runtime::cti::failed::<Logout>(e), None),
     }
 }
