@@ -26,7 +26,7 @@ use pb_protocol::{Command, Event, Kind, Target};
 use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
-use pb_runtime::state::UnitStore;
+use pb_runtime::state::{StateError, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
 
 use crate::state::AgentTree;
@@ -134,13 +134,8 @@ pub async fn run(
 }
 
 impl Owner for Groups {
-    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
-        let tree = self
-            .store
-            .take(unit)
-            .await
-            .map_err(|e| e.to_string())?
-            .value;
+    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, StateError> {
+        let tree = self.store.take(unit).await?.value;
         Ok(tree.destinations())
     }
 
@@ -161,15 +156,10 @@ impl Owner for Groups {
     /// destination of the agent on that endpoint; one not yet initialised stays silent (its
     /// init answer will show the new state, contract §5.4). A channel added to or removed
     /// from the place is reported by every initialised group of that place.
-    async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
-        let unit = unit.name();
-        match serde_json::from_slice::<AgentEvent>(&payload) {
-            Ok(AgentEvent::LoggedOut { .. }) => Vec::new(), // the session service's
-            Ok(event) => self.apply_cti(unit, |_| vec![event]).await,
-            Err(e) => {
-                tracing::warn!(%unit, error = %e, "unreadable CTI event ignored");
-                Vec::new()
-            }
+    async fn cti_event(&self, unit: &mut Unit, event: AgentEvent) -> Vec<Event> {
+        match event {
+            AgentEvent::LoggedOut { .. } => Vec::new(), // the session service's
+            event => self.apply_cti(unit.name(), |_| vec![event]).await,
         }
     }
 
@@ -188,7 +178,7 @@ impl Owner for Groups {
             .await
     }
 
-    async fn units(&self) -> Result<Vec<String>, String> {
-        self.store.units().await.map_err(|e| e.to_string())
+    async fn units(&self) -> Result<Vec<String>, StateError> {
+        self.store.units().await
     }
 }

@@ -146,8 +146,8 @@ pub async fn run(
 }
 
 impl Owner for Sessions {
-    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, String> {
-        let loaded = self.store.take(unit).await.map_err(|e| e.to_string())?;
+    async fn destinations(&self, unit: &str) -> Result<Vec<(Kind, Target)>, StateError> {
+        let loaded = self.store.take(unit).await?;
         Ok(loaded
             .value
             .sessions
@@ -169,8 +169,8 @@ impl Owner for Sessions {
         internal::handle(self, unit, op, payload).await
     }
 
-    async fn cti_event(&self, unit: &mut Unit, payload: Bytes) -> Vec<Event> {
-        let Ok(AgentEvent::LoggedOut { reason_code, .. }) = serde_json::from_slice(&payload) else {
+    async fn cti_event(&self, unit: &mut Unit, event: AgentEvent) -> Vec<Event> {
+        let AgentEvent::LoggedOut { reason_code, .. } = event else {
             return Vec::new(); // channel changes are the channel-group service's
         };
         self.logged_out(unit.name(), reason_code).await
@@ -192,7 +192,7 @@ impl Owner for Sessions {
         }
     }
 
-    async fn units(&self) -> Result<Vec<String>, String> {
-        self.store.units().await.map_err(|e| e.to_string())
+    async fn units(&self) -> Result<Vec<String>, StateError> {
+        self.store.units().await
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::Message;
-use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::internal::{InternalReply, PAUSE, RESUME};
 use pb_protocol::{Event, Kind, MessageType, Target};
@@ -17,6 +16,7 @@ use tokio_stream::StreamMap;
 use super::{Addressed, Inbox, Job, Owner, PRUNE_AT_LEAST, Shared, Unit, Work, actor_op, drained};
 use crate::reply_cache::RETENTION;
 use crate::serve::{publish, publish_event, read, refuse, reject, respond};
+use crate::state::StateError;
 
 impl<H: Owner> Shared<H> {
     /// A unit's actor: subscribe its destinations, then take one message at a time until it
@@ -108,9 +108,15 @@ impl<H: Owner> Shared<H> {
                         .unwrap_or_default();
                     let mut jobs: Vec<Job> = told
                         .into_iter()
-                        .map(|event| Job::CtiEvent {
-                            payload: Bytes::from(event.to_string()),
-                            headers: headers.clone(),
+                        .filter_map(|event| match serde_json::from_value(event) {
+                            Ok(event) => Some(Job::CtiEvent {
+                                event: Box::new(event),
+                                headers: headers.clone(),
+                            }),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "unreadable CTI event ignored");
+                                None
+                            }
                         })
                         .collect();
                     jobs.append(&mut held);
@@ -132,10 +138,14 @@ impl<H: Owner> Shared<H> {
         let destinations = loop {
             match self.handler.destinations(&unit).await {
                 Ok(destinations) => break destinations,
-                Err(e) => {
+                Err(e @ (StateError::Unavailable(_) | StateError::Conflict(_))) => {
                     tracing::error!(%unit, error = %e, "cannot read the unit's destinations yet: trying again");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(%unit, error = %e, "cannot read the unit's destinations: serving none");
+                    break Vec::new();
                 }
             }
         };
@@ -160,10 +170,10 @@ impl<H: Owner> Shared<H> {
                     let _ = done.send(());
                 }
             }
-            Work::Job(Job::CtiEvent { payload, headers }) => {
+            Work::Job(Job::CtiEvent { event, headers }) => {
                 let span = tracing::info_span!("cti-event", unit = %ctx.name);
                 crate::trace::within(span, headers.as_ref(), async {
-                    let events = self.handler.cti_event(ctx, payload).await;
+                    let events = self.handler.cti_event(ctx, *event).await;
                     self.publish_events(events).await;
                 })
                 .await;

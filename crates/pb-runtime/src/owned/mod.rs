@@ -52,6 +52,8 @@ use crate::connect::is_connected;
 use crate::kv::{BucketError, Buckets, key};
 use crate::reply_cache::RETENTION;
 use crate::serve::{Context, NATS_STEP, Reply, publish};
+use crate::state::StateError;
+use pb_cti::AgentEvent;
 
 mod actor;
 mod fence;
@@ -76,7 +78,7 @@ pub trait Owner: Send + Sync + 'static {
     fn destinations(
         &self,
         unit: &str,
-    ) -> impl Future<Output = Result<Vec<(Kind, Target)>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Kind, Target)>, StateError>> + Send;
 
     /// Answer a command to one of the unit's destinations.
     fn command(&self, unit: &mut Unit, command: Command) -> impl Future<Output = Reply> + Send;
@@ -102,8 +104,11 @@ pub trait Owner: Send + Sync + 'static {
     ) -> impl Future<Output = (InternalReply, Vec<Event>)> + Send;
 
     /// React to a CTI event for the unit: the events to raise.
-    fn cti_event(&self, unit: &mut Unit, payload: Bytes)
-    -> impl Future<Output = Vec<Event>> + Send;
+    fn cti_event(
+        &self,
+        unit: &mut Unit,
+        event: AgentEvent,
+    ) -> impl Future<Output = Vec<Event>> + Send;
 
     /// The unit is served here from its stored state after another replica (or this one,
     /// cut off) stopped serving it: what the CTI did meanwhile was heard by nobody. Read
@@ -111,7 +116,7 @@ pub trait Owner: Send + Sync + 'static {
     fn resync(&self, unit: &mut Unit) -> impl Future<Output = Vec<Event>> + Send;
 
     /// Every unit that has state (each released when the control is disposed).
-    fn units(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send;
+    fn units(&self) -> impl Future<Output = Result<Vec<String>, StateError>> + Send;
 }
 
 /// How an owning service subscribes to its units' destinations.
@@ -559,7 +564,8 @@ enum Inbox {
 enum Job {
     /// A change at the CTI for the unit, with the trace context it carried.
     CtiEvent {
-        payload: Bytes,
+        /// Boxed: an inbox entry stays small whatever the event.
+        event: Box<AgentEvent>,
         headers: Option<HeaderMap>,
     },
     Internal {
@@ -845,11 +851,17 @@ impl<H: Owner> Shared<H> {
                 continue;
             };
             let actors = self.actors.lock().expect("actors lock");
-            if let Some(actor) = actors.get(&unit) {
-                let _ = actor.inbox.send(Inbox::Job(Job::CtiEvent {
-                    payload: message.payload,
-                    headers: message.headers,
-                }));
+            let Some(actor) = actors.get(&unit) else {
+                continue;
+            };
+            match serde_json::from_slice::<AgentEvent>(&message.payload) {
+                Ok(event) => {
+                    let _ = actor.inbox.send(Inbox::Job(Job::CtiEvent {
+                        event: Box::new(event),
+                        headers: message.headers,
+                    }));
+                }
+                Err(e) => tracing::warn!(%unit, error = %e, "unreadable CTI event ignored"),
             }
         }
     }
