@@ -47,14 +47,12 @@ impl CtiClient {
         let payload =
             serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
         let span = tracing::info_span!("cti.call", op = C::OP);
-        let mut headers = span.in_scope(crate::trace::headers);
+        let mut headers = async_nats::HeaderMap::new();
         if let Some(key) = crate::request_key::next().filter(|_| C::CHANGES) {
             headers.insert(pb_cti::REQUEST_KEY_HEADER, key.as_str());
         }
-        let request = async_nats::Request::new()
-            .payload(payload.into())
-            .timeout(Some(timeout))
-            .headers(headers);
+        let request =
+            span.in_scope(|| crate::trace::request_with(payload.into(), timeout, headers));
         let sent = self
             .client
             .send_request(subject.clone(), request)

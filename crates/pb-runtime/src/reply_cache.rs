@@ -95,6 +95,12 @@ fn stale_in(claimed: u64, now: u64, deadline: Duration) -> Duration {
     Duration::from_millis(stale_at.saturating_sub(now))
 }
 
+/// The answer an entry holds: a value that is no claim's marker.
+fn recorded(entry: kv::Entry) -> Option<Bytes> {
+    (entry.operation == kv::Operation::Put && pending_since(&entry.value).is_none())
+        .then_some(entry.value)
+}
+
 fn pending_since(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value)
         .ok()?
@@ -118,9 +124,7 @@ impl ReplyCache {
     ) -> Result<Option<Bytes>, CacheError> {
         let key = key(&[target.as_str(), request_id]);
         let entry = self.store.entry(&key).await.map_err(cache_err)?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put && pending_since(&e.value).is_none())
-            .map(|e| e.value))
+        Ok(entry.and_then(recorded))
     }
 
     /// Claim a request, or learn its answer, by `until` (the command's deadline);

@@ -357,14 +357,19 @@ pub async fn respond<F, Fut>(
         }
         publish(&context.client, reply_to.to_string(), response).await;
         crate::metrics::metrics().command(name, success, started.elapsed());
-        for event in reply.events {
-            publish_event(&context.client, &context.subjects, &event).await;
-        }
-        if let Some(work) = reply.follow_up {
-            work.await;
-        }
+        announce(context, reply.events, reply.follow_up).await;
     })
     .await
+}
+
+/// After the response: publish a reply's events, then run its follow-up work.
+async fn announce(context: &Context, events: Vec<Event>, follow_up: Option<FollowUp>) {
+    for event in events {
+        publish_event(&context.client, &context.subjects, &event).await;
+    }
+    if let Some(work) = follow_up {
+        work.await;
+    }
 }
 
 /// The deadline passed before `handling` answered: answer `late` (no final answer) now,
@@ -384,14 +389,7 @@ async fn late_answer(
     publish(&context.client, reply_to.to_string(), response).await;
     crate::metrics::metrics().command(command.name(), false, context.deadline);
     match tokio::time::timeout(context.deadline, handling).await {
-        Ok(finished) => {
-            for event in finished.events {
-                publish_event(&context.client, &context.subjects, &event).await;
-            }
-            if let Some(work) = finished.follow_up {
-                work.await;
-            }
-        }
+        Ok(finished) => announce(context, finished.events, finished.follow_up).await,
         Err(_) => tracing::error!("the handler did not finish within a second deadline: abandoned"),
     }
     if let Some(slot) = slot {

@@ -125,10 +125,20 @@ pub fn headers() -> HeaderMap {
 /// A NATS request of `payload` that gives up after `timeout`, carrying the current trace
 /// context: how every command, hand-off and CTI call is sent.
 pub fn request(payload: bytes::Bytes, timeout: std::time::Duration) -> async_nats::Request {
+    request_with(payload, timeout, HeaderMap::new())
+}
+
+/// [`request`], carrying `headers` too.
+pub fn request_with(
+    payload: bytes::Bytes,
+    timeout: std::time::Duration,
+    mut headers: HeaderMap,
+) -> async_nats::Request {
+    inject(&mut headers);
     async_nats::Request::new()
         .payload(payload)
         .timeout(Some(timeout))
-        .headers(headers())
+        .headers(headers)
 }
 
 /// Run `work`, the handling of a message that carried `headers`, in `span`: with export on

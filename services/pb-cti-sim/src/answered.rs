@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long an answer is remembered: the reply cache's window.
-pub const REMEMBERED_FOR: Duration = Duration::from_secs(300);
+pub const REMEMBERED_FOR: Duration = pb_runtime::reply_cache::RETENTION;
 
 /// At most this many answers are remembered (the oldest go first).
 pub const REMEMBERED_AT_MOST: usize = 50_000;
