@@ -198,8 +198,13 @@ pub enum Command {
         for_s: Option<u64>,
     },
     /// Print the NATS server authorization block (one user per process, each allowed only
-    /// its subjects), as `deploy/base/nats/auth.conf` holds it.
-    NatsAuth,
+    /// its subjects) of production, as `deploy/base/nats/auth.conf` holds it.
+    NatsAuth {
+        /// The lab's instead (docker-compose, the local overlay, the tests: with the
+        /// simulated CTI), as `deploy/overlays/local/nats/auth.conf` holds it.
+        #[arg(long)]
+        lab: bool,
+    },
     /// Exit 0 if `url` answers HTTP 200 (container health checks: no curl in the image).
     Probe { url: String },
     /// Drive the simulated CTI (fault injection and changes made at the CTI).
@@ -420,11 +425,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let subjects = Subjects::new(cli.prefix.clone())?;
     // Commands that need no NATS.
     match &cli.command {
-        Command::NatsAuth => {
-            say!(
-                "{}",
-                pb_runtime::permissions::auth_conf(&subjects).trim_end()
-            )?;
+        Command::NatsAuth { lab } => {
+            use pb_runtime::permissions::{Deployment, auth_conf};
+            let deployment = if *lab {
+                Deployment::Lab
+            } else {
+                Deployment::Production
+            };
+            say!("{}", auth_conf(&subjects, deployment).trim_end())?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Probe { url } => {
@@ -552,7 +560,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             bridge.desk(&config).await
         }
-        Command::NatsAuth | Command::Probe { .. } => Ok(ExitCode::SUCCESS), // answered above
+        Command::NatsAuth { .. } | Command::Probe { .. } => Ok(ExitCode::SUCCESS), // answered above
         Command::Sim(command) => {
             let reply = match command {
                 SimCommand::LinkDown {
@@ -825,7 +833,7 @@ impl Emulator {
                 let mut settings =
                     pb_runtime::config::NatsSettings::from_lookup(&|v| std::env::var(v).ok())?;
                 settings.url = self.cli_nats_url.clone();
-                let options = pb_runtime::connect::options(&settings)
+                let options = pb_runtime::connect::options(&settings, pb_runtime::permissions::BRIDGE)
                     .await
                     .map_err(anyhow::Error::msg)?
                     .connection_timeout(Duration::from_secs(3));

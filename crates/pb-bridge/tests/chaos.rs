@@ -1,5 +1,6 @@
 //! The chaos runs (issue 12): the automatic desk handles generated calls, chats and emails
-//! for `PB_CHAOS_AGENTS` agents (default 1,000, logged in as a storm) with two replicas of
+//! for `PB_CHAOS_AGENTS` agents (default 300, logged in as a storm; `scripts/soak` sets
+//! thousands) with two replicas of
 //! each service, while a script runs every fault once during the login storm and once per
 //! round (`PB_CHAOS_ROUNDS`, default 1) while the desk works: a channel-group replica cut
 //! off and let back, the CTI link dropped while the switch keeps working, a session and a
@@ -179,7 +180,11 @@ async fn on_a_cluster_losing_a_node_too_the_bridge_sees_each_answer_once_and_the
 
 /// One chaos run on `nodes` NATS servers (1: a single server, no node loss).
 async fn chaos(nodes: usize) {
-    let agents = setting("PB_CHAOS_AGENTS", 1000);
+    // 300 in the test command: with 1,000, every agent re-reading the CTI each 4 s keeps the
+    // simulator (a debug build, on 2 cores) at its limit, so that on a slow day CTI calls
+    // time out and the run measures the machine (seen on 2026-12-03, at the previous
+    // commit too). `scripts/soak` runs release builds with thousands.
+    let agents = setting("PB_CHAOS_AGENTS", 300);
     let rounds = setting("PB_CHAOS_ROUNDS", 1);
     let roster = (agents + WATCHED).to_string();
     let env = [

@@ -44,6 +44,10 @@ impl MessageType {
     }
 }
 
+/// The longest `errorMessage` written, in bytes (a longer one is cut, with a note of its
+/// length, to fit).
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
 /// SUCCESS with a body, or FAILURE with its error message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -56,11 +60,16 @@ impl Outcome {
         Outcome::Success(Body::new())
     }
 
+    /// FAILURE with `message`, never empty (contract §2) and never longer than
+    /// [`MAX_ERROR_MESSAGE`] bytes (a message quoting input, or a CTI's, is cut short).
     pub fn failure(message: impl Into<String>) -> Self {
         let message = message.into();
-        // errorMessage must be non-empty (contract §2).
         Outcome::Failure(if message.is_empty() {
             "failed (no reason given)".to_owned()
+        } else if message.len() > MAX_ERROR_MESSAGE {
+            // Room for the length note, so that a cut message is within the maximum (and
+            // read back unchanged).
+            crate::limits::shorten(&message, MAX_ERROR_MESSAGE - 32).into_owned()
         } else {
             message
         })
@@ -175,23 +184,93 @@ pub enum EnvelopeError {
     Missing(&'static str),
     #[error("envelope `{0}` is not a JSON object")]
     NotObject(&'static str),
+    #[error("envelope has `{0}` more than once")]
+    Repeated(&'static str),
 }
 
 /// Split a payload into its header and body objects.
 pub(crate) fn split_envelope(payload: &[u8]) -> Result<(Body, Body), EnvelopeError> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let Value::Object(mut outer) = value else {
-        return Err(EnvelopeError::NotAnObject);
-    };
-    let mut take = |key: &'static str| match outer.remove(key) {
+    let (header, body) = outer(payload, true)?;
+    Ok((object("header", header)?, object("body", body)?))
+}
+
+/// The `header` member of a payload as an object; the body is only checked to be there
+/// once, as JSON.
+pub(crate) fn header_of(payload: &[u8]) -> Result<Body, EnvelopeError> {
+    object("header", outer(payload, false)?.0)
+}
+
+fn object(key: &'static str, member: Option<Value>) -> Result<Body, EnvelopeError> {
+    match member {
         None => Err(EnvelopeError::Missing(key)),
         Some(Value::Object(map)) => Ok(map),
         Some(_) => Err(EnvelopeError::NotObject(key)),
+    }
+}
+
+/// The `header` and (with `keep_body`) `body` members of a payload's outer object, each of
+/// which may appear once: a repeated one is ambiguous, and refused.
+fn outer(payload: &[u8], keep_body: bool) -> Result<(Option<Value>, Option<Value>), EnvelopeError> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Members {
+        keep_body: bool,
+    }
+
+    impl<'de> Visitor<'de> for Members {
+        type Value = Result<(Option<Value>, Option<Value>), EnvelopeError>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut header, mut body, mut seen_body) = (None, None, false);
+            // Read to the end whatever comes: the rest must still be JSON.
+            let mut repeated = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match key.as_ref() {
+                    "header" if header.is_none() => header = Some(map.next_value::<Value>()?),
+                    "header" => {
+                        repeated.get_or_insert("header");
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    "body" if seen_body => {
+                        repeated.get_or_insert("body");
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    "body" => {
+                        seen_body = true;
+                        body = Some(if self.keep_body {
+                            map.next_value::<Value>()?
+                        } else {
+                            map.next_value::<IgnoredAny>()?;
+                            Value::Object(Body::new())
+                        });
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            if let Some(key) = repeated {
+                return Ok(Err(EnvelopeError::Repeated(key)));
+            }
+            Ok(Ok((header, body)))
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let members = match deserializer.deserialize_map(Members { keep_body }) {
+        Ok(members) => members,
+        // JSON, but not an object.
+        Err(e) if e.is_data() => return Err(EnvelopeError::NotAnObject),
+        Err(e) => return Err(EnvelopeError::NotJson(e.to_string())),
     };
-    let header = take("header")?;
-    let body = take("body")?;
-    Ok((header, body))
+    deserializer
+        .end()
+        .map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    members
 }
 
 pub(crate) fn envelope_bytes(header: Body, body: Body) -> Vec<u8> {
@@ -263,11 +342,40 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_header_or_body_is_refused() {
+        let twice = br#"{"header":{},"body":{},"header":{}}"#;
+        assert_eq!(
+            split_envelope(twice),
+            Err(EnvelopeError::Repeated("header"))
+        );
+        assert_eq!(header_of(twice), Err(EnvelopeError::Repeated("header")));
+        let twice = br#"{"header":{},"body":{},"body":{}}"#;
+        assert_eq!(split_envelope(twice), Err(EnvelopeError::Repeated("body")));
+        assert_eq!(header_of(twice), Err(EnvelopeError::Repeated("body")));
+        assert!(split_envelope(br#"{"header":{},"body":{},"x":1,"y":[2]}"#).is_ok());
+        assert_eq!(split_envelope(b"[1]"), Err(EnvelopeError::NotAnObject));
+        assert!(matches!(
+            split_envelope(b"{} x"),
+            Err(EnvelopeError::NotJson(_))
+        ));
+    }
+
+    #[test]
     fn empty_failure_message_is_never_written() {
         assert_eq!(
             Outcome::failure(""),
             Outcome::Failure("failed (no reason given)".into())
         );
+    }
+
+    #[test]
+    fn long_failure_messages_are_cut() {
+        let Outcome::Failure(message) = Outcome::failure("x".repeat(600_000)) else {
+            unreachable!()
+        };
+        assert!(message.len() <= MAX_ERROR_MESSAGE, "{}", message.len());
+        assert!(message.ends_with("… (600000 bytes)"));
+        assert_eq!(Outcome::failure(message.clone()), Outcome::Failure(message));
     }
 
     #[test]

@@ -62,12 +62,15 @@ pub struct SessionCreate {
     pub agent_password: Secret,
 }
 
-/// The answer to an internal request: done, or refused with a message for the bridge.
+/// The answer to an internal request: done, refused with a message for the bridge, or
+/// refused without being acted on (busy, stopping, the unit moving between replicas), so
+/// that the same request may be sent again as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InternalReply {
     Ok,
     Error(String),
+    Again(String),
 }
 
 /// Body of [`CHANNEL_GROUP_CREATE`].

@@ -9,6 +9,7 @@
 //!   [`channel`], [`interaction`], [`conversation`]) holding its bodies.
 //! * [`route`]: placing a message that arrives without a subject (a frame of the TCP link).
 //! * [`internal`]: the payloads services exchange among themselves (not bridge traffic).
+//! * [`limits`]: bounds on what a message may carry, and short excerpts for error messages.
 //!
 //! Nothing here touches the network; the services and the bridge emulator do that.
 
@@ -22,6 +23,7 @@ pub mod conversation;
 pub mod envelope;
 pub mod interaction;
 pub mod internal;
+pub mod limits;
 pub mod message;
 pub mod route;
 pub mod secret;
@@ -30,6 +32,7 @@ pub mod subject;
 pub mod target;
 
 pub use envelope::{MessageType, Outcome, Response, ResponseError};
+pub use limits::{Limit, Limits, OverLimit};
 pub use message::{BadCommand, Command, CommandMessage, DecodeError, Event, EventMessage};
 pub use route::{Routed, Routing};
 pub use secret::Secret;

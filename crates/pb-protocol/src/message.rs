@@ -8,6 +8,7 @@ use crate::control::{ControlCommand, ControlEvent};
 use crate::conversation::{ConversationCommand, ConversationEvent};
 use crate::envelope::{EnvelopeError, envelope_bytes, split_envelope};
 use crate::interaction::{InteractionCommand, InteractionEvent};
+use crate::limits::{Excerpt, Limit, Limits, OverLimit, Reason};
 use crate::session::{SessionCommand, SessionEvent};
 use crate::{
     Body, Kind, MessageType, Outcome, Response, SubjectError, Subjects, Target, TargetError,
@@ -48,40 +49,52 @@ pub enum DecodeError {
     #[error("header lacks `{0}` (or it is not a string)")]
     MissingHeader(&'static str),
     #[error(
-        "header type `{0}` is not a message type (cti.query, cti.request, cti.response, cti.event)"
+        "header type `{}` is not a message type (cti.query, cti.request, cti.response, cti.event)",
+        Excerpt(.0)
     )]
     UnknownType(String),
-    #[error("header type `{found}` does not fit `{name}`, which is a {expected}")]
+    #[error(
+        "header type `{}` does not fit `{}`, which is a {expected}",
+        Excerpt(.found),
+        Excerpt(.name)
+    )]
     WrongType {
         found: String,
         name: String,
         expected: &'static str,
     },
-    #[error("`{name}` is not a message a {kind} destination accepts{hint}")]
+    #[error("`{}` is not a message a {kind} destination accepts{hint}", Excerpt(.name))]
     UnknownName {
         name: String,
         kind: &'static str,
         hint: String,
     },
-    #[error("header target `{header}` is not a valid target: {source}")]
+    #[error("header target `{}` is not a valid target: {source}", Excerpt(.header))]
     BadTarget {
         header: String,
         #[source]
         source: TargetError,
     },
-    #[error("header target `{header}` does not match the subject's target `{subject}`")]
+    #[error(
+        "header target `{}` does not match the subject's target `{}`",
+        Excerpt(.header),
+        Excerpt(.subject)
+    )]
     TargetMismatch { header: String, subject: String },
-    #[error("body of `{name}` is invalid: {reason}")]
+    #[error("body of `{}` is invalid: {}", Excerpt(.name), Reason(.reason))]
     Body { name: String, reason: String },
-    #[error("the message is not UTF-8 text: {0}")]
+    #[error("the message is not UTF-8 text: {}", Reason(.0))]
     NotUtf8(String),
     #[error(
-        "`{name}` names no destination kind: names start with cti., session., channelgroup., \
-         channel., interaction. or conversation."
+        "`{}` names no destination kind: names start with cti., session., channelgroup., \
+         channel., interaction. or conversation.",
+        Excerpt(.name)
     )]
     NoKind { name: String },
     #[error("the message is {length} bytes long, more than the limit of {limit} bytes")]
     TooLong { length: u64, limit: u64 },
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
 }
 
 /// A query or request addressed to one destination.
@@ -166,11 +179,13 @@ impl Command {
         }
     }
 
-    /// Decode a command received on `subject`, checking every rule of contract §5.2.
+    /// Decode a command received on `subject`, checking every rule of contract §5.2 and
+    /// every limit of `limits` (a payload past its limit is not read at all).
     pub fn decode(
         subjects: &Subjects,
         subject: &str,
         payload: &[u8],
+        limits: &Limits,
     ) -> Result<Command, Box<BadCommand>> {
         let mut bad = BadCommand {
             request_id: String::new(),
@@ -187,6 +202,9 @@ impl Command {
             Err(e) => return fail(bad, e.into()),
         };
         bad.target = subject_target.as_str().to_owned();
+        if let Err(e) = limits.check(Limit::Payload, payload.len()) {
+            return fail(bad, e.into());
+        }
         let (header, body) = match split_envelope(payload) {
             Ok(parts) => parts,
             Err(e) => {
@@ -200,6 +218,9 @@ impl Command {
             }
         };
         read_echo(&header, &mut bad);
+        if let Err(e) = within(limits, &bad) {
+            return fail(bad, e.into());
+        }
         let text = |key: &'static str| header.get(key).and_then(Value::as_str);
 
         let Some(type_) = text("type") else {
@@ -255,6 +276,9 @@ impl Command {
                 );
             }
         };
+        if let Err(e) = limits.check_target(&target) {
+            return fail(bad, e.into());
+        }
         if target != subject_target {
             return fail(
                 bad,
@@ -286,6 +310,13 @@ fn unreachable_name(mut bad: BadCommand, name: String) -> Result<Command, Box<Ba
         hint: String::new(),
     };
     Err(Box::new(bad))
+}
+
+/// The echoable header fields' lengths within their limits (before anything quotes them).
+fn within(limits: &Limits, bad: &BadCommand) -> Result<(), OverLimit> {
+    limits.check(Limit::RequestId, bad.request_id.len())?;
+    limits.check(Limit::Name, bad.name.len())?;
+    limits.check(Limit::Target, bad.target.len())
 }
 
 /// Copy the echoable header fields (requestId, name, target) into a failure report.

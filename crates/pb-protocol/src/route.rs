@@ -114,25 +114,7 @@ pub fn route(payload: &[u8]) -> Result<Routing, Box<BadCommand>> {
 
 /// The envelope's header, the body skipped (but checked to be JSON).
 fn read_header(payload: &[u8]) -> Result<Body, DecodeError> {
-    #[derive(serde::Deserialize)]
-    struct Outer {
-        header: Option<Value>,
-        #[serde(rename = "body")]
-        _body: Option<IgnoredAny>,
-    }
-    let outer: Outer = match serde_json::from_slice(payload) {
-        Ok(outer) => outer,
-        Err(e) if e.is_data() => {
-            // JSON, but not an object of the envelope's shape.
-            return Err(crate::envelope::EnvelopeError::NotAnObject.into());
-        }
-        Err(e) => return Err(crate::envelope::EnvelopeError::NotJson(e.to_string()).into()),
-    };
-    match outer.header {
-        Some(Value::Object(header)) => Ok(header),
-        Some(_) => Err(crate::envelope::EnvelopeError::NotObject("header").into()),
-        None => Err(crate::envelope::EnvelopeError::Missing("header").into()),
-    }
+    Ok(crate::envelope::header_of(payload)?)
 }
 
 /// The header of an envelope of which only `prefix`, its first bytes, is at hand (a frame

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::limits::Excerpt;
 use crate::target::{Target, TargetError};
 
 /// The six destination kinds. The kind of a message name is `control` for every name that
@@ -99,13 +100,16 @@ pub enum SubjectError {
         "subject prefix `{0}` is invalid: it must be one or more non-empty tokens of printable ASCII without `*`, `>` or spaces"
     )]
     BadPrefix(String),
-    #[error("subject `{subject}` does not start with the prefix `{prefix}.`")]
+    #[error(
+        "subject `{}` does not start with the prefix `{prefix}.`",
+        Excerpt(.subject)
+    )]
     WrongPrefix { subject: String, prefix: String },
-    #[error("subject `{0}` names no destination kind")]
+    #[error("subject `{}` names no destination kind", Excerpt(.0))]
     UnknownKind(String),
-    #[error("subject `{0}` has no target")]
+    #[error("subject `{}` has no target", Excerpt(.0))]
     NoTarget(String),
-    #[error("subject `{subject}`: {source}")]
+    #[error("subject `{}`: {source}", Excerpt(.subject))]
     Target {
         subject: String,
         #[source]

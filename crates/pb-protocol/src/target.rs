@@ -10,16 +10,29 @@
 
 use std::fmt;
 
+use crate::limits::Excerpt;
+
 /// Why a string is not a valid target or target subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("target is empty")]
     Empty,
-    #[error("target `{target}` has an empty segment at position {position}")]
+    #[error(
+        "target `{}` has an empty segment at position {position}",
+        Excerpt(.target)
+    )]
     EmptySegment { target: String, position: usize },
-    #[error("id `{0}` cannot be a target segment: it must be non-empty and contain no `.`")]
+    #[error(
+        "id `{}` cannot be a target segment: it must be non-empty and contain no `.`",
+        Excerpt(.0)
+    )]
     BadSegment(String),
-    #[error("subject token `{token}` is not a canonical percent-encoding: {reason}")]
+    #[error(transparent)]
+    OverLimit(#[from] crate::limits::OverLimit),
+    #[error(
+        "subject token `{}` is not a canonical percent-encoding: {reason}",
+        Excerpt(.token)
+    )]
     BadEncoding { token: String, reason: &'static str },
 }
 
@@ -51,6 +64,14 @@ impl Target {
             return Err(TargetError::BadSegment(id.to_owned()));
         }
         Ok(Self(format!("{}.{id}", self.0)))
+    }
+
+    /// [`Target::child`], within `limits` (the length of the id and of the whole target,
+    /// and the number of segments).
+    pub fn child_within(&self, id: &str, limits: &crate::Limits) -> Result<Self, TargetError> {
+        let child = self.child(id)?;
+        limits.check_target(&child)?;
+        Ok(child)
     }
 
     /// The session a destination of `kind` with this target belongs to (contract §4), or

@@ -9,8 +9,8 @@ use pb_protocol::conversation::*;
 use pb_protocol::interaction::*;
 use pb_protocol::session::*;
 use pb_protocol::{
-    Body, Command, CommandMessage, DecodeError, Event, EventMessage, Kind, Outcome, Secret,
-    Subjects, Target,
+    Body, Command, CommandMessage, DecodeError, Event, EventMessage, Kind, Limit, Limits, Outcome,
+    Secret, Subjects, Target,
 };
 use serde_json::{Value, json};
 
@@ -275,7 +275,7 @@ fn every_command_round_trips_through_subject_and_payload() {
     for (i, (message, target)) in samples.into_iter().enumerate() {
         let cmd = Command::new(format!("{{GUID-{i}}}"), target, message);
         let subject = cmd.subject(&subjects);
-        let back = Command::decode(&subjects, &subject, &cmd.encode()).unwrap();
+        let back = Command::decode(&subjects, &subject, &cmd.encode(), &Limits::default()).unwrap();
         assert_eq!(back, cmd, "{}", cmd.name());
         let json: Value = serde_json::from_slice(&cmd.encode()).unwrap();
         assert_eq!(json["header"]["name"], cmd.name());
@@ -405,7 +405,13 @@ fn debug_of_a_command_never_shows_a_password() {
 const SUBJECT: &str = "pb.control.PB1.CONTROL";
 
 fn decode(subject: &str, payload: &str) -> pb_protocol::BadCommand {
-    *Command::decode(&Subjects::default(), subject, payload.as_bytes()).unwrap_err()
+    *Command::decode(
+        &Subjects::default(),
+        subject,
+        payload.as_bytes(),
+        &Limits::default(),
+    )
+    .unwrap_err()
 }
 
 fn envelope(header: Value, body: Value) -> String {
@@ -574,6 +580,7 @@ fn target_that_does_not_match_the_subject() {
             json!({}),
         )
         .as_bytes(),
+        &Limits::default(),
     );
     assert!(ok.is_ok());
 }
@@ -637,6 +644,7 @@ fn unknown_keys_are_ignored() {
         &Subjects::default(),
         "pb.channel.s.g.c",
         envelope(h, json!({"reasonCode": "lunch", "foo": [1]})).as_bytes(),
+        &Limits::default(),
     )
     .unwrap();
     assert_eq!(
@@ -682,4 +690,91 @@ fn malformed_events() {
         Event::decode(&s, "pb.evt.channel.s.g.c", &cmd.encode()),
         Err(DecodeError::WrongType { .. })
     ));
+}
+
+#[test]
+fn each_limit_just_under_is_read_and_just_over_is_refused_naming_it() {
+    let limits = Limits::default();
+    let decode_with = |subject: &str, name: &str, target: &str, request_id: &str| {
+        let payload = serde_json::to_vec(&json!({
+            "header": {"type": pb_protocol::MessageType::of_name(name).as_str(),
+                       "name": name, "target": target, "requestId": request_id},
+            "body": {}
+        }))
+        .unwrap();
+        Command::decode(&Subjects::default(), subject, &payload, &limits)
+    };
+    // requestId: the 1,500-character GUID punctuation that once went unanswered.
+    let at = "{".repeat(limits.request_id);
+    assert!(decode_with(SUBJECT, "cti.query.capabilities", "PB1.CONTROL", &at).is_ok());
+    let over = "{".repeat(1500);
+    let bad = decode_with(SUBJECT, "cti.query.capabilities", "PB1.CONTROL", &over).unwrap_err();
+    assert!(
+        matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::RequestId),
+        "{}",
+        bad.error
+    );
+    assert!(bad.error.to_string().contains("PB_MAX_REQUEST_ID_BYTES"));
+    assert_eq!(
+        bad.request_id, over,
+        "the requestId is still echoed in the header"
+    );
+    // name: never quoted in full, whatever it is.
+    let name = format!("cti.query.{}", "x".repeat(10_000));
+    let bad = decode_with(SUBJECT, &name, "PB1.CONTROL", "r").unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Name));
+    assert!(!bad.error.to_string().contains("xxx"), "{}", bad.error);
+    let name = format!("cti.query.{}", "x".repeat(600_000));
+    let bad = decode_with(SUBJECT, &name, "PB1.CONTROL", "r").unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Payload));
+    assert!(bad.response().encode().len() < 1000);
+    let name = format!("cti.query.{}", "x".repeat(limits.name - 10));
+    let bad = decode_with(SUBJECT, &name, "PB1.CONTROL", "r").unwrap_err();
+    assert!(matches!(bad.error, DecodeError::UnknownName { .. }));
+    let pb_protocol::Outcome::Failure(message) = bad.response().outcome else {
+        panic!("a FAILURE")
+    };
+    assert!(message.len() < 200, "quoted in full: {message}");
+    // target: its length, a segment's and the number of segments.
+    let segment = "s".repeat(limits.segment);
+    let target = format!("{segment}.g");
+    let subject = format!("pb.channelgroup.{target}");
+    assert!(decode_with(&subject, "channelgroup.query.init", &target, "r").is_ok());
+    let target = format!("{segment}s.g");
+    let subject = format!("pb.channelgroup.{target}");
+    let bad = decode_with(&subject, "channelgroup.query.init", &target, "r").unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Segment));
+    let target = vec!["a"; limits.segments + 1].join(".");
+    let subject = format!("pb.channel.{target}");
+    let bad = decode_with(&subject, "channel.query.init", &target, "r").unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Segments));
+    let target = vec!["a".repeat(100); 6].join(".");
+    let subject = format!("pb.channel.{target}");
+    let bad = decode_with(&subject, "channel.query.init", &target, "r").unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Target));
+    // payload: not read at all past its limit.
+    let mut small = limits;
+    small.payload = 100;
+    let payload = envelope(
+        header("cti.query", "cti.query.capabilities", "PB1.CONTROL"),
+        json!({"pad": "x".repeat(100)}),
+    );
+    let bad =
+        Command::decode(&Subjects::default(), SUBJECT, payload.as_bytes(), &small).unwrap_err();
+    assert!(matches!(&bad.error, DecodeError::OverLimit(e) if e.limit == Limit::Payload));
+    assert_eq!(bad.request_id, "", "a payload past its limit is not read");
+}
+
+#[test]
+fn a_long_wrong_body_value_is_not_quoted_in_full() {
+    let h = header("cti.query", "cti.query.agentinfo", "PB1.CONTROL");
+    let bad = decode(
+        SUBJECT,
+        &envelope(
+            h,
+            json!({"agentId": "1001", "requestingAgentLogin": ["x".repeat(50_000)],
+                   "requestingAgentPassword": "x"}),
+        ),
+    );
+    assert!(bad.error.to_string().len() < 400, "{}", bad.error);
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pb_protocol::{Secret, Subjects, Target};
+use pb_protocol::{Limit, Limits, Secret, Subjects, Target};
 
 /// Why the configuration cannot be used, naming the variable to fix.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,23 @@ pub struct Config {
     /// `PB_KV_REPLICAS`, default 1 (1 to 5): copies of each key-value bucket the NATS cluster
     /// keeps, set when the buckets are first created. Three on a three-node cluster.
     pub kv_replicas: usize,
+    /// `PB_SUBSCRIPTION_CAPACITY`, default 65,536: the messages the NATS client buffers per
+    /// subscription before it drops them as a slow consumer (logged and counted). Work is
+    /// taken off the buffer at once (a command past `PB_MAX_IN_FLIGHT` is answered busy), so
+    /// the buffer fills only when the process cannot keep up even with that; it must hold a
+    /// burst on the widest subscriptions (the CTI adapter's requests during a re-sync of
+    /// every agent, the control's commands in a login storm), where a drop is a command
+    /// unanswered until retried.
+    pub subscription_capacity: usize,
+    /// `PB_MAX_IN_FLIGHT`, default 256: commands and internal requests this process works on
+    /// at once; one more is answered FAILURE "busy" ([`crate::serve::BUSY`]) at once.
+    pub max_in_flight: usize,
+    /// `PB_MAX_*_BYTES` and `PB_MAX_TARGET_SEGMENTS` ([`Limit::var`]): what a command may
+    /// carry; defaults in [`Limits::default`].
+    pub limits: Limits,
+    /// `PB_REPLIES_MAX_BYTES`, default 256 MiB: the reply cache bucket's storage; when it is
+    /// full, requests are answered FAILURE until old answers expire.
+    pub replies_max_bytes: u64,
 }
 
 impl Config {
@@ -151,7 +168,6 @@ impl Config {
             nats: NatsSettings::from_lookup(&lookup)?,
             processor,
             control_target,
-            subjects,
             deadline: millis(&lookup, "PB_DEADLINE_MS", 5000)?,
             connect_timeout: millis(&lookup, "PB_CONNECT_TIMEOUT_MS", 30_000)?,
             instance,
@@ -166,8 +182,61 @@ impl Config {
                     });
                 }
             },
+            subscription_capacity: positive(&lookup, "PB_SUBSCRIPTION_CAPACITY", 65_536)? as usize,
+            max_in_flight: positive(&lookup, "PB_MAX_IN_FLIGHT", 256)? as usize,
+            limits: limits(&lookup, &subjects)?,
+            replies_max_bytes: positive(&lookup, "PB_REPLIES_MAX_BYTES", 256 * 1024 * 1024)?,
+            subjects,
         })
     }
+}
+
+/// Read the limits, and check that what the state store derives from input within them
+/// stays within what the NATS server accepts ([`crate::kv::key_fits`]).
+fn limits(
+    lookup: &impl Fn(&str) -> Option<String>,
+    subjects: &Subjects,
+) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    for limit in Limit::ALL {
+        let value = positive(lookup, limit.var(), limits.get(limit) as u64)?;
+        limits.set(limit, usize::try_from(value).unwrap_or(usize::MAX));
+    }
+    if limits.payload > crate::kv::MAX_PAYLOAD {
+        return Err(ConfigError::Invalid {
+            var: Limit::Payload.var(),
+            value: limits.payload.to_string(),
+            reason: format!(
+                "NATS carries at most {} bytes in a message by default (and a response echoes \
+                 the command's header)",
+                crate::kv::MAX_PAYLOAD
+            ),
+        });
+    }
+    if limits.record > crate::kv::MAX_PAYLOAD {
+        return Err(ConfigError::Invalid {
+            var: Limit::Record.var(),
+            value: limits.record.to_string(),
+            reason: format!(
+                "a record is saved as one NATS message, at most {} bytes",
+                crate::kv::MAX_PAYLOAD
+            ),
+        });
+    }
+    if !crate::kv::key_fits(subjects, &limits) {
+        return Err(ConfigError::Invalid {
+            var: Limit::Target.var(),
+            value: limits.target.to_string(),
+            reason: format!(
+                "with {}={}, a reply-cache key could pass the {} bytes the NATS server allows \
+                 in a subject; lower either",
+                Limit::RequestId.var(),
+                limits.request_id,
+                crate::kv::MAX_SUBJECT
+            ),
+        });
+    }
+    Ok(limits)
 }
 
 /// Read a positive number of milliseconds.
@@ -176,17 +245,23 @@ pub fn millis(
     var: &'static str,
     default: u64,
 ) -> Result<Duration, ConfigError> {
-    number(lookup, var, default).and_then(|ms| {
-        if ms == 0 {
-            Err(ConfigError::Invalid {
-                var,
-                value: "0".into(),
-                reason: "must be at least 1 millisecond".into(),
-            })
-        } else {
-            Ok(Duration::from_millis(ms))
-        }
-    })
+    positive(lookup, var, default).map(Duration::from_millis)
+}
+
+/// Read a whole number of at least 1.
+pub fn positive(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match number(lookup, var, default)? {
+        0 => Err(ConfigError::Invalid {
+            var,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        n => Ok(n),
+    }
 }
 
 /// Read a whole number.
@@ -239,7 +314,7 @@ mod tests {
             "PB_DEADLINE_MS=\"soon\" is invalid: expected a whole number"
         );
         let e = with(&[("PB_DEADLINE_MS", "0")]).unwrap_err().to_string();
-        assert!(e.contains("at least 1 millisecond"), "{e}");
+        assert!(e.contains("must be at least 1"), "{e}");
         let e = with(&[("PB_SUBJECT_PREFIX", "a b")])
             .unwrap_err()
             .to_string();
@@ -279,6 +354,32 @@ mod tests {
             let e = with(&bad).unwrap_err().to_string();
             assert!(!e.contains("\"p\""), "{e}");
         }
+    }
+
+    #[test]
+    fn limits_are_read_and_checked_against_what_nats_accepts() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.max_in_flight, 256);
+        let c = with(&[("PB_MAX_REQUEST_ID_BYTES", "64"), ("PB_MAX_IN_FLIGHT", "8")]).unwrap();
+        assert_eq!(c.limits.request_id, 64);
+        assert_eq!(c.max_in_flight, 8);
+        let e = with(&[("PB_MAX_TARGET_BYTES", "2000")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("PB_MAX_TARGET_BYTES=\"2000\" is invalid"),
+            "{e}"
+        );
+        assert!(e.contains("PB_MAX_REQUEST_ID_BYTES"), "{e}");
+        let e = with(&[("PB_MAX_PAYLOAD_BYTES", "2000000")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("PB_MAX_PAYLOAD_BYTES="), "{e}");
+        let e = with(&[("PB_MAX_AGENT_RECORD_BYTES", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 1"), "{e}");
     }
 
     #[test]

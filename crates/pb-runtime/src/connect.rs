@@ -19,9 +19,12 @@ pub struct ConnectError {
     pub last_error: String,
 }
 
-/// The connection options for `settings`: identity and TLS.
-pub async fn options(settings: &NatsSettings) -> Result<ConnectOptions, String> {
-    let mut options = ConnectOptions::new();
+/// The connection options of `process` (its binary name, which is also its NATS user) for
+/// `settings`: identity, TLS, and the process's own inbox prefix, the only one its user may
+/// subscribe ([`crate::permissions::inbox_prefix`]; JetStream requests use it too).
+pub async fn options(settings: &NatsSettings, process: &str) -> Result<ConnectOptions, String> {
+    let mut options =
+        ConnectOptions::new().custom_inbox_prefix(crate::permissions::inbox_prefix(process));
     options = match &settings.auth {
         NatsAuth::None => options,
         NatsAuth::UserPassword { user, password } => {
@@ -57,8 +60,8 @@ pub fn servers(url: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Connect to NATS, retrying until `config.connect_timeout`; once connected, the client
-/// reconnects by itself.
+/// Connect `service` (its binary name, also its NATS user: [`options`]) to NATS, retrying
+/// until `config.connect_timeout`; once connected, the client reconnects by itself.
 pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectError> {
     let started = Instant::now();
     let name = format!("{service}/{}", config.instance);
@@ -66,15 +69,25 @@ pub async fn connect(config: &Config, service: &str) -> Result<Client, ConnectEr
     loop {
         // A wrong identity or TLS setup will not heal by waiting: say so at once.
         let attempt = async {
-            let options = options(&config.nats)
+            let options = options(&config.nats, service)
                 .await
                 .map_err(|e| (true, e))?
                 .name(name.clone())
                 .connection_timeout(Duration::from_secs(2))
+                .subscription_capacity(config.subscription_capacity)
                 .event_callback(|event| async move {
                     match event {
                         async_nats::Event::Connected => note(&CONNECTED_AT),
                         async_nats::Event::Disconnected => note(&DISCONNECTED_AT),
+                        async_nats::Event::SlowConsumer(sid) => {
+                            crate::metrics::metrics().slow_consumer();
+                            tracing::warn!(
+                                sid,
+                                "slow consumer: a subscription's buffer was full and NATS \
+                                 messages were dropped (commands among them go unanswered \
+                                 until retried); see PB_SUBSCRIPTION_CAPACITY"
+                            );
+                        }
                         _ => {}
                     }
                 });

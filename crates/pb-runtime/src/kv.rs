@@ -59,6 +59,17 @@ impl Buckets {
     /// replicas if it does not exist. `max_age` zero keeps entries forever. An existing
     /// bucket is used as it is: changing its replicas is a `nats stream edit`.
     pub async fn open(&self, name: &str, max_age: Duration) -> Result<kv::Store, BucketError> {
+        self.open_bounded(name, max_age, None).await
+    }
+
+    /// [`Buckets::open`], a bucket created here holding at most `max_bytes`: when it is
+    /// full, a write of a new key fails ([`is_full`]) rather than anything being dropped.
+    pub async fn open_bounded(
+        &self,
+        name: &str,
+        max_age: Duration,
+        max_bytes: Option<u64>,
+    ) -> Result<kv::Store, BucketError> {
         let bucket = bucket_name(&self.subjects, name);
         let err = |e: Box<dyn std::error::Error + Send + Sync>| BucketError {
             bucket: bucket.clone(),
@@ -74,6 +85,7 @@ impl Buckets {
                     max_age,
                     storage: jetstream::stream::StorageType::File,
                     num_replicas: self.replicas,
+                    max_bytes: max_bytes.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
                     ..Default::default()
                 })
                 .await
@@ -88,6 +100,58 @@ impl Buckets {
             },
         }
     }
+}
+
+/// The largest message the NATS server carries by default (`max_payload`, 1 MiB).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// The longest protocol line the NATS server reads by default (`max_control_line`, 4 KiB):
+/// a subject is part of such a line, and a longer one closes the connection.
+pub const MAX_CONTROL_LINE: usize = 4096;
+
+/// The longest subject a key goes into, with room on its line for the rest: the command,
+/// a reply inbox and the sizes. The longest such subject is a watcher's consumer creation,
+/// `$JS.API.CONSUMER.CREATE.KV_<bucket>.<name>.$KV.<bucket>.<key>`.
+pub const MAX_SUBJECT: usize = MAX_CONTROL_LINE - 256;
+
+/// The longest subject that carries a key of `key_len` bytes in the bucket `name`.
+pub fn longest_key_subject(subjects: &Subjects, name: &str, key_len: usize) -> usize {
+    let bucket = bucket_name(subjects, name);
+    // `$JS.API.CONSUMER.CREATE.KV_` + bucket + `.` + 22-byte consumer name + `.$KV.` +
+    // bucket + `.` + key
+    "$JS.API.CONSUMER.CREATE.KV_".len()
+        + bucket.len()
+        + 1
+        + 22
+        + ".$KV.".len()
+        + bucket.len()
+        + 1
+        + key_len
+}
+
+/// The longest reply-cache key requests within `limits` can make: every byte of the target
+/// and the requestId written `=XX`, and the `.` between them.
+pub fn longest_reply_key(limits: &pb_protocol::Limits) -> usize {
+    3 * limits.target + 1 + 3 * limits.request_id
+}
+
+/// Whether every key that input within `limits` can make fits the server's subjects.
+pub fn key_fits(subjects: &Subjects, limits: &pb_protocol::Limits) -> bool {
+    longest_key_subject(subjects, buckets::REPLIES, longest_reply_key(limits)) <= MAX_SUBJECT
+}
+
+/// Whether a key-value write failed because the bucket is full (its `max_bytes`): JetStream
+/// refuses new messages with error code 10077 ("maximum bytes exceeded" is error code
+/// `JSStreamStoreFailedF` on a stream with `discard: new`).
+pub fn is_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(js) = e.downcast_ref::<jetstream::Error>() {
+            return js.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Make a valid key from parts: each part's bytes outside `[A-Za-z0-9-]` are written `=XX`,

@@ -57,6 +57,13 @@ pub struct Metrics {
     events: Family<NameLabel, Counter>,
     cti: Family<CtiLabels, Counter>,
     destinations: Family<KindLabel, Gauge>,
+    refused: Family<ReasonLabel, Counter>,
+    slow_consumer: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
@@ -68,6 +75,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         events: Family::default(),
         cti: Family::default(),
         destinations: Family::default(),
+        refused: Family::default(),
+        slow_consumer: Counter::default(),
     };
     register(|r| {
         r.register(
@@ -94,6 +103,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pb_active_destinations",
             "Destinations this replica answers for, by kind",
             metrics.destinations.clone(),
+        );
+        r.register(
+            "pb_commands_refused",
+            "Commands answered FAILURE without being acted on, by reason (busy, limit)",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "pb_nats_slow_consumer",
+            "Times the NATS client dropped messages of a subscription whose buffer was full",
+            metrics.slow_consumer.clone(),
         );
     });
     metrics
@@ -152,6 +171,18 @@ impl Metrics {
             .get_or_create(&KindLabel { kind })
             .inc_by(change);
     }
+
+    /// A command was refused unread: `busy` (too much work in flight) or `limit` (input
+    /// past a configured limit).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The NATS client reported a slow consumer (a subscription's buffer overflowed and
+    /// messages were dropped).
+    pub fn slow_consumer(&self) {
+        self.slow_consumer.inc();
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +198,8 @@ mod tests {
         m.cti_call("setstate", "ok");
         m.destinations("channel", 3);
         m.destinations("channel", -1);
+        m.refused("busy");
+        m.slow_consumer();
         let text = render();
         for line in [
             "pb_commands_total{name=\"channel.request.ready\",result=\"SUCCESS\"} 1",
@@ -176,6 +209,8 @@ mod tests {
             "pb_events_published_total{name=\"channel.ready\"} 1",
             "pb_cti_calls_total{op=\"setstate\",result=\"ok\"} 1",
             "pb_active_destinations{kind=\"channel\"} 2",
+            "pb_commands_refused_total{reason=\"busy\"} 1",
+            "pb_nats_slow_consumer_total 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

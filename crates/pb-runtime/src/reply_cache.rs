@@ -10,6 +10,8 @@
 //! > attempts of one request run at once; and a first attempt records its answer only if
 //! > its claim still stands.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -26,13 +28,58 @@ pub const RETENTION: Duration = Duration::from_secs(300);
 
 const PENDING: &str = "~pending ";
 
-/// The state store failed; the text tells the bridge to retry.
+/// A claim's marker is padded to this size: the answer that replaces it takes no more room
+/// when it is no larger, so it is recorded even in a full bucket.
+const CLAIM_BYTES: usize = 2048;
+
+/// A claim's marker, made at `ms`.
+fn marker(ms: u64) -> Bytes {
+    let mut marker = format!("{PENDING}{ms}");
+    let pad = CLAIM_BYTES.saturating_sub(marker.len());
+    marker.extend(std::iter::repeat_n(' ', pad));
+    Bytes::from(marker)
+}
+
+/// What went wrong with the reply cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheErrorKind {
+    /// The bucket did not answer (NATS or JetStream down, a timeout).
+    Unavailable,
+    /// The bucket holds its `PB_REPLIES_MAX_BYTES`: no new request is taken until older
+    /// answers expire.
+    Full,
+}
+
+/// The reply cache failed; either way the request was not acted on, and the text tells the
+/// bridge to retry it as is.
 #[derive(Debug, thiserror::Error)]
-#[error("the reply cache is unavailable ({0}); {retry}", retry = crate::serve::RETRY_SAME)]
-pub struct CacheError(#[source] Box<dyn std::error::Error + Send + Sync>);
+#[error("{}; {retry}", match .kind {
+    CacheErrorKind::Unavailable => format!("the reply cache is unavailable ({})", .source),
+    CacheErrorKind::Full => "the reply cache is full (PB_REPLIES_MAX_BYTES): no new request \
+        is taken until older answers expire (within 5 minutes)".to_owned(),
+}, retry = crate::serve::RETRY_SAME)]
+pub struct CacheError {
+    kind: CacheErrorKind,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CacheError {
+    pub fn kind(&self) -> CacheErrorKind {
+        self.kind
+    }
+}
 
 fn cache_err(e: impl std::error::Error + Send + Sync + 'static) -> CacheError {
-    CacheError(Box::new(e))
+    let kind = if crate::kv::is_full(&e) {
+        CacheErrorKind::Full
+    } else {
+        CacheErrorKind::Unavailable
+    };
+    CacheError {
+        kind,
+        source: Box::new(e),
+    }
 }
 
 /// Where a request stands.
@@ -70,7 +117,17 @@ pub const RECORD_FOR: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct ReplyCache {
     store: kv::Store,
+    /// Set while the bucket holds more than [`TAKE_UP_TO`] of its bytes: no new request is
+    /// claimed, so that the answers of those already claimed always find room.
+    filling: Arc<AtomicBool>,
 }
+
+/// The share of the bucket's bytes up to which new requests are claimed; the rest is kept
+/// for the answers of requests claimed already (an answer is larger than its claim).
+pub const TAKE_UP_TO: (u64, u64) = (7, 8);
+
+/// How often a replica reads how full the bucket is.
+const FILL_EVERY: Duration = Duration::from_secs(1);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -105,15 +162,44 @@ fn pending_since(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value)
         .ok()?
         .strip_prefix(PENDING)?
+        .trim_end()
         .parse()
         .ok()
 }
 
 impl ReplyCache {
-    /// Open (or create) the deployment's `<prefix>_replies` bucket.
-    pub async fn open(buckets: &Buckets) -> Result<Self, BucketError> {
-        let store = buckets.open(crate::kv::buckets::REPLIES, RETENTION).await?;
-        Ok(Self { store })
+    /// Open (or create, holding at most `max_bytes`) the deployment's `<prefix>_replies`
+    /// bucket.
+    pub async fn open(buckets: &Buckets, max_bytes: u64) -> Result<Self, BucketError> {
+        let store = buckets
+            .open_bounded(crate::kv::buckets::REPLIES, RETENTION, Some(max_bytes))
+            .await?;
+        let filling = Arc::new(AtomicBool::new(false));
+        tokio::spawn(crate::trace::carry(watch_fill(
+            store.stream.clone(),
+            Arc::downgrade(&filling),
+        )));
+        Ok(Self { store, filling })
+    }
+
+    /// Whether new requests are refused for want of room.
+    pub fn filling(&self) -> bool {
+        self.filling.load(Ordering::Relaxed)
+    }
+
+    /// Refuse a request new to the cache while it is filling; one it knows (answered, or
+    /// running) goes on as usual.
+    async fn room_for(&self, key: &str) -> Result<(), CacheError> {
+        if !self.filling() {
+            return Ok(());
+        }
+        match self.store.entry(key).await.map_err(cache_err)? {
+            Some(entry) if entry.operation == kv::Operation::Put => Ok(()),
+            _ => Err(CacheError {
+                kind: CacheErrorKind::Full,
+                source: "the reply cache keeps its last bytes for answers".into(),
+            }),
+        }
     }
 
     /// The answer recorded for a request, if it has one (a claim still running has none).
@@ -138,11 +224,18 @@ impl ReplyCache {
     ) -> Result<Claim, CacheError> {
         let key = key(&[target.as_str(), request_id]);
         loop {
-            let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
-            match self.store.create(&key, marker).await {
+            self.room_for(&key).await?;
+            let claim = marker(now_ms());
+            match self.store.create(&key, claim).await {
                 Ok(revision) => return Ok(Claim::Fresh(Slot::claimed(key, revision))),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(cache_err(e)),
+                Err(e) => {
+                    let e = cache_err(e);
+                    if e.kind() == CacheErrorKind::Full {
+                        self.filling.store(true, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
             }
             let Some(entry) = self.store.entry(&key).await.map_err(cache_err)? else {
                 continue; // expired or purged between create and read: claim again
@@ -164,8 +257,8 @@ impl ReplyCache {
                 return Ok(Claim::Running);
             }
             // Twice the deadline without an answer: the first attempt's replica is gone.
-            let marker = Bytes::from(format!("{PENDING}{}", now_ms()));
-            match self.store.update(&key, marker, entry.revision).await {
+            let claim = marker(now_ms());
+            match self.store.update(&key, claim, entry.revision).await {
                 Ok(revision) => return Ok(Claim::Fresh(Slot::claimed(key, revision))),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(cache_err(e)),
@@ -267,6 +360,40 @@ impl ReplyCache {
     }
 }
 
+/// Keep `filling` set while the bucket holds more than [`TAKE_UP_TO`] of its bytes, for as
+/// long as a handle on the cache lives.
+async fn watch_fill(stream: async_nats::jetstream::stream::Stream, filling: Weak<AtomicBool>) {
+    let mut every = tokio::time::interval(FILL_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(filling) = filling.upgrade() else {
+            return;
+        };
+        // Unreadable: left as it was (a claim meets the store's own error anyway).
+        if let Ok(info) = stream.get_info().await {
+            let full = over_share(info.state.bytes, info.config.max_bytes);
+            if filling.swap(full, Ordering::Relaxed) != full {
+                if full {
+                    tracing::error!(
+                        bytes = info.state.bytes,
+                        max_bytes = info.config.max_bytes,
+                        "the reply cache is filling: new requests are refused until answers expire (raise PB_REPLIES_MAX_BYTES)"
+                    );
+                } else {
+                    tracing::info!("the reply cache has room again");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `bytes` of a bucket of `max_bytes` (negative: unbounded) pass [`TAKE_UP_TO`].
+fn over_share(bytes: u64, max_bytes: i64) -> bool {
+    let (up_to, of) = TAKE_UP_TO;
+    u64::try_from(max_bytes).is_ok_and(|max| bytes.saturating_mul(of) > max.saturating_mul(up_to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,8 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn new_requests_stop_at_seven_eighths() {
+        assert!(!over_share(700, 800));
+        assert!(over_share(701, 800));
+        assert!(
+            !over_share(u64::MAX / 2, -1),
+            "an unbounded bucket never fills"
+        );
+    }
+
+    #[test]
     fn only_a_marker_reads_as_pending() {
         assert_eq!(pending_since(b"~pending 42"), Some(42));
+        assert_eq!(pending_since(&marker(42)), Some(42));
+        assert_eq!(marker(42).len(), CLAIM_BYTES);
         assert_eq!(pending_since(br#"{"messageType":"RESPONSE"}"#), None);
         assert_eq!(pending_since(b"~pending soon"), None);
     }

@@ -14,12 +14,14 @@ use std::time::Duration;
 use async_nats::{Client, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use pb_protocol::{BadCommand, Body, Command, Event, MessageType, Outcome, Subjects};
+use pb_protocol::limits::Excerpt;
+use pb_protocol::{BadCommand, Body, Command, Event, Limits, MessageType, Outcome, Subjects};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::Shutdown;
 use crate::connect::is_connected;
 use crate::reply_cache::{Claim, ReplyCache, Slot};
+use crate::{Config, Shutdown};
 
 /// Work to run after the response and the events are out (for example, releasing CTI
 /// resources after a dispose was answered).
@@ -109,14 +111,46 @@ pub struct ServeError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// What the loop needs besides the handler.
+/// What the loop needs besides the handler. Cheap to clone; clones share one bound on the
+/// work in flight.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub client: Client,
     pub subjects: Subjects,
     pub replies: ReplyCache,
     pub deadline: Duration,
+    pub limits: Limits,
+    /// Permits for the work this process does at once ([`Config::max_in_flight`]).
+    pub in_flight: Arc<Semaphore>,
 }
+
+impl Context {
+    pub fn new(client: Client, config: &Config, replies: ReplyCache) -> Self {
+        Self {
+            client,
+            subjects: config.subjects.clone(),
+            replies,
+            deadline: config.deadline,
+            limits: config.limits,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        }
+    }
+
+    /// A permit for one more piece of work, or `None` when the process is at its bound
+    /// (counted: the caller answers [`BUSY`]).
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.in_flight.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            crate::metrics::metrics().refused("busy");
+        }
+        permit
+    }
+}
+
+/// How a command refused for the work already in flight is answered; it did nothing, so
+/// it may be sent again as is.
+pub const BUSY: &str = "busy: this replica is working on as many commands as it takes at \
+     once (PB_MAX_IN_FLIGHT)";
 
 /// Answer every command arriving on `subscriber` until shutdown, then drain.
 pub async fn serve<H: Handler>(
@@ -132,9 +166,16 @@ pub async fn serve<H: Handler>(
     loop {
         tokio::select! {
             message = subscriber.next() => match message {
-                Some(message) => {
-                    tasks.spawn(answer(context.clone(), handler.clone(), message));
-                }
+                Some(message) => match context.admit() {
+                    Some(permit) => {
+                        let answering = answer(context.clone(), handler.clone(), message);
+                        tasks.spawn(async move {
+                            answering.await;
+                            drop(permit);
+                        });
+                    }
+                    None => busy(&context, message).await,
+                },
                 None => break,
             },
             _ = shutdown.requested(), if !draining => {
@@ -184,6 +225,20 @@ pub const RETRY_SAME: &str = "retry with the same requestId";
 /// How long one NATS step of a shutdown may take before it is given up.
 pub const NATS_STEP: Duration = Duration::from_secs(3);
 
+/// Answer `message` [`BUSY`] without acting on it.
+pub async fn busy(context: &Context, message: async_nats::Message) {
+    if let Some((command, reply_to)) = decode(
+        context,
+        &message.subject,
+        message.reply.as_ref(),
+        &message.payload,
+    )
+    .await
+    {
+        refuse(context, &command, reply_to, format!("{BUSY}; {RETRY_SAME}")).await;
+    }
+}
+
 async fn answer<H: Handler>(context: Arc<Context>, handler: Arc<H>, message: async_nats::Message) {
     let Some((command, reply_to)) = decode(
         &context,
@@ -229,23 +284,27 @@ pub fn read(
 ) -> Option<(Result<Command, Box<BadCommand>>, Subject)> {
     let Some(reply_to) = reply.cloned() else {
         tracing::warn!(
-            %subject,
+            subject = %Excerpt(subject),
             "a command without a reply subject cannot be answered; send it as a NATS request"
         );
         return None;
     };
     Some((
-        Command::decode(&context.subjects, subject, payload),
+        Command::decode(&context.subjects, subject, payload, &context.limits),
         reply_to,
     ))
 }
 
 /// Answer a bad command FAILURE naming the problem (contract §5.2).
 pub async fn reject(context: &Context, subject: &str, bad: &BadCommand, reply_to: Subject) {
+    if matches!(bad.error, pb_protocol::DecodeError::OverLimit(_)) {
+        crate::metrics::metrics().refused("limit");
+    }
+    // Excerpts only: a log line never carries a payload, nor a field in full.
     tracing::warn!(
-        %subject,
-        name = %bad.name,
-        request_id = %bad.request_id,
+        subject = %Excerpt(subject),
+        name = %Excerpt(&bad.name),
+        request_id = %Excerpt(&bad.request_id),
         error = %bad.error,
         "bad command answered FAILURE"
     );
@@ -314,7 +373,7 @@ pub async fn respond<F, Fut>(
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "reply cache unavailable");
+                    tracing::error!(error = %e, "the reply cache took no claim: refused");
                     refuse(context, &command, reply_to, e.to_string()).await;
                     return;
                 }

@@ -32,6 +32,13 @@ pub enum StateError {
     Unavailable(#[source] Source),
     #[error("the state of `{0}` was changed by another replica")]
     Conflict(String),
+    /// The record would pass its limit (`PB_MAX_AGENT_RECORD_BYTES`): not written.
+    #[error("the state of `{unit}` cannot grow further: {source}")]
+    TooLarge {
+        unit: String,
+        #[source]
+        source: pb_protocol::OverLimit,
+    },
     #[error("the stored state of `{unit}` is unreadable: {source}")]
     Corrupt {
         unit: String,
@@ -101,16 +108,24 @@ type Records<T> = Arc<Mutex<HashMap<String, Kept<T>>>>;
 #[derive(Debug, Clone)]
 pub struct UnitStore<T> {
     store: kv::Store,
+    /// The largest record written, in bytes of JSON.
+    max_record: usize,
     /// The records as last read or written here, with their revisions. The owner is a
     /// record's only writer, so while it owns the unit the copy here is the record.
     cache: Records<T>,
 }
 
 impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T> {
-    /// Open the bucket `name` (one of [`crate::kv::buckets`]).
-    pub async fn open(buckets: &Buckets, name: &str) -> Result<Self, BucketError> {
+    /// Open the bucket `name` (one of [`crate::kv::buckets`]), whose records may have up to
+    /// `max_record` bytes.
+    pub async fn open(
+        buckets: &Buckets,
+        name: &str,
+        max_record: usize,
+    ) -> Result<Self, BucketError> {
         Ok(Self {
             store: buckets.open(name, Duration::ZERO).await?,
+            max_record,
             cache: Arc::default(),
         })
     }
@@ -199,8 +214,9 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
         let written = self.write(unit, loaded).await;
         match &written {
             Ok(()) => self.remember(unit, loaded, false),
-            // Another replica wrote: read it afresh next time.
-            Err(StateError::Conflict(_)) => {
+            // Another replica wrote: read it afresh next time. Too large: what is stored
+            // stays the record.
+            Err(StateError::Conflict(_) | StateError::TooLarge { .. }) => {
                 self.cache.lock().expect("records cache").remove(unit);
             }
             Err(_) => self.remember(unit, loaded, true),
@@ -234,6 +250,16 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
             };
         }
         let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
+        if payload.len() > self.max_record {
+            return Err(StateError::TooLarge {
+                unit: unit.to_owned(),
+                source: pb_protocol::OverLimit {
+                    limit: pb_protocol::Limit::Record,
+                    found: payload.len(),
+                    max: self.max_record,
+                },
+            });
+        }
         let revision = match loaded.revision {
             Some(revision) => self
                 .store

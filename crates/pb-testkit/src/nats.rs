@@ -2,6 +2,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pb_runtime::permissions::{self, Deployment};
+
 use crate::{Certificates, TempDir, workspace_root};
 
 /// The pinned server version the project's scripts install.
@@ -44,7 +46,7 @@ pub struct NatsServer {
     monitor: Option<(u16, String)>,
 }
 
-/// The passwords of the project's NATS users (see `deploy/base/nats/auth.conf`), fresh per
+/// The passwords of the project's NATS users (see `deploy/*/nats/auth.conf`), fresh per
 /// server.
 #[derive(Debug, Clone)]
 pub struct Passwords(Vec<(String, String)>);
@@ -83,11 +85,16 @@ impl NatsServer {
     }
 
     /// Start a server that admits only the project's users, with the permissions of the
-    /// committed `deploy/base/nats/auth.conf`, and (with `tls`) only over TLS with a
-    /// certificate for 127.0.0.1 signed by a fresh CA.
+    /// lab's committed `auth.conf` (the simulator's user included: [`Deployment::Lab`]), and
+    /// (with `tls`) only over TLS with a certificate for 127.0.0.1 signed by a fresh CA.
     pub fn start_secured(tls: bool) -> (Self, Passwords) {
+        Self::start_as(Deployment::Lab, tls)
+    }
+
+    /// The same with the users of `deployment`'s committed `auth.conf`.
+    pub fn start_as(deployment: Deployment, tls: bool) -> (Self, Passwords) {
         let dir = TempDir::new("nats");
-        let auth = workspace_root().join("deploy/base/nats/auth.conf");
+        let auth = workspace_root().join(deployment.auth_conf_path());
         std::fs::copy(&auth, dir.path().join("auth.conf")).expect("copy auth.conf");
         let mut conf = String::from("include ./auth.conf\n");
         let mut tls_ca = None;
@@ -103,7 +110,7 @@ impl NatsServer {
         let conf_path = dir.path().join("server.conf");
         std::fs::write(&conf_path, conf).expect("write server.conf");
         let users: Vec<(String, String)> =
-            pb_runtime::permissions::users(&pb_protocol::Subjects::default())
+            permissions::users(&pb_protocol::Subjects::default(), deployment)
                 .into_iter()
                 .map(|u| (u.name.to_owned(), u.password_var.to_owned()))
                 .collect();
@@ -226,10 +233,12 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("connect as {user}: {e}"))
     }
 
-    /// Connection options for `user` (and the CA of a TLS server).
+    /// Connection options for `user` (and the CA of a TLS server), with the inbox prefix of
+    /// `user`'s process: the only one `user` may subscribe.
     pub fn options_as(&self, user: &str, password: &str) -> async_nats::ConnectOptions {
-        let mut options =
-            async_nats::ConnectOptions::new().user_and_password(user.into(), password.into());
+        let mut options = async_nats::ConnectOptions::new()
+            .user_and_password(user.into(), password.into())
+            .custom_inbox_prefix(permissions::inbox_prefix(user));
         if let Some(ca) = &self.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }

@@ -24,7 +24,8 @@ impl Stack {
     }
 
     /// The same on a secured server ([`NatsServer::start_secured`]): each process connects
-    /// as its own user, with the permissions of `deploy/base/nats/auth.conf`.
+    /// as its own user, with the permissions of the lab's `auth.conf` (the simulator's
+    /// included).
     pub async fn start_secured(tls: bool, replicas: usize, env: &[(&'static str, &str)]) -> Self {
         let (nats, passwords) = NatsServer::start_secured(tls);
         Self::start_on(nats, Some(passwords), replicas, env).await

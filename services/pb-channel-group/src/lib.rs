@@ -127,7 +127,12 @@ pub async fn run(
     let buckets = pb_runtime::kv::Buckets::new(&client, &config);
     let groups = Arc::new(Groups {
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&buckets, pb_runtime::kv::buckets::CHANNELS).await?,
+        store: UnitStore::open(
+            &buckets,
+            pb_runtime::kv::buckets::CHANNELS,
+            config.limits.record,
+        )
+        .await?,
         deadline: config.deadline,
     });
     owned::run(client, &config, owned, groups, shutdown).await

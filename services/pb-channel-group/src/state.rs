@@ -265,6 +265,38 @@ pub struct InteractionSeen {
     pub legs: BTreeSet<String>,
 }
 
+/// Whether merging `data` into the interaction at `target` keeps its `interaction-data`
+/// and the agent's record within `limits` (the merge as the CTI makes it: a key given
+/// replaces the key held, a `null` removes it).
+pub fn room_for_data(
+    tree: &AgentTree,
+    target: &Target,
+    data: &Body,
+    limits: &pb_protocol::Limits,
+) -> Result<(), pb_protocol::OverLimit> {
+    use pb_protocol::Limit;
+    let held = tree
+        .interactions
+        .get(target)
+        .and_then(|i| i.reported.as_ref())
+        .map(|seen| seen.data.clone())
+        .unwrap_or_default();
+    let size = |value: &Body| serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+    let before = size(&held);
+    let mut merged = held;
+    for (key, value) in data {
+        if value.is_null() {
+            merged.remove(key);
+        } else {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let after = size(&merged);
+    limits.check(Limit::InteractionData, after)?;
+    let record = serde_json::to_vec(tree).map_or(usize::MAX, |v| v.len());
+    limits.check(Limit::Record, (record + after).saturating_sub(before))
+}
+
 impl InteractionSeen {
     /// What the init answer shows of `snapshot`: its live legs are now known.
     pub fn of(snapshot: &InteractionSnapshot) -> Self {

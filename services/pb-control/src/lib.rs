@@ -91,6 +91,7 @@ pub struct Control {
     store: StatusStore,
     buckets: Buckets,
     deadline: Duration,
+    limits: pb_protocol::Limits,
     resync_wait: Duration,
     capabilities: RwLock<Option<Capabilities>>,
 }
@@ -160,7 +161,7 @@ pub async fn run(
     let common = &config.common;
     let subjects = common.subjects.clone();
     let buckets = Buckets::new(&client, common);
-    let replies = ReplyCache::open(&buckets).await?;
+    let replies = ReplyCache::open(&buckets, common.replies_max_bytes).await?;
     let store = StatusStore::open(&buckets, &common.processor).await?;
     let target = common.control_target.clone();
     let subscribe = |subject: String, queue: bool| {
@@ -197,6 +198,7 @@ pub async fn run(
         buckets: buckets.clone(),
         deadline: common.deadline,
         resync_wait: config.resync_wait,
+        limits: common.limits,
         capabilities: RwLock::new(None),
     });
     control.resume().await?;
@@ -206,12 +208,7 @@ pub async fn run(
     tracing::info!(target = %target, instance = %common.instance, "control: service ready");
 
     let (stop_serving, serving) = Shutdown::new();
-    let context = Context {
-        client: client.clone(),
-        subjects: subjects.clone(),
-        replies,
-        deadline: common.deadline,
-    };
+    let context = Context::new(client.clone(), common, replies);
     let server = tokio::spawn(serve(commands, context, control.clone(), serving.clone()));
     let watcher = tokio::spawn(link::follow(
         control.clone(),

@@ -5,6 +5,7 @@
 //! order. (Two subscriptions would be two channels, and a task reading both could not
 //! tell which came first.) The same task answers the commands whose deadline passed.
 
+use pb_protocol::limits::Excerpt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,12 +87,12 @@ fn respond(shared: &Shared, link: &mut Option<Outgoing>, token: Option<u64>, mes
     metrics().in_flight.set(shared.pending().len() as i64);
     let frame = if message.status == Some(StatusCode::NO_RESPONDERS) {
         metrics().answered(Answered::no_responders);
-        tracing::debug!(name = %entry.name, target = %entry.target, "no responders");
+        tracing::debug!(name = %Excerpt(&entry.name), target = %Excerpt(&entry.target), "no responders");
         let why = format!(
             "nobody answers {} destination `{}`: it does not exist (never created, or \
              disposed), or its service is not running",
             entry.kind.describe(),
-            entry.target
+            Excerpt(&entry.target)
         );
         Bytes::from(entry.failure(why).encode())
     } else {
@@ -114,11 +115,12 @@ fn expire(shared: &Shared, link: &mut Option<Outgoing>) {
     metrics().in_flight.set(shared.pending().len() as i64);
     for entry in expired {
         metrics().answered(Answered::timeout);
-        tracing::warn!(name = %entry.name, target = %entry.target, request_id = %entry.request_id,
+        tracing::warn!(name = %Excerpt(&entry.name), target = %Excerpt(&entry.target),
+            request_id = %Excerpt(&entry.request_id),
             "no answer within the deadline: answered FAILURE");
         let why = format!(
             "{} was not answered within {} ms: no {} service answered in time",
-            entry.name,
+            Excerpt(&entry.name),
             shared.timeout.as_millis(),
             entry.kind.describe()
         );

@@ -4,6 +4,7 @@
 //! fills, the lease is lost or the gateway stops (then it drains first: the commands in
 //! flight are answered and written before the socket closes).
 
+use pb_protocol::limits::Excerpt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -164,7 +165,7 @@ impl Reader<'_> {
             Ok(Routing::NotCommand { message_type, name }) => {
                 metrics().received(message_type.into(), bytes.len());
                 metrics().ignored(Ignored::not_a_command);
-                tracing::warn!(r#type = message_type.as_str(), %name,
+                tracing::warn!(r#type = message_type.as_str(), name = %Excerpt(&name),
                     "the bridge sent a message that is not a command: not forwarded");
                 return None;
             }

@@ -62,7 +62,7 @@ impl Sessions {
             .map_err(|e| e.to_string())?;
         match serde_json::from_slice::<InternalReply>(&reply.payload) {
             Ok(InternalReply::Ok) => Ok(()),
-            Ok(InternalReply::Error(why)) => Err(why),
+            Ok(InternalReply::Error(why) | InternalReply::Again(why)) => Err(why),
             Err(e) => Err(format!("unreadable reply: {e}")),
         }
     }
@@ -138,7 +138,12 @@ pub async fn run(
         client: client.clone(),
         subjects: config.subjects.clone(),
         cti: CtiClient::new(client.clone(), config.subjects.clone()),
-        store: UnitStore::open(&buckets, pb_runtime::kv::buckets::SESSIONS).await?,
+        store: UnitStore::open(
+            &buckets,
+            pb_runtime::kv::buckets::SESSIONS,
+            config.limits.record,
+        )
+        .await?,
         targets: Targets::open(&buckets).await?,
         deadline: config.deadline,
     });

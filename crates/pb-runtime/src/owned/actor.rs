@@ -2,20 +2,22 @@
 //! (commands, internal requests, CTI events, re-syncs) until the unit has no destination
 //! left or the replica stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::Message;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pb_protocol::internal::{InternalReply, PAUSE, RESUME};
 use pb_protocol::{Event, Kind, MessageType, Target};
-use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 
-use super::{Addressed, Inbox, Job, Owner, PRUNE_AT_LEAST, Shared, Unit, Work, actor_op, drained};
+use super::{
+    Addressed, BACKLOG, Inbox, Job, Owner, PRUNE_AT_LEAST, Shared, Unit, Work, actor_op, drained,
+    mailbox,
+};
 use crate::reply_cache::RETENTION;
-use crate::serve::{publish, publish_event, read, refuse, reject, respond};
+use crate::serve::{BUSY, RETRY_SAME, publish, publish_event, read, refuse, reject, respond};
 use crate::state::StateError;
 
 impl<H: Owner> Shared<H> {
@@ -26,17 +28,19 @@ impl<H: Owner> Shared<H> {
     pub(super) async fn run_actor(
         self: Arc<Self>,
         unit: String,
-        mut inbox: mpsc::UnboundedReceiver<Inbox>,
+        mut inbox: mailbox::Receiver,
         resync: bool,
     ) {
         let mut ctx = Unit {
             name: unit.clone(),
+            limits: self.context.limits,
             client: self.context.client.clone(),
             subjects: self.context.subjects.clone(),
             listening: self.listening,
             served: Default::default(),
             streams: StreamMap::new(),
             orphans: Vec::new(),
+            backlog: VecDeque::new(),
             seen: HashMap::new(),
             prune_at: PRUNE_AT_LEAST,
             sole_witness_from: Instant::now() + RETENTION,
@@ -46,7 +50,12 @@ impl<H: Owner> Shared<H> {
             Box::pin(self.resync(&mut ctx)).await;
         }
         // Stop when the unit has no destination left and nothing waits in the inbox.
-        while ctx.destinations() > 0 || !inbox.is_empty() {
+        while ctx.destinations() > 0 || !inbox.is_empty() || !ctx.backlog.is_empty() {
+            Box::pin(self.take_ready(&mut ctx)).await;
+            if let Some((subscription, message)) = ctx.backlog.pop_front() {
+                Box::pin(self.command(&mut ctx, &subscription, message, false)).await;
+                continue;
+            }
             let work = tokio::select! {
                 Some((subscription, message)) = ctx.streams.next() => Work::Command(subscription, message),
                 item = inbox.recv() => match item {
@@ -81,7 +90,7 @@ impl<H: Owner> Shared<H> {
     /// or the deadline. The jobs held, in order, and a stop that came meanwhile.
     pub(super) async fn paused(
         &self,
-        inbox: &mut mpsc::UnboundedReceiver<Inbox>,
+        inbox: &mut mailbox::Receiver,
     ) -> (Vec<Job>, Option<tokio::sync::oneshot::Sender<()>>) {
         let until = tokio::time::Instant::now() + self.context.deadline;
         let mut held = Vec::new();
@@ -163,7 +172,9 @@ impl<H: Owner> Shared<H> {
     /// One message for the unit, then the commands its destinations left unanswered.
     pub(super) async fn work(&self, ctx: &mut Unit, work: Work) {
         match work {
-            Work::Command(subscription, message) => self.command(ctx, &subscription, message).await,
+            Work::Command(subscription, message) => {
+                self.command(ctx, &subscription, message, false).await;
+            }
             Work::Job(Job::Resync(done)) => {
                 self.resync(ctx).await;
                 if let Some(done) = done {
@@ -198,18 +209,18 @@ impl<H: Owner> Shared<H> {
             }
         }
         for (subscription, message) in std::mem::take(&mut ctx.orphans) {
-            self.command(ctx, &subscription, message).await;
+            self.command(ctx, &subscription, message, false).await;
         }
     }
 
     /// No destinations left: let the unit go.
-    pub(super) async fn release(&self, unit: &str, mut inbox: mpsc::UnboundedReceiver<Inbox>) {
+    pub(super) async fn release(&self, unit: &str, mut inbox: mailbox::Receiver) {
         self.actors.lock().expect("actors lock").remove(unit);
         inbox.close();
-        while let Ok(item) = inbox.try_recv() {
+        while let Some(item) = inbox.try_recv() {
             if let Inbox::Job(Job::Internal { reply, .. }) = item {
-                let why = "the unit was just released; retry".to_owned();
-                self.internal_reply(reply.as_ref(), InternalReply::Error(why))
+                let why = "the unit was just released".to_owned();
+                self.internal_reply(reply.as_ref(), InternalReply::Again(why))
                     .await;
             }
         }
@@ -227,7 +238,7 @@ impl<H: Owner> Shared<H> {
     /// The replica is stopping: stop receiving for the unit, then answer everything it had
     /// already received, so no command that reached this replica is lost.
     pub(super) async fn finish(&self, ctx: &mut Unit) {
-        let mut pending = Vec::new();
+        let mut pending: Vec<_> = std::mem::take(&mut ctx.backlog).into();
         let subjects: Vec<String> = ctx.streams.keys().cloned().collect();
         for subject in subjects {
             if let Some(subscriber) = ctx.streams.remove(&subject) {
@@ -236,7 +247,7 @@ impl<H: Owner> Shared<H> {
             }
         }
         for (subscription, message) in pending {
-            self.command(ctx, &subscription, message).await;
+            self.command(ctx, &subscription, message, false).await;
         }
     }
 
@@ -274,9 +285,35 @@ impl<H: Owner> Shared<H> {
         }
     }
 
+    /// Take the commands that have arrived off the unit's subscriptions, into its backlog
+    /// of at most [`BACKLOG`]; those past it are answered busy at once (a few rounds of the
+    /// backlog at a time, so that the backlog still moves under a flood). So a flood of
+    /// commands to one unit waits in this process's memory only as far as its backlog.
+    pub(super) async fn take_ready(&self, ctx: &mut Unit) {
+        let mut refused = 0;
+        while refused < 4 * BACKLOG {
+            let Some(Some((subscription, message))) = ctx.streams.next().now_or_never() else {
+                return;
+            };
+            if ctx.backlog.len() < BACKLOG {
+                ctx.backlog.push_back((subscription, message));
+            } else {
+                self.command(ctx, &subscription, message, true).await;
+                refused += 1;
+            }
+        }
+    }
+
     /// A command that `subscription` brought: answered if it is for one of the unit's
-    /// destinations, FAILURE if for a destination nobody has, left alone if another unit's.
-    pub(super) async fn command(&self, ctx: &mut Unit, subscription: &str, message: Message) {
+    /// destinations (with `busy`, answered [`BUSY`] without being acted on), FAILURE if
+    /// for a destination nobody has, left alone if another unit's.
+    pub(super) async fn command(
+        &self,
+        ctx: &mut Unit,
+        subscription: &str,
+        message: Message,
+        busy: bool,
+    ) {
         let Some((read, reply_to)) = read(
             &self.context,
             &message.subject,
@@ -320,6 +357,11 @@ impl<H: Owner> Shared<H> {
                 command.kind().describe(),
                 command.target
             );
+            return refuse(&self.context, &command, reply_to, why).await;
+        }
+        if busy {
+            crate::metrics::metrics().refused("busy");
+            let why = format!("{BUSY}; {RETRY_SAME}");
             return refuse(&self.context, &command, reply_to, why).await;
         }
         let new = ctx.first_sight(&command);

@@ -44,19 +44,20 @@ use futures::StreamExt;
 use pb_protocol::internal::{InternalReply, PAUSE, RELEASE, RESUME, SYNC, UnitRef};
 use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, MessageType, Subjects, Target};
-use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
 use crate::kv::{BucketError, Buckets, key};
 use crate::reply_cache::RETENTION;
-use crate::serve::{Context, NATS_STEP, Reply, publish};
+use crate::serve::{BUSY, Context, NATS_STEP, Reply, publish};
 use crate::state::StateError;
+use mailbox::Refused;
 use pb_cti::AgentEvent;
 
 mod actor;
 mod fence;
+mod mailbox;
 mod membership;
 mod resync;
 
@@ -136,6 +137,7 @@ pub enum Listening {
 #[derive(Debug)]
 pub struct Unit {
     name: String,
+    limits: pb_protocol::Limits,
     client: Client,
     subjects: Subjects,
     listening: Listening,
@@ -146,6 +148,9 @@ pub struct Unit {
     /// Commands that reached a subscription just ended, with its subject: answered after
     /// the current message (FAILURE, unknown destination).
     orphans: Vec<(String, Message)>,
+    /// Commands taken off the subscriptions and not yet answered, oldest first (at most
+    /// [`BACKLOG`]; see [`Shared::take_ready`]).
+    backlog: std::collections::VecDeque<(String, Message)>,
     /// The requests seen in the last [`RETENTION`] (and some older ones until the next
     /// pruning), by a hash of target and `requestId`.
     seen: HashMap<u64, Instant>,
@@ -159,6 +164,11 @@ pub struct Unit {
 }
 
 impl Unit {
+    /// What a command may carry, and a destination's target may be.
+    pub fn limits(&self) -> &pb_protocol::Limits {
+        &self.limits
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -335,12 +345,11 @@ pub async fn run<H: Owner>(
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let shared = Arc::new(Shared {
-        context: Context {
-            client: client.clone(),
-            replies: crate::reply_cache::ReplyCache::open(&buckets).await?,
-            subjects: subjects.clone(),
-            deadline: config.deadline,
-        },
+        context: Context::new(
+            client.clone(),
+            config,
+            crate::reply_cache::ReplyCache::open(&buckets, config.replies_max_bytes).await?,
+        ),
         targets: crate::state::Targets::open(&buckets).await?,
         listening: owned.listening,
         owners: buckets
@@ -430,9 +439,16 @@ pub async fn run<H: Owner>(
     loop {
         tokio::select! {
             message = internal.next() => match message {
-                Some(message) => {
-                    tasks.spawn(shared.clone().internal_message(message.subject.to_string(), message.reply, message.headers, message.payload, false));
-                }
+                Some(message) => match shared.context.admit() {
+                    Some(permit) => {
+                        let handling = shared.clone().internal_message(message.subject.to_string(), message.reply, message.headers, message.payload, false);
+                        tasks.spawn(async move {
+                            handling.await;
+                            drop(permit);
+                        });
+                    }
+                    None => shared.internal_reply(message.reply.as_ref(), InternalReply::Again(BUSY.to_owned())).await,
+                },
                 // Drained (stopping): every internal request it had is being handled.
                 None => break,
             },
@@ -481,9 +497,11 @@ pub async fn run<H: Owner>(
     // which starts when the last one is done.
     let finished: Vec<_> = actors
         .into_iter()
-        .filter_map(|(_, actor)| {
+        .map(|(_, actor)| async move {
             let (done, finished) = tokio::sync::oneshot::channel();
-            actor.inbox.send(Inbox::Stop(done)).ok().map(|_| finished)
+            if actor.inbox.send(Inbox::Stop(done)).is_ok() {
+                let _ = finished.await;
+            }
         })
         .collect();
     let _ = tokio::time::timeout(config.deadline, futures::future::join_all(finished)).await;
@@ -546,9 +564,13 @@ struct Shared<H> {
     internal_prefix: String,
 }
 
+/// How many commands wait in one unit's backlog at most ([`Shared::take_ready`]).
+const BACKLOG: usize = 64;
+
 /// A unit's actor, as the replica holds it.
 struct Actor {
-    inbox: mpsc::UnboundedSender<Inbox>,
+    /// Internal requests beyond [`mailbox::INTERNAL`] waiting are refused busy.
+    inbox: mailbox::Sender,
     /// To end it at once, mid-work included, when the replica fences itself.
     task: tokio::task::AbortHandle,
 }
@@ -629,7 +651,7 @@ impl<H: Owner> Shared<H> {
     }
 
     /// The inboxes of the units served here now.
-    fn inboxes(&self) -> Vec<mpsc::UnboundedSender<Inbox>> {
+    fn inboxes(&self) -> Vec<mailbox::Sender> {
         let actors = self.actors.lock().expect("actors lock");
         actors.values().map(|a| a.inbox.clone()).collect()
     }
@@ -671,11 +693,11 @@ impl<H: Owner> Shared<H> {
 
     /// Hand `work` to the unit's actor on this replica, starting it if need be (the work is
     /// queued before the actor starts, so a new actor never finds its inbox empty).
-    fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Box<Inbox>> {
+    fn to_actor(self: &Arc<Self>, unit: &str, work: Option<Inbox>) -> Result<(), Refused> {
         let mut actors = self.actors.lock().expect("actors lock");
         if let Some(actor) = actors.get(unit).filter(|a| !a.inbox.is_closed()) {
             return match work {
-                Some(work) => actor.inbox.send(work).map_err(|e| Box::new(e.0)),
+                Some(work) => actor.inbox.send(work),
                 None => Ok(()),
             };
         }
@@ -683,14 +705,14 @@ impl<H: Owner> Shared<H> {
             || self.fenced.load(std::sync::atomic::Ordering::SeqCst)
         {
             // Units already here finish; none starts on a replica that is going.
-            return work.map_or(Ok(()), |w| Err(Box::new(w)));
+            return work.map_or(Ok(()), |w| Err(Refused::Stopping(Box::new(w))));
         }
         // Started without work: taken over, or served again after a fence, from the stored
         // state, which the CTI may have moved past.
         let resync = work.is_none();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mailbox::mailbox();
         if let Some(work) = work {
-            tx.send(work).map_err(|e| Box::new(e.0))?;
+            tx.send(work)?;
         }
         let task = tokio::spawn(self.clone().run_actor(unit.to_owned(), rx, resync)).abort_handle();
         actors.insert(unit.to_owned(), Actor { inbox: tx, task });
@@ -733,21 +755,24 @@ impl<H: Owner> Shared<H> {
                         reply,
                         headers,
                     });
-                    if let Err(refused) = self.to_actor(&unit, Some(inbox))
-                        && let Inbox::Job(Job::Internal { reply, .. }) = *refused
-                    {
-                        self.internal_reply(
-                            reply.as_ref(),
-                            InternalReply::Error("this replica is stopping; retry".into()),
-                        )
-                        .await;
+                    if let Err(refused) = self.to_actor(&unit, Some(inbox)) {
+                        let (why, work) = match refused {
+                            Refused::Busy(work) => (format!("agent `{unit}`: {BUSY}"), work),
+                            Refused::Stopping(work) => {
+                                ("this replica is stopping".to_owned(), work)
+                            }
+                        };
+                        if let Inbox::Job(Job::Internal { reply, .. }) = *work {
+                            self.internal_reply(reply.as_ref(), InternalReply::Again(why))
+                                .await;
+                        }
                     }
                     return;
                 }
                 Ok(Route::Theirs(_)) if forwarded => {
-                    let why = "the unit is moving between replicas; retry".to_owned();
+                    let why = "the unit is moving between replicas".to_owned();
                     return self
-                        .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                        .internal_reply(reply.as_ref(), InternalReply::Again(why))
                         .await;
                 }
                 Ok(Route::Theirs(owner)) => {
@@ -770,11 +795,10 @@ impl<H: Owner> Shared<H> {
                         // One unanswered forward is no verdict: counted as a miss.
                         Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                             if self.connection_young() || !self.missed(&owner) {
-                                let why = format!(
-                                    "the replica owning agent `{unit}` is not answering; retry"
-                                );
+                                let why =
+                                    format!("the replica owning agent `{unit}` is not answering");
                                 return self
-                                    .internal_reply(reply.as_ref(), InternalReply::Error(why))
+                                    .internal_reply(reply.as_ref(), InternalReply::Again(why))
                                     .await;
                             }
                             self.adopt(&self.member_key(&owner), &owner).await;
@@ -796,8 +820,8 @@ impl<H: Owner> Shared<H> {
                 }
             }
         }
-        let why = format!("ownership of agent `{unit}` keeps moving; retry");
-        self.internal_reply(reply.as_ref(), InternalReply::Error(why))
+        let why = format!("ownership of agent `{unit}` keeps moving");
+        self.internal_reply(reply.as_ref(), InternalReply::Again(why))
             .await;
     }
 
@@ -850,13 +874,19 @@ impl<H: Owner> Shared<H> {
                 tracing::warn!(subject = %message.subject, "CTI event for no agent ignored");
                 continue;
             };
-            let actors = self.actors.lock().expect("actors lock");
-            let Some(actor) = actors.get(&unit) else {
+            let Some(inbox) = self
+                .actors
+                .lock()
+                .expect("actors lock")
+                .get(&unit)
+                .map(|actor| actor.inbox.clone())
+            else {
                 continue;
             };
             match serde_json::from_slice::<AgentEvent>(&message.payload) {
+                // Always taken: a CTI event is never dropped, nor held up by another unit.
                 Ok(event) => {
-                    let _ = actor.inbox.send(Inbox::Job(Job::CtiEvent {
+                    let _ = inbox.send(Inbox::Job(Job::CtiEvent {
                         event: Box::new(event),
                         headers: message.headers,
                     }));

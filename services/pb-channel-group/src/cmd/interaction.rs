@@ -58,7 +58,14 @@ pub async fn handle(
         InteractionCommand::Accept => Action::Accept,
         InteractionCommand::Reject => Action::Reject,
         InteractionCommand::Complete => Action::Complete,
-        InteractionCommand::SetData(data) => Action::SetData { data: data.data },
+        InteractionCommand::SetData(data) => {
+            if let Err(e) =
+                crate::state::room_for_data(&loaded.value, target, &data.data, ctx.limits())
+            {
+                return Reply::failure(format!("interaction-data not set: {e}"));
+            }
+            Action::SetData { data: data.data }
+        }
         InteractionCommand::Consult(consult) => Action::Consult {
             destination: consult.destination,
         },

@@ -58,7 +58,7 @@ async fn create(
     unknown: Option<String>,
     insert: impl FnOnce(&mut AgentTree, Target),
 ) -> Reply {
-    let target = match parent.child(id) {
+    let target = match parent.child_within(id, ctx.limits()) {
         Ok(t) => t,
         Err(e) => return Reply::failure(e.to_string()),
     };

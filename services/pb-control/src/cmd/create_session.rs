@@ -23,15 +23,25 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         }
         Err(e) => return Reply::failure(e.to_string()),
     }
-    let target = match Target::new(request.destination.clone()) {
+    let target = match Target::new(request.destination.clone()).and_then(|target| {
+        control.limits.check_target(&target)?;
+        Ok(target)
+    }) {
         Ok(target) => target,
         Err(e) => {
             return Reply::failure(format!(
                 "destination `{}` cannot be a session target: {e}",
-                request.destination
+                pb_protocol::limits::Excerpt(&request.destination)
             ));
         }
     };
+    // The agent's id names its records and subjects, as a target segment does.
+    if let Err(e) = control
+        .limits
+        .check(pb_protocol::Limit::Segment, request.agent_id.len())
+    {
+        return Reply::failure(format!("agentId refused: {e}"));
+    }
     if target == control.target {
         return Reply::failure("destination cannot be the control target itself");
     }
@@ -60,6 +70,7 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         Ok(reply) => match serde_json::from_slice::<InternalReply>(&reply.payload) {
             Ok(InternalReply::Ok) => Reply::success(),
             Ok(InternalReply::Error(why)) => Reply::failure(why),
+            Ok(InternalReply::Again(why)) => Reply::retry_same(why),
             Err(e) => Reply::failure(format!("the session service sent an unreadable reply: {e}")),
         },
         Err(e) => Reply::failure(match e.kind() {

@@ -14,7 +14,7 @@ use crate::state::AgentSessions;
 
 pub async fn handle(
     sessions: &Sessions,
-    unit: &str,
+    (unit, limits): (&str, &pb_protocol::Limits),
     target: &Target,
     loaded: &mut Loaded<AgentSessions>,
     child: CreateChild,
@@ -34,7 +34,7 @@ pub async fn handle(
             child.name, session.place
         ));
     }
-    let group = match target.child(&child.id) {
+    let group = match target.child_within(&child.id, limits) {
         Ok(group) => group,
         Err(e) => return Reply::failure(e.to_string()),
     };
@@ -70,8 +70,10 @@ pub async fn handle(
             "the channel-group service did not create the group: {e}"
         )),
     };
-    if let InternalReply::Error(why) = answer {
-        return Reply::failure(why);
+    match answer {
+        InternalReply::Ok => {}
+        InternalReply::Error(why) => return Reply::failure(why),
+        InternalReply::Again(why) => return Reply::retry_same(why),
     }
     if let Some(session) = loaded.value.sessions.get_mut(target) {
         session.group = Some(group);

@@ -36,7 +36,9 @@ pub async fn handle(sessions: &Sessions, ctx: &mut Unit, command: Command) -> Re
     match message {
         SessionCommand::Init(_) => init::handle(sessions, unit, &target, &mut loaded).await,
         SessionCommand::CreateChannelGroup(child) => {
-            create_channel_group::handle(sessions, unit, &target, &mut loaded, child).await
+            let limits = *ctx.limits();
+            create_channel_group::handle(sessions, (unit, &limits), &target, &mut loaded, child)
+                .await
         }
         SessionCommand::Logout(reason) => {
             logout::handle(sessions, unit, &target, &mut loaded, reason).await
