@@ -115,7 +115,7 @@ pub const MAX_CONTROL_LINE: usize = 4096;
 pub const MAX_SUBJECT: usize = MAX_CONTROL_LINE - 256;
 
 /// The longest subject that carries a key of `key_len` bytes in the bucket `name`.
-pub fn longest_key_subject(subjects: &Subjects, name: &str, key_len: usize) -> usize {
+fn longest_key_subject(subjects: &Subjects, name: &str, key_len: usize) -> usize {
     let bucket = bucket_name(subjects, name);
     // `$JS.API.CONSUMER.CREATE.KV_` + bucket + `.` + 22-byte consumer name + `.$KV.` +
     // bucket + `.` + key

@@ -137,13 +137,9 @@ impl Context {
     }
 
     /// A permit for one more piece of work, or `None` when the process is at its bound
-    /// (counted: the caller answers [`BUSY`]).
+    /// (the caller answers [`BUSY`]).
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.in_flight.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            crate::metrics::metrics().refused("busy");
-        }
-        permit
+        self.in_flight.clone().try_acquire_owned().ok()
     }
 }
 
@@ -235,8 +231,14 @@ pub async fn busy(context: &Context, message: async_nats::Message) {
     )
     .await
     {
-        refuse(context, &command, reply_to, format!("{BUSY}; {RETRY_SAME}")).await;
+        refuse_busy(context, &command, reply_to).await;
     }
+}
+
+/// Answer a command [`BUSY`] (counted) without acting on it.
+pub async fn refuse_busy(context: &Context, command: &Command, reply_to: Subject) {
+    crate::metrics::metrics().refused("busy");
+    refuse(context, command, reply_to, format!("{BUSY}; {RETRY_SAME}")).await;
 }
 
 async fn answer<H: Handler>(context: Arc<Context>, handler: Arc<H>, message: async_nats::Message) {

@@ -17,7 +17,7 @@ use super::{
     mailbox,
 };
 use crate::reply_cache::RETENTION;
-use crate::serve::{BUSY, RETRY_SAME, publish, publish_event, read, refuse, reject, respond};
+use crate::serve::{publish, publish_event, read, refuse, refuse_busy, reject, respond};
 use crate::state::StateError;
 
 impl<H: Owner> Shared<H> {
@@ -53,7 +53,7 @@ impl<H: Owner> Shared<H> {
         while ctx.destinations() > 0 || !inbox.is_empty() || !ctx.backlog.is_empty() {
             Box::pin(self.take_ready(&mut ctx)).await;
             if let Some((subscription, message)) = ctx.backlog.pop_front() {
-                Box::pin(self.command(&mut ctx, &subscription, message, false)).await;
+                Box::pin(self.work(&mut ctx, Work::Command(subscription, message))).await;
                 continue;
             }
             let work = tokio::select! {
@@ -305,7 +305,7 @@ impl<H: Owner> Shared<H> {
     }
 
     /// A command that `subscription` brought: answered if it is for one of the unit's
-    /// destinations (with `busy`, answered [`BUSY`] without being acted on), FAILURE if
+    /// destinations (with `busy`, answered [`crate::serve::BUSY`] without being acted on), FAILURE if
     /// for a destination nobody has, left alone if another unit's.
     pub(super) async fn command(
         &self,
@@ -360,9 +360,7 @@ impl<H: Owner> Shared<H> {
             return refuse(&self.context, &command, reply_to, why).await;
         }
         if busy {
-            crate::metrics::metrics().refused("busy");
-            let why = format!("{BUSY}; {RETRY_SAME}");
-            return refuse(&self.context, &command, reply_to, why).await;
+            return refuse_busy(&self.context, &command, reply_to).await;
         }
         let new = ctx.first_sight(&command);
         respond(

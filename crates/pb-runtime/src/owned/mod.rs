@@ -447,7 +447,10 @@ pub async fn run<H: Owner>(
                             drop(permit);
                         });
                     }
-                    None => shared.internal_reply(message.reply.as_ref(), InternalReply::Again(BUSY.to_owned())).await,
+                    None => {
+                        crate::metrics::metrics().refused("busy");
+                        shared.internal_reply(message.reply.as_ref(), InternalReply::Again(BUSY.to_owned())).await;
+                    }
                 },
                 // Drained (stopping): every internal request it had is being handled.
                 None => break,
