@@ -263,8 +263,10 @@ async fn setdata_past_the_data_limit_is_refused_and_the_agent_still_serves() {
 }
 
 /// The bound on each process's resident memory under a flood at the default limits (stated
-/// in the README); measured about 45 MiB.
-const FLOOD_RSS_KIB: u64 = 96 * 1024;
+/// in the README): what the NATS client reads faster than it is answered waits in its
+/// buffer, up to the flood's own size (100 of 900 KB here); measured 30-98 MiB, the high
+/// end with the other tests of this file running beside it.
+const FLOOD_RSS_KIB: u64 = 160 * 1024;
 
 /// The bound with the payload limit raised to 1 MB: what the NATS client buffers of a
 /// flood it reads faster than it is answered grows with the payload limit (measured about
