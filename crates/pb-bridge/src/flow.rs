@@ -318,6 +318,27 @@ impl Driver {
         }
     }
 
+    /// An agent logged in earlier, checked after a fault: its phone answers its init from
+    /// the stored state (ACTIVE) and takes a change (not ready, with `reason`).
+    pub async fn still_served(&self, agent: &LoggedIn, reason: &str) -> Result<(), FlowError> {
+        let phone = &agent.channels[0].target;
+        let init = self.ok("channel.query.init", phone, json!({})).await?;
+        if init.get("state") != Some(&json!("ACTIVE")) {
+            return Err(FlowError::Invalid {
+                name: "channel.query.init".to_owned(),
+                target: phone.clone(),
+                message: format!("state {:?} after the fault, not ACTIVE", init.get("state")),
+            });
+        }
+        self.ok(
+            "channel.request.notready",
+            phone,
+            json!({"reasonCode": reason}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Log `agent_id` in through the whole chain at session target `session`: session,
     /// its channel group, and every channel created, initialised, activated and made ready.
     pub async fn login(

@@ -67,6 +67,16 @@ pub fn init(service: &str, default_level: &str) -> Telemetry {
 }
 
 /// The OTLP exporter, if `OTEL_EXPORTER_OTLP_ENDPOINT` asks for one.
+/// The machine's name (in a container, the container's own), for the spans' `host.name`:
+/// which replica ran a span.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}
+
 fn exporter(service: &str) -> Result<Option<SdkTracerProvider>, String> {
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
         return Ok(None);
@@ -76,9 +86,11 @@ fn exporter(service: &str) -> Result<Option<SdkTracerProvider>, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(name)
-        .build();
+    let mut resource = opentelemetry_sdk::Resource::builder().with_service_name(name);
+    if let Some(host) = host_name() {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new("host.name", host));
+    }
+    let resource = resource.build();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{NatsServer, http_get};
+use crate::NatsServer;
 
 /// A free loopback port (bound, then released for the server to take).
 fn free_port() -> u16 {
@@ -55,19 +55,8 @@ pub async fn meta_leader(nodes: &[&NatsServer]) -> String {
             let Some(monitor) = node.monitor() else {
                 continue;
             };
-            let Ok((200, body)) = tokio::time::timeout(
-                Duration::from_secs(2),
-                http_get(&format!("127.0.0.1:{monitor}"), "/jsz"),
-            )
-            .await
-            else {
-                continue;
-            };
-            if let Ok(jsz) = serde_json::from_str::<serde_json::Value>(&body)
-                && let Some(leader) = jsz["meta_cluster"]["leader"].as_str()
-                && !leader.is_empty()
-            {
-                return leader.to_owned();
+            if let Some(leader) = leader_named_by(&format!("127.0.0.1:{monitor}")).await {
+                return leader;
             }
         }
         assert!(
@@ -76,4 +65,19 @@ pub async fn meta_leader(nodes: &[&NatsServer]) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The JetStream meta leader the node monitored at `monitor` names (`/jsz`), if it
+/// answers within 2 s and names one.
+pub async fn leader_named_by(monitor: &str) -> Option<String> {
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(2), crate::try_http_get(monitor, "/jsz"))
+            .await
+            .ok()?
+            .ok()?;
+    let jsz: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+    jsz["meta_cluster"]["leader"]
+        .as_str()
+        .filter(|leader| !leader.is_empty())
+        .map(str::to_owned)
 }
