@@ -40,24 +40,26 @@ pub enum Nats {
 }
 
 impl Nats {
-    /// The client URLs published on the host.
-    fn urls(self) -> &'static [&'static str] {
+    /// Node `i` (from 0) publishes clients on 127.0.0.1:4222+i, monitoring on 8222+i.
+    fn nodes(self) -> u16 {
         match self {
-            Nats::Single => &["nats://127.0.0.1:4222"],
-            Nats::Cluster => &[
-                "nats://127.0.0.1:4222",
-                "nats://127.0.0.1:4223",
-                "nats://127.0.0.1:4224",
-            ],
+            Nats::Single => 1,
+            Nats::Cluster => 3,
         }
     }
 
+    /// The client URLs published on the host.
+    fn urls(self) -> Vec<String> {
+        (0..self.nodes())
+            .map(|i| format!("nats://127.0.0.1:{}", 4222 + i))
+            .collect()
+    }
+
     /// Each node's monitoring address on the host.
-    fn monitors(self) -> &'static [&'static str] {
-        match self {
-            Nats::Single => &["127.0.0.1:8222"],
-            Nats::Cluster => &["127.0.0.1:8222", "127.0.0.1:8223", "127.0.0.1:8224"],
-        }
+    fn monitors(self) -> Vec<String> {
+        (0..self.nodes())
+            .map(|i| format!("127.0.0.1:{}", 8222 + i))
+            .collect()
     }
 }
 
@@ -110,6 +112,19 @@ fn must(program: &str, args: &[&str]) -> String {
     text(&output.stdout)
 }
 
+/// The password of NATS user `user` (`pb-gateway`: `PB_GATEWAY_PASSWORD`) as
+/// deploy/compose/nats.env gives it to the stack's NATS.
+fn password_of(user: &str) -> String {
+    let key = format!("{}_PASSWORD=", user.to_uppercase().replace('-', "_"));
+    let env = std::fs::read_to_string(root().join("deploy/compose/nats.env"))
+        .expect("read deploy/compose/nats.env");
+    env.lines()
+        .find_map(|line| line.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in deploy/compose/nats.env"))
+        .trim()
+        .to_owned()
+}
+
 impl Containers {
     /// Build what is missing and start a fresh stack (`scripts/containers down`, then
     /// `up`), waiting until it is healthy.
@@ -146,7 +161,7 @@ impl Containers {
     }
 
     /// docker-compose on the stack's files (`scripts/containers compose ARGS`).
-    pub fn compose(&self, args: &[&str]) -> Output {
+    fn compose(&self, args: &[&str]) -> Output {
         let mut all = vec!["compose"];
         all.extend_from_slice(args);
         run("scripts/containers", &all)
@@ -255,9 +270,9 @@ impl Containers {
     }
 
     /// A client of the stack's NATS from the host, as `user` (a user of the lab's
-    /// `auth.conf`, password from deploy/compose/nats.env), reading replies on `inbox`.
-    pub async fn client(&self, user: &str, inbox: String) -> async_nats::Client {
-        let password = format!("dev-only-{user}");
+    /// `auth.conf`, its password from deploy/compose/nats.env), reading replies on `inbox`.
+    async fn client(&self, user: &str, inbox: String) -> async_nats::Client {
+        let password = password_of(user);
         let servers: Vec<async_nats::ServerAddr> = self
             .nats
             .urls()
@@ -270,13 +285,6 @@ impl Containers {
             .connect(servers)
             .await
             .unwrap_or_else(|e| panic!("connect to the stack's NATS as {user}: {e}"))
-    }
-
-    /// The simulator's handle ([`pb_testkit::Bridge::sim`]), as the user `pb-bridge`.
-    pub async fn sim(&self) -> pb_testkit::Bridge {
-        let user = "pb-bridge";
-        let inbox = pb_runtime::permissions::inbox_prefix(user);
-        pb_testkit::Bridge::new(self.client(user, inbox).await)
     }
 
     /// A bridge-side client on the host, retrying for `budget` what goes unanswered (with
@@ -306,7 +314,7 @@ impl Containers {
     pub async fn meta_leader(&self) -> String {
         for _ in 0..300 {
             for monitor in self.nats.monitors() {
-                if let Some(leader) = pb_testkit::leader_named_by(monitor).await {
+                if let Some(leader) = pb_testkit::leader_named_by(&monitor).await {
                     return leader;
                 }
             }

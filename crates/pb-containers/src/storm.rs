@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pb_bridge::flow::{Driver, LoggedIn};
+use pb_bridge::flow::LoggedIn;
 use pb_protocol::Subjects;
 use pb_testkit::ledger::{Ledger, violations};
 use serde_json::json;
@@ -26,13 +26,13 @@ pub async fn after(done: &AtomicUsize, logins: usize) {
 /// (it watches `done`, the logins answered so far), then check that every login succeeded
 /// (retried where unanswered), every acknowledged one is still served with its state and
 /// takes a change, and the ledger saw each command answered once, no event repeated, none
-/// before its destination's first response. Returns the logins and the driver.
+/// before its destination's first response. Returns the logins.
 pub async fn storm_under(
     stack: &Containers,
     agents: usize,
     done: &AtomicUsize,
     fault: impl Future<Output = ()>,
-) -> (Driver, Vec<LoggedIn>) {
+) -> Vec<LoggedIn> {
     let subjects = Subjects::default();
     let observer = stack.observer().await;
     let ledger = Ledger::start(&observer, &subjects).await;
@@ -65,5 +65,5 @@ pub async fn storm_under(
         broken.len(),
         seen.len()
     );
-    (d, logged)
+    logged
 }

@@ -212,7 +212,7 @@ async fn a_replica_killed_and_one_cut_off_its_network_during_a_storm_lose_nothin
             AGENTS / 4
         );
     };
-    let (_, logged) = storm_under(&stack, AGENTS, &done, faults).await;
+    let logged = storm_under(&stack, AGENTS, &done, faults).await;
     assert_eq!(logged.len(), AGENTS);
     assert!(done.load(Ordering::Relaxed) >= AGENTS);
     stack.down();
@@ -262,7 +262,7 @@ async fn on_a_cluster_of_containers_losing_the_meta_leader_during_a_storm_loses_
         stack.kill(&node);
         eprintln!("killed the meta leader {leader} ({node}) at {}", AGENTS / 3);
     };
-    let (_, logged) = storm_under(&stack, AGENTS, &done, fault).await;
+    let logged = storm_under(&stack, AGENTS, &done, fault).await;
     assert_eq!(logged.len(), AGENTS);
 
     // The survivors have elected a leader among themselves.
