@@ -23,9 +23,11 @@
 //! file that `pb-bench compare` sets beside another.
 //!
 //! * [`measure`]: sequential latency and in-flight throughput, for the floor and commands;
+//! * [`profile`]: what a login costs in messages, JetStream writes and CPU time per process;
 //! * [`report`]: figures, the table with ratios and targets, medians, comparison.
 
 pub mod measure;
+pub mod profile;
 pub mod report;
 
 use std::path::PathBuf;
@@ -45,6 +47,7 @@ use pb_testkit::{Process, Stack};
 use serde_json::json;
 
 use crate::measure::{Latency, sequential, throughput};
+use crate::profile::Counters;
 use crate::report::{Figures, Report, put_latency};
 
 /// The subject the floor's echo process answers on.
@@ -122,7 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let report = Report::new(command, runs);
-    let (table, met, missed) = report::table(&report.median);
+    let (table, met, missed) = report::table(&report.runs);
     println!(
         "\nmedian of {} run(s), {} CPUs; ratios against the echo floor measured in the same run\n",
         cli.runs, report.cpus
@@ -199,7 +202,10 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         "floor.seq",
         sequential(cli.samples, echo_once).await?,
     );
+    let before = Counters::read(&stack, &[("pb-bench-echo", &echo)]).await?;
     let per_s = throughput(cli.samples * 10, cli.in_flight, echo_once).await?;
+    let after = Counters::read(&stack, &[("pb-bench-echo", &echo)]).await?;
+    after.put_per(&before, cli.samples * 10, &mut figures, "floor.per_request");
     figures.insert("floor.per_s".into(), per_s);
     drop(echo);
 
@@ -222,7 +228,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         bail!("the agents to work on did not log in: {e}");
     }
     let probe = Probe::new(client.clone(), agents.clone())?;
-    measure_commands(cli, label, &probe, "cmd", "", &mut figures).await?;
+    measure_commands(cli, &stack, label, &probe, "cmd", "", &mut figures).await?;
 
     // The same commands through the gateway's socket, on the system in the same state. The
     // gateway stops before the events and the storms: it would carry their events too.
@@ -234,6 +240,7 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         let through = probe.via(start_gateway(&mut stack, GATEWAY_COMMANDS).await?);
         measure_commands(
             cli,
+            &stack,
             label,
             &through,
             "gw.cmd",
@@ -273,7 +280,19 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         next: 1001 + bench_agents as u64,
     };
     for &n in &cli.agents {
+        let before = Counters::read(&stack, &[]).await?;
         let storm = storms.run("login storm", &driver, n, resident, "").await?;
+        let after = Counters::read(&stack, &[]).await?;
+        after.put_per(&before, n, &mut figures, &format!("storm.{n}.per_login"));
+        figures.insert(
+            format!("storm.{n}.floor_requests_per_login"),
+            figures["floor.per_s"] / storm.report.logins_per_second(),
+        );
+        figures.insert(
+            format!("storm.{n}.cpu_floors"),
+            figures[&format!("storm.{n}.per_login.cpu_us.total")]
+                / figures["floor.per_request.cpu_us.total"],
+        );
         storm.put(&mut figures, &format!("storm.{n}"));
         figures.insert(
             format!("storm.{n}.seconds"),
@@ -364,6 +383,7 @@ async fn resync_after_outage(client: &async_nats::Client) -> anyhow::Result<Dura
 /// `--in-flight` outstanding; recorded as `<prefix>.<name>.seq.*` and `<prefix>.<name>.per_s`.
 async fn measure_commands(
     cli: &Cli,
+    stack: &Stack,
     label: &str,
     probe: &Probe,
     prefix: &str,
@@ -382,7 +402,15 @@ async fn measure_commands(
             &format!("{prefix}.{name}.seq"),
             sequential(cli.samples, once).await?,
         );
+        let before = Counters::read(stack, &[]).await?;
         let per_s = throughput(cli.samples * 10, cli.in_flight, once).await?;
+        let after = Counters::read(stack, &[]).await?;
+        let costs = format!("{prefix}.{name}.per_request");
+        after.put_per(&before, cli.samples * 10, figures, &costs);
+        figures.insert(
+            format!("{prefix}.{name}.cpu_floors"),
+            figures[&format!("{costs}.cpu_us.total")] / figures["floor.per_request.cpu_us.total"],
+        );
         figures.insert(format!("{prefix}.{name}.per_s"), per_s);
     }
     Ok(())

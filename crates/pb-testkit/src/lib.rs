@@ -32,7 +32,7 @@ pub use cluster::{leader_named_by, meta_leader, start_cluster};
 pub use nats::{NatsServer, Passwords};
 pub use ops::{http_get, sample, try_http_get};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
-pub use process::{Process, bin_path};
+pub use process::{Process, bin_path, cpu_seconds};
 pub use proxy::Proxy;
 pub use stack::{SERVICES, Stack};
 

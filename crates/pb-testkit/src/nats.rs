@@ -44,6 +44,8 @@ pub struct NatsServer {
     tls_ca: Option<PathBuf>,
     /// A cluster node's monitoring port and server name.
     monitor: Option<(u16, String)>,
+    /// The monitoring port (`/varz`, `/jsz`), a free one unless the arguments name one.
+    http: u16,
 }
 
 /// The passwords of the project's NATS users (see `deploy/*/nats/auth.conf`), fresh per
@@ -79,6 +81,7 @@ impl NatsServer {
             env: Vec::new(),
             tls_ca: None,
             monitor: None,
+            http: 0,
         };
         server.launch(None);
         server
@@ -137,6 +140,7 @@ impl NatsServer {
             env,
             tls_ca,
             monitor: None,
+            http: 0,
         };
         server.launch(None);
         (server, passwords)
@@ -156,6 +160,16 @@ impl NatsServer {
     /// A cluster node's server name.
     pub fn name(&self) -> Option<&str> {
         self.monitor.as_ref().map(|(_, name)| name.as_str())
+    }
+
+    /// The monitoring endpoint's address (`127.0.0.1:<port>`: `/varz`, `/jsz`, ...).
+    pub fn monitoring(&self) -> String {
+        format!("127.0.0.1:{}", self.http)
+    }
+
+    /// The server's CPU time so far (user and system), while it runs.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        crate::process::cpu_seconds(self.child.as_ref()?.id())
     }
 
     /// Whether the server runs (not [`NatsServer::kill`]ed).
@@ -178,12 +192,17 @@ impl NatsServer {
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir).expect("create ports folder");
         let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
-        let child = Command::new(nats_server_bin())
+        let mut command = Command::new(nats_server_bin());
+        command
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(self.dir.path().join("js"))
             .arg("--ports_file_dir")
             .arg(&ports_dir)
-            .args(&self.extra_args)
+            .args(&self.extra_args);
+        if !self.extra_args.iter().any(|a| a == "-m") {
+            command.args(["-m", "-1"]);
+        }
+        let child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -196,12 +215,16 @@ impl NatsServer {
             if let Ok(text) = std::fs::read_to_string(&ports_file)
                 && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(url) = json["nats"][0].as_str()
+                && let Some(http) = json["monitoring"][0].as_str()
             {
-                self.port = url
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port in the ports file");
+                let port_of = |url: &str| -> u16 {
+                    url.rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .expect("port in the ports file")
+                };
+                self.port = port_of(url);
+                self.http = port_of(http);
                 return;
             }
             assert!(
