@@ -40,9 +40,9 @@ use futures::StreamExt;
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_bridge::link::{Link, TcpLink, TcpOptions};
 use pb_bridge::storm::{StormReport, storm};
-use pb_cti_sim::admin::{self, AdminOp};
 use pb_protocol::channel::AgentState;
 use pb_protocol::{Kind, Subjects, Target};
+use pb_sim_admin::{self as admin, AdminOp};
 use pb_testkit::{Process, Stack};
 use serde_json::json;
 
@@ -356,7 +356,7 @@ async fn resync_after_outage(client: &async_nats::Client) -> anyhow::Result<Dura
     client.flush().await?;
     let link = |up: bool| {
         let body = json!({"up": up, "reason": "benchmark", "switch_runs": true});
-        client.request(subjects.internal("sim.link"), body.to_string().into())
+        client.request(subjects.sim("link"), body.to_string().into())
     };
     let wait_for = async |events: &mut async_nats::Subscriber, name: &str| {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

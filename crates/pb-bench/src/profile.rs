@@ -31,9 +31,9 @@ pub struct Counters {
     in_msgs: f64,
     /// Messages the server delivered (`/varz` `out_msgs`).
     out_msgs: f64,
-    /// Messages ever stored in JetStream streams (the sum of each stream's last sequence:
-    /// every key-value write, not lowered by expiry).
-    js_writes: f64,
+    /// Messages ever stored in each JetStream stream (its last sequence: every key-value
+    /// write, not lowered by expiry), by stream.
+    js_writes: BTreeMap<String, f64>,
     /// CPU seconds so far, by [`WHO`].
     cpu: BTreeMap<&'static str, f64>,
     /// Resident memory now, KiB, by [`WHO`] (the harness's not counted).
@@ -52,8 +52,11 @@ impl Counters {
             .into_iter()
             .flatten()
             .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
-            .filter_map(|stream| stream["state"]["last_seq"].as_f64())
-            .sum();
+            .filter_map(|stream| {
+                let name = stream["name"].as_str()?;
+                Some((name.to_owned(), stream["state"]["last_seq"].as_f64()?))
+            })
+            .collect();
         let mut cpu = BTreeMap::new();
         let mut kib = BTreeMap::new();
         cpu.insert("nats-server", stack.nats.cpu_seconds().unwrap_or_default());
@@ -82,8 +85,8 @@ impl Counters {
     }
 
     /// What happened from `before` to `self`, per one of `n` logins (or requests), under
-    /// `prefix`: `.in_msgs`, `.out_msgs`, `.js_writes`, `.cpu_us.<who>`, `.cpu_us.total` and
-    /// `.kib.<who>` (resident memory growth, KiB).
+    /// `prefix`: `.in_msgs`, `.out_msgs`, `.js_writes` (and `.js_writes.<stream>`),
+    /// `.cpu_us.<who>`, `.cpu_us.total` and `.kib.<who>` (resident memory growth, KiB).
     pub fn put_per(&self, before: &Self, n: usize, figures: &mut Figures, prefix: &str) {
         let per = |after: f64, before: f64| (after - before) / n as f64;
         figures.insert(
@@ -94,10 +97,15 @@ impl Counters {
             format!("{prefix}.out_msgs"),
             per(self.out_msgs, before.out_msgs),
         );
-        figures.insert(
-            format!("{prefix}.js_writes"),
-            per(self.js_writes, before.js_writes),
-        );
+        let mut writes = 0.0;
+        for (stream, &after) in &self.js_writes {
+            let earlier = before.js_writes.get(stream).copied().unwrap_or_default();
+            if after > earlier {
+                writes += per(after, earlier);
+                figures.insert(format!("{prefix}.js_writes.{stream}"), per(after, earlier));
+            }
+        }
+        figures.insert(format!("{prefix}.js_writes"), writes);
         let mut total = 0.0;
         for who in WHO {
             let of = |map: &BTreeMap<&str, f64>| map.get(who).copied();

@@ -253,6 +253,14 @@ fn rows(figures: &Figures) -> Vec<Row> {
             "",
         ));
         if Some(n) == sizes.last().copied() {
+            let writes = format!("storm.{n}.per_login.js_writes.");
+            for key in figures.keys().filter(|k| k.starts_with(&writes)) {
+                rows.push(row(
+                    format!("storm {n}: per login, writes to {}", &key[writes.len()..]),
+                    key.clone(),
+                    "",
+                ));
+            }
             for who in crate::profile::WHO {
                 rows.push(row(
                     format!("storm {n}: per login, CPU of {who}"),

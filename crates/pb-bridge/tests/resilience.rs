@@ -359,10 +359,7 @@ async fn kill_channel_group_owner(stack: &mut Stack, client: &async_nats::Client
         .process(victim)
         .wait_exit(Duration::from_secs(5))
         .await;
-    let node = Subjects::default().internal(&format!(
-        "node.channelgroup.{}",
-        pb_protocol::target::encode_token(&owner)
-    ));
+    let node = Subjects::default().node(pb_protocol::internal::CHANNEL_GROUP_SERVICE, &owner);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let ping = client

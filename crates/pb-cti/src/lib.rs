@@ -47,6 +47,16 @@ pub fn all_calls(subjects: &Subjects) -> String {
     subjects.internal("cti.req.>")
 }
 
+/// `P.cti.evt.>`: every event, what an adapter publishes.
+pub fn all_events(subjects: &Subjects) -> String {
+    subjects.internal("cti.evt.>")
+}
+
+/// `P.cti.evt.agent.>`: every agent's every change.
+pub fn all_agent_events(subjects: &Subjects) -> String {
+    subjects.internal("cti.evt.agent.>")
+}
+
 /// `P.cti.evt.link`: link state changes.
 pub fn link_events(subjects: &Subjects) -> String {
     subjects.internal("cti.evt.link")

@@ -9,15 +9,8 @@ use crate::{Secret, Target};
 /// records carry (`P.int.<service>.*`, `P.node.<service>.*`).
 pub const SESSION_SERVICE: &str = "session";
 pub const CHANNEL_GROUP_SERVICE: &str = "channelgroup";
-
-/// `P.int.session.create` (request-reply, queue group of the session service): control
-/// hands a validated `cti.request.createsession` to the session service, which answers once
-/// the session destination answers on its subject (contract §5.5).
-pub const SESSION_CREATE: &str = "int.session.create";
-
-/// `P.int.channelgroup.create` (request-reply, queue group of the channel-group service):
-/// the session service creates a channel group destination ([`GroupCreate`]).
-pub const CHANNEL_GROUP_CREATE: &str = "int.channelgroup.create";
+/// The control service's name in its internal subjects (`P.int.control.*`).
+pub const CONTROL_SERVICE: &str = "control";
 
 /// The internal operation every owning service has: release every destination of one
 /// agent ([`UnitRef`]), sent by a replica fanning out a control dispose.
@@ -45,14 +38,21 @@ pub struct Resume {
     pub cti_events: Vec<serde_json::Value>,
 }
 
-/// The internal operation that creates a destination.
+/// The internal operation that creates a destination: `P.int.session.create`
+/// (request-reply, queue group of the session service: control hands a validated
+/// `cti.request.createsession` to the session service, which answers once the session
+/// destination answers on its subject, contract §5.5), and `P.int.channelgroup.create`
+/// (the session service creates a channel group destination, [`GroupCreate`]).
 pub const CREATE: &str = "create";
 
 /// `P.int.control.disposed` (publish): the bridge disposed the control destination; every
 /// session of the processor is to be released.
-pub const CONTROL_DISPOSED: &str = "int.control.disposed";
+pub const DISPOSED: &str = "disposed";
 
-/// Body of [`SESSION_CREATE`].
+/// `P.int.control.peers.<processor>`: every live control replica answers there.
+pub const PEERS: &str = "peers";
+
+/// Body of `P.int.session.create`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCreate {
     /// The session destination's target (`destination` of the bridge's request).

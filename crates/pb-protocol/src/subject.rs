@@ -220,9 +220,46 @@ impl Subjects {
         }
     }
 
-    /// A project-internal subject `P.<rest>` (CTI adapter calls, service hand-offs).
+    /// A project-internal subject `P.<rest>` (the CTI adapter's subjects, `pb_cti`).
     pub fn internal(&self, rest: &str) -> String {
         format!("{}.{rest}", self.prefix)
+    }
+
+    /// `P.evt.<kind>.>`: every event of destinations of one kind.
+    pub fn events_of(&self, kind: Kind) -> String {
+        format!("{}.evt.{}.>", self.prefix, kind.token())
+    }
+
+    /// `P.int.<service>.<op>`: a hand-off to `service`'s queue group (the services'
+    /// names and operations are in [`crate::internal`]); with `op` empty, the prefix they
+    /// share.
+    pub fn internal_request(&self, service: &str, op: &str) -> String {
+        format!("{}.int.{service}.{op}", self.prefix)
+    }
+
+    /// `P.int.<service>.>`: every hand-off to `service`.
+    pub fn internal_requests(&self, service: &str) -> String {
+        self.internal_request(service, ">")
+    }
+
+    /// `P.node.<service>.<replica>`: one replica of an owning service, for its peers
+    /// (forwards, pings, re-syncs).
+    pub fn node(&self, service: &str, replica: &str) -> String {
+        format!(
+            "{}.node.{service}.{}",
+            self.prefix,
+            crate::target::encode_token(replica)
+        )
+    }
+
+    /// `P.node.<service>.>`: every replica of `service`.
+    pub fn nodes(&self, service: &str) -> String {
+        format!("{}.node.{service}.>", self.prefix)
+    }
+
+    /// `P.sim.<op>`: an operation of the simulated CTI's admin interface (`>`: all).
+    pub fn sim(&self, op: &str) -> String {
+        format!("{}.sim.{op}", self.prefix)
     }
 
     /// Split a command subject into its kind and target.

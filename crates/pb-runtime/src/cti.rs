@@ -20,9 +20,11 @@ pub enum CtiCallError {
     #[error("{0}")]
     Refused(#[from] CtiError),
     #[error("the CTI call failed: {0}")]
-    Transport(String),
+    Transport(#[source] async_nats::RequestError),
+    #[error("the CTI call could not be encoded: {0}")]
+    Encode(#[source] serde_json::Error),
     #[error("the CTI adapter sent an unreadable reply: {0}")]
-    BadReply(String),
+    BadReply(#[source] serde_json::Error),
 }
 
 /// A cheap, cloneable handle for calling the CTI adapter.
@@ -44,8 +46,7 @@ impl CtiClient {
         timeout: Duration,
     ) -> Result<C::Reply, CtiCallError> {
         let subject = call_subject(&self.subjects, C::OP);
-        let payload =
-            serde_json::to_vec(call).map_err(|e| CtiCallError::Transport(e.to_string()))?;
+        let payload = serde_json::to_vec(call).map_err(CtiCallError::Encode)?;
         let span = tracing::info_span!("cti.call", op = C::OP);
         let mut headers = async_nats::HeaderMap::new();
         if let Some(key) = crate::request_key::next().filter(|_| C::CHANGES) {
@@ -60,12 +61,12 @@ impl CtiClient {
             .await;
         let result = match sent {
             Ok(message) => serde_json::from_slice::<CtiReply<C::Reply>>(&message.payload)
-                .map_err(|e| CtiCallError::BadReply(e.to_string()))
+                .map_err(CtiCallError::BadReply)
                 .and_then(|reply| Result::from(reply).map_err(CtiCallError::Refused)),
             Err(e) => Err(match e.kind() {
                 RequestErrorKind::TimedOut => CtiCallError::Timeout(timeout),
                 RequestErrorKind::NoResponders => CtiCallError::NoAdapter(subject),
-                _ => CtiCallError::Transport(e.to_string()),
+                _ => CtiCallError::Transport(e),
             }),
         };
         let outcome = match &result {

@@ -6,7 +6,8 @@
 //!   handler, response, then events), and drains on shutdown;
 //! * [`reply_cache`]: the JetStream key-value record of answers by `requestId`, so a retried
 //!   request is answered again and not acted on twice, whichever replica gets it;
-//! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]);
+//! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]); [`handoff`]: the
+//!   requests one service makes of another;
 //! * [`owned`]: one owner replica per unit (agent), forwarding and take-over, for the
 //!   session and channel-group services;
 //! * [`permissions`]: each process's NATS user and subjects (renders the deployment's
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod connect;
 pub mod cti;
+pub mod handoff;
 pub mod kv;
 pub mod logging;
 pub mod metrics;

@@ -106,35 +106,33 @@ pub struct User {
 
 /// Every user of `deployment`, for the subjects `subjects`.
 pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
-    let p = |rest: &str| subjects.internal(rest);
+    use pb_protocol::internal::{
+        CHANNEL_GROUP_SERVICE, CONTROL_SERVICE, CREATE, DISPOSED, PAUSE, RESUME, SESSION_SERVICE,
+        SYNC,
+    };
     let discovery = || "$SRV.>".to_owned();
     let commands = |kind: Kind| subjects.commands_of(kind);
-    let events = |kind: Kind| p(&format!("evt.{}.>", kind.token()));
+    let events = |kind: Kind| subjects.events_of(kind);
+    let cti_calls = || pb_cti::all_calls(subjects);
     let bucket = |name: &str| bucket_name(subjects, name);
     // A bucket read, written (its stream created too), or written below one service's name.
     let read = |name: &str| read_bucket(&bucket(name));
     let write = |name: &str| write_bucket(&bucket(name), "");
     let write_own =
         |name: &str, service: &str| write_bucket(&bucket(name), &format!("{}.", key(&[service])));
-    let disposed = p(pb_protocol::internal::CONTROL_DISPOSED);
+    let disposed = subjects.internal_request(CONTROL_SERVICE, DISPOSED);
     let control = User {
         name: CONTROL,
         password_var: "PB_CONTROL_PASSWORD",
         publish: [
             vec![
                 events(Kind::Control),
-                p(pb_protocol::internal::SESSION_CREATE),
-                p("int.control.>"),
-                p("cti.req.>"),
+                subjects.internal_request(SESSION_SERVICE, CREATE),
+                subjects.internal_requests(CONTROL_SERVICE),
+                cti_calls(),
                 // Re-sync requests to the owning replicas when the link is back.
-                p(&format!(
-                    "node.{}.>",
-                    pb_protocol::internal::SESSION_SERVICE
-                )),
-                p(&format!(
-                    "node.{}.>",
-                    pb_protocol::internal::CHANNEL_GROUP_SERVICE
-                )),
+                subjects.nodes(SESSION_SERVICE),
+                subjects.nodes(CHANNEL_GROUP_SERVICE),
             ],
             write(buckets::REPLIES),
             write(buckets::CONTROL),
@@ -144,8 +142,8 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
         .concat(),
         subscribe: vec![
             commands(Kind::Control),
-            p("cti.evt.link"),
-            p("int.control.>"),
+            pb_cti::link_events(subjects),
+            subjects.internal_requests(CONTROL_SERVICE),
             discovery(),
             inbox(CONTROL),
         ],
@@ -166,9 +164,9 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
             kinds.iter().map(|k| events(*k)).collect(),
             calls,
             vec![
-                p(&format!("int.{service}.>")),
-                p(&format!("node.{service}.>")),
-                p("cti.req.>"),
+                subjects.internal_requests(service),
+                subjects.nodes(service),
+                cti_calls(),
                 inbox(requester),
             ],
             write(buckets::REPLIES),
@@ -180,10 +178,10 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
         subscribe: [
             kinds.iter().map(|k| commands(*k)).collect(),
             vec![
-                p(&format!("int.{service}.>")),
-                p(&format!("node.{service}.>")),
-                p("cti.evt.agent.>"),
-                p("cti.evt.link"),
+                subjects.internal_requests(service),
+                subjects.nodes(service),
+                pb_cti::all_agent_events(subjects),
+                pb_cti::link_events(subjects),
                 disposed.clone(),
                 discovery(),
                 inbox(name),
@@ -195,29 +193,19 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
     let session = owned(
         SESSION,
         "PB_SESSION_PASSWORD",
-        pb_protocol::internal::SESSION_SERVICE,
+        SESSION_SERVICE,
         &[Kind::Session],
-        [
-            pb_protocol::internal::CREATE,
-            pb_protocol::internal::PAUSE,
-            pb_protocol::internal::RESUME,
-            pb_protocol::internal::SYNC,
-        ]
-        .iter()
-        .map(|op| {
-            p(&format!(
-                "int.{}.{op}",
-                pb_protocol::internal::CHANNEL_GROUP_SERVICE
-            ))
-        })
-        .collect(),
+        [CREATE, PAUSE, RESUME, SYNC]
+            .iter()
+            .map(|op| subjects.internal_request(CHANNEL_GROUP_SERVICE, op))
+            .collect(),
         CONTROL,
         [write(buckets::SESSIONS), write(buckets::TARGETS)].concat(),
     );
     let channel_group = owned(
         CHANNEL_GROUP,
         "PB_CHANNEL_GROUP_PASSWORD",
-        pb_protocol::internal::CHANNEL_GROUP_SERVICE,
+        CHANNEL_GROUP_SERVICE,
         &[
             Kind::ChannelGroup,
             Kind::Channel,
@@ -232,11 +220,11 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
     let adapter = |name: &'static str, password_var: &'static str| User {
         name,
         password_var,
-        publish: vec![p("cti.evt.>"), JS_INFO.to_owned()],
-        subscribe: vec![p("cti.req.>"), discovery(), inbox(name)],
+        publish: vec![pb_cti::all_events(subjects), JS_INFO.to_owned()],
+        subscribe: vec![cti_calls(), discovery(), inbox(name)],
         responds: true,
     };
-    let simulator = p("sim.>");
+    let simulator = subjects.sim(">");
     let mut bridge = User {
         name: BRIDGE,
         password_var: "PB_BRIDGE_PASSWORD",

@@ -181,7 +181,7 @@ async fn channel_group_request(
     op: &str,
     body: &impl serde::Serialize,
 ) -> InternalReply {
-    let subject = Subjects::default().internal(&format!("int.{CHANNEL_GROUP_SERVICE}.{op}"));
+    let subject = Subjects::default().internal_request(CHANNEL_GROUP_SERVICE, op);
     let payload = serde_json::to_vec(body).unwrap();
     let reply = tokio::time::timeout(WAIT, client.request(subject.clone(), payload.into()))
         .await
@@ -314,7 +314,7 @@ async fn a_bucket_is_written_only_by_the_services_that_own_it() {
 #[tokio::test]
 async fn in_production_nobody_can_drive_a_simulator() {
     let subjects = Subjects::default();
-    let status = subjects.internal("sim.status");
+    let status = subjects.sim("status");
     let session_command = subjects.command(Kind::Session, &Target::new("s-nobody").unwrap());
     // In the lab, the bridge may drive the simulator: with none running, nobody answers.
     let (lab, lab_passwords) = NatsServer::start_as(Deployment::Lab, false);

@@ -71,7 +71,7 @@ impl Bridge {
     /// Call the simulator's control panel, `P.sim.<op>` (fault injection, changes made at
     /// the CTI); its JSON reply.
     pub async fn sim(&self, op: &str, body: Value) -> Value {
-        self.internal(&format!("sim.{op}"), body).await
+        self.request(self.subjects.sim(op), body).await
     }
 
     /// A customer calls agent `agent_id` (the simulator's `offer`); the interaction's name.
@@ -91,14 +91,14 @@ impl Bridge {
     /// Call the CTI adapter directly, `P.cti.req.<op>`, as another desktop or the phone
     /// would act at the CTI; its JSON reply.
     pub async fn cti(&self, op: &str, body: Value) -> Value {
-        self.internal(&format!("cti.req.{op}"), body).await
+        self.request(pb_cti::call_subject(&self.subjects, op), body)
+            .await
     }
 
     /// A request to a process of the system; sent again, for up to [`Bridge::timeout`],
     /// while nobody listens: a process moving to another node of a cluster (its node was
     /// lost) has a moment with no subscription anywhere.
-    async fn internal(&self, rest: &str, body: Value) -> Value {
-        let subject = self.subjects.internal(rest);
+    async fn request(&self, subject: String, body: Value) -> Value {
         let give_up = tokio::time::Instant::now() + self.timeout;
         loop {
             match self

@@ -259,8 +259,7 @@ pub async fn run(
 
 /// `P.int.control.peers.<processor>`: every live control replica answers here.
 fn peers_subject(subjects: &Subjects, processor: &str) -> String {
-    subjects.internal(&format!(
-        "int.control.peers.{}",
-        pb_protocol::target::encode_token(processor)
-    ))
+    use pb_protocol::internal::{CONTROL_SERVICE, PEERS};
+    let processor = pb_protocol::target::encode_token(processor);
+    subjects.internal_request(CONTROL_SERVICE, &format!("{PEERS}.{processor}"))
 }

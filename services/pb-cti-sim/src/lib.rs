@@ -8,7 +8,7 @@
 //! * [`run`]: serves `P.cti.req.>` and `P.sim.>`, publishes link and agent events, fires
 //!   the lab's timers and generates the traffic.
 
-pub mod admin;
+use pb_sim_admin as admin;
 mod answered;
 pub mod calls;
 pub mod lab;
@@ -99,8 +99,10 @@ fn rate(lookup: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<f
 pub enum SimError {
     #[error(transparent)]
     Roster(#[from] roster::RosterError),
-    #[error("NATS failed: {0}")]
-    Nats(String),
+    #[error("cannot subscribe to the simulator's subjects: {0}")]
+    Subscribe(#[source] async_nats::SubscribeError),
+    #[error("NATS did not confirm what was sent: {0}")]
+    Flush(#[source] async_nats::client::FlushError),
     #[error(transparent)]
     Ops(#[from] pb_runtime::ops::OpsError),
 }
@@ -127,18 +129,17 @@ pub async fn run(
         Some(path) => roster::load(path)?,
         None => roster::generate(config.agents),
     };
-    let nats = |e: &dyn std::fmt::Display| SimError::Nats(e.to_string());
     let mut calls = client
         .queue_subscribe(
             pb_cti::all_calls(&config.subjects),
             pb_cti::QUEUE_GROUP.into(),
         )
         .await
-        .map_err(|e| nats(&e))?;
+        .map_err(SimError::Subscribe)?;
     let mut admin = client
         .subscribe(admin::subject(&config.subjects, ">"))
         .await
-        .map_err(|e| nats(&e))?;
+        .map_err(SimError::Subscribe)?;
     let sim = Arc::new(Sim {
         client: client.clone(),
         subjects: config.subjects.clone(),
@@ -161,7 +162,7 @@ pub async fn run(
     // Tell the services the link is up (they may have started first).
     let link = sim.lab.lock().await.link();
     sim.publish(pb_cti::link_events(&sim.subjects), &link).await;
-    client.flush().await.map_err(|e| nats(&e))?;
+    client.flush().await.map_err(SimError::Flush)?;
     let ops =
         pb_runtime::ops::start(&client, &config.http_addr, "pb-cti-sim", &config.instance).await?;
     tracing::info!(
@@ -184,7 +185,7 @@ pub async fn run(
     generator.abort();
     drop(ops);
     match tokio::time::timeout(pb_runtime::serve::NATS_STEP, client.flush()).await {
-        Ok(flushed) => flushed.map_err(|e| nats(&e)),
+        Ok(flushed) => flushed.map_err(SimError::Flush),
         Err(_) => Ok(()), // NATS is gone: nothing left to deliver to
     }
 }

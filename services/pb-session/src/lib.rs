@@ -21,6 +21,7 @@ use pb_protocol::session::{ReasonCode, SessionEvent};
 use pb_protocol::{Command, Event, Kind, Subjects, Target};
 use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
+use pb_runtime::handoff;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{StateError, Targets, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
@@ -52,18 +53,13 @@ impl Sessions {
         body: &impl serde::Serialize,
         timeout: Duration,
     ) -> Result<(), String> {
-        let subject = self.subjects.internal(&format!("int.channelgroup.{op}"));
-        let payload = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let request = pb_runtime::trace::request(payload.into(), timeout);
-        let reply = self
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| e.to_string())?;
-        match serde_json::from_slice::<InternalReply>(&reply.payload) {
-            Ok(InternalReply::Ok) => Ok(()),
-            Ok(InternalReply::Error(why) | InternalReply::Again(why)) => Err(why),
-            Err(e) => Err(format!("unreadable reply: {e}")),
+        let subject = self
+            .subjects
+            .internal_request(pb_protocol::internal::CHANNEL_GROUP_SERVICE, op);
+        let sent = handoff::request(&self.client, "channel-group", subject, body, timeout);
+        match sent.await.map_err(|e| e.to_string())? {
+            InternalReply::Ok => Ok(()),
+            InternalReply::Error(why) | InternalReply::Again(why) => Err(why),
         }
     }
 }

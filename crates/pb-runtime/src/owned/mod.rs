@@ -42,7 +42,6 @@ use async_nats::{Client, Message, RequestErrorKind, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::internal::{InternalReply, PAUSE, RELEASE, RESUME, SYNC, UnitRef};
-use pb_protocol::target::encode_token;
 use pb_protocol::{Command, Event, Kind, MessageType, Subjects, Target};
 use tokio_stream::StreamMap;
 
@@ -276,18 +275,22 @@ async fn drained(mut subscriber: Subscriber) -> Vec<Message> {
 pub enum OwnedError {
     #[error(transparent)]
     Bucket(#[from] BucketError),
-    #[error("cannot subscribe to `{subject}`: {reason}")]
-    Subscribe { subject: String, reason: String },
+    #[error("cannot subscribe to `{subject}`: {source}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: async_nats::SubscribeError,
+    },
     #[error("cannot register this replica: {0}")]
-    Register(String),
+    Register(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
 }
 
 fn subscribe_err(subject: &str) -> impl Fn(async_nats::SubscribeError) -> OwnedError + '_ {
-    move |e| OwnedError::Subscribe {
+    move |source| OwnedError::Subscribe {
         subject: subject.to_owned(),
-        reason: e.to_string(),
+        source,
     }
 }
 
@@ -370,7 +373,7 @@ pub async fn run<H: Owner>(
         stopping: Default::default(),
         suspects: StdMutex::default(),
         check_every: owned.check_every,
-        internal_prefix: subjects.internal(&format!("int.{}.", owned.service)),
+        internal_prefix: subjects.internal_request(owned.service, ""),
     });
     let queue = format!("pb-{}", owned.service);
     let internal_subject = format!("{}>", shared.internal_prefix);
@@ -378,7 +381,10 @@ pub async fn run<H: Owner>(
         .queue_subscribe(internal_subject.clone(), queue.clone())
         .await
         .map_err(subscribe_err(&internal_subject))?;
-    let disposed_subject = subjects.internal(pb_protocol::internal::CONTROL_DISPOSED);
+    let disposed_subject = subjects.internal_request(
+        pb_protocol::internal::CONTROL_SERVICE,
+        pb_protocol::internal::DISPOSED,
+    );
     let mut disposed = client
         .queue_subscribe(disposed_subject.clone(), queue)
         .await
@@ -408,12 +414,12 @@ pub async fn run<H: Owner>(
     client
         .flush()
         .await
-        .map_err(|e| OwnedError::Register(e.to_string()))?;
+        .map_err(|e| OwnedError::Register(Box::new(e)))?;
     shared
         .members
         .put(shared.member_key(&shared.me), shared.me.clone().into())
         .await
-        .map_err(|e| OwnedError::Register(e.to_string()))?;
+        .map_err(|e| OwnedError::Register(Box::new(e)))?;
     // The operations port lives until the end of `run`: alive (and not ready) while draining.
     let ops = crate::ops::start(
         &client,
@@ -525,7 +531,7 @@ pub async fn run<H: Owner>(
 
 /// The node subject of `service`'s replica `replica`: pings, forwarded work, re-sync requests.
 fn node_subject(subjects: &Subjects, service: &str, replica: &str) -> String {
-    subjects.internal(&format!("node.{service}.{}", encode_token(replica)))
+    subjects.node(service, replica)
 }
 
 /// While stopping, answer pings (alive) and refuse forwarded work.

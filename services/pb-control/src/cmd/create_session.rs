@@ -3,12 +3,12 @@
 //! to the session service by request-reply (`P.int.session.create`), which answers once the
 //! session destination answers on its subject (contract §5.5).
 
-use async_nats::RequestErrorKind;
 use pb_cti::ValidateCredentials;
 use pb_protocol::Target;
 use pb_protocol::control::CreateSession;
-use pb_protocol::internal::{InternalReply, SESSION_CREATE, SessionCreate};
+use pb_protocol::internal::{CREATE, InternalReply, SESSION_SERVICE, SessionCreate};
 use pb_runtime::Reply;
+use pb_runtime::handoff;
 
 use super::cti_failure;
 use crate::Control;
@@ -59,29 +59,12 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         agent_id: request.agent_id,
         agent_password: request.agent_password,
     };
-    let subject = control.subjects.internal(SESSION_CREATE);
-    let payload = match serde_json::to_vec(&handoff) {
-        Ok(p) => p,
-        Err(e) => return Reply::failure(format!("cannot encode the session hand-off: {e}")),
-    };
-    let timeout = until.left();
-    let call = pb_runtime::trace::request(payload.into(), timeout);
-    match control.client.send_request(subject.clone(), call).await {
-        Ok(reply) => match serde_json::from_slice::<InternalReply>(&reply.payload) {
-            Ok(InternalReply::Ok) => Reply::success(),
-            Ok(InternalReply::Error(why)) => Reply::failure(why),
-            Ok(InternalReply::Again(why)) => Reply::retry_same(why),
-            Err(e) => Reply::failure(format!("the session service sent an unreadable reply: {e}")),
-        },
-        Err(e) => Reply::failure(match e.kind() {
-            RequestErrorKind::NoResponders => {
-                format!("no session service is running (nobody answers {subject})")
-            }
-            RequestErrorKind::TimedOut => format!(
-                "the session service did not answer within {} ms",
-                timeout.as_millis()
-            ),
-            _ => format!("the session hand-off failed: {e}"),
-        }),
+    let subject = control.subjects.internal_request(SESSION_SERVICE, CREATE);
+    let sent = handoff::request(&control.client, "session", subject, &handoff, until.left());
+    match sent.await {
+        Ok(InternalReply::Ok) => Reply::success(),
+        Ok(InternalReply::Error(why)) => Reply::failure(why),
+        Ok(InternalReply::Again(why)) => Reply::retry_same(why),
+        Err(e) => Reply::failure(e.to_string()),
     }
 }

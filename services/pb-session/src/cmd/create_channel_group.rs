@@ -2,11 +2,11 @@
 //! agent's place; created by the channel-group service (`P.int.channelgroup.create`) before
 //! the SUCCESS, so the group answers on its subject by then (contract §5.5).
 
-use async_nats::RequestErrorKind;
 use pb_protocol::Target;
-use pb_protocol::internal::{CHANNEL_GROUP_CREATE, GroupCreate, InternalReply};
+use pb_protocol::internal::{CHANNEL_GROUP_SERVICE, CREATE, GroupCreate, InternalReply};
 use pb_protocol::session::CreateChild;
 use pb_runtime::Reply;
+use pb_runtime::handoff;
 use pb_runtime::state::Loaded;
 
 use crate::Sessions;
@@ -54,26 +54,21 @@ pub async fn handle(
         agent_id: unit.to_owned(),
         place: session.place.clone(),
     };
-    let subject = sessions.subjects.internal(CHANNEL_GROUP_CREATE);
-    let payload = serde_json::to_vec(&create).unwrap_or_default();
-    let request = pb_runtime::trace::request(payload.into(), until.left());
-    let answer = match sessions.client.send_request(subject.clone(), request).await {
-        Ok(reply) => serde_json::from_slice::<InternalReply>(&reply.payload).unwrap_or_else(|e| {
-            InternalReply::Error(format!(
-                "unreadable reply from the channel-group service: {e}"
-            ))
-        }),
-        Err(e) if e.kind() == RequestErrorKind::NoResponders => InternalReply::Error(format!(
-            "no channel-group service is running (nobody answers {subject})"
-        )),
-        Err(e) => InternalReply::Error(format!(
-            "the channel-group service did not create the group: {e}"
-        )),
-    };
-    match answer {
-        InternalReply::Ok => {}
-        InternalReply::Error(why) => return Reply::failure(why),
-        InternalReply::Again(why) => return Reply::retry_same(why),
+    let subject = sessions
+        .subjects
+        .internal_request(CHANNEL_GROUP_SERVICE, CREATE);
+    let sent = handoff::request(
+        &sessions.client,
+        "channel-group",
+        subject,
+        &create,
+        until.left(),
+    );
+    match sent.await {
+        Ok(InternalReply::Ok) => {}
+        Ok(InternalReply::Error(why)) => return Reply::failure(why),
+        Ok(InternalReply::Again(why)) => return Reply::retry_same(why),
+        Err(e) => return Reply::failure(e.to_string()),
     }
     if let Some(session) = loaded.value.sessions.get_mut(target) {
         session.group = Some(group);

@@ -1,6 +1,7 @@
 //! The lab's control panel: fault injection and changes "made at the CTI", on `P.sim.<op>`
-//! (request-reply, reply [`pb_cti::CtiReply`]). Only the simulator has these; a real
-//! platform's adapter does not. The bridge emulator's `sim` commands and the tests use them.
+//! (request-reply, reply [`pb_cti::CtiReply`]). Only the simulator (`pb-cti-sim`) answers
+//! them; a real platform's adapter does not. The bridge emulator's `sim` commands, the
+//! benchmark and the tests send them. Pure data: this crate links no simulator.
 
 use pb_cti::{Done, InteractionSnapshot, LinkEvent};
 use pb_protocol::channel::{AgentState, ChannelType};
@@ -16,7 +17,7 @@ pub trait AdminOp: Serialize + DeserializeOwned {
 
 /// `P.sim.<op>`.
 pub fn subject(subjects: &Subjects, op: &str) -> String {
-    subjects.internal(&format!("sim.{op}"))
+    subjects.sim(op)
 }
 
 /// Drop (`up: false`) or restore the CTI link.
