@@ -249,7 +249,7 @@ pub fn millis(
 }
 
 /// Read a whole number of at least 1.
-pub fn positive(
+pub(crate) fn positive(
     lookup: &impl Fn(&str) -> Option<String>,
     var: &'static str,
     default: u64,

@@ -135,7 +135,7 @@ static CONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(N
 static DISCONNECTED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
 /// How long the connection has been up without interruption (zero while disconnected).
-pub fn connected_for(client: &Client) -> Duration {
+pub(crate) fn connected_for(client: &Client) -> Duration {
     if is_connected(client) {
         since(&CONNECTED_AT)
     } else {
@@ -144,7 +144,7 @@ pub fn connected_for(client: &Client) -> Duration {
 }
 
 /// How long the connection has been down (zero while connected).
-pub fn disconnected_for(client: &Client) -> Duration {
+pub(crate) fn disconnected_for(client: &Client) -> Duration {
     if is_connected(client) {
         Duration::ZERO
     } else {

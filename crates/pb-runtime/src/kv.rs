@@ -8,7 +8,7 @@ use pb_protocol::Subjects;
 /// The project's buckets (before the deployment's prefix is put in front).
 pub mod buckets {
     /// Answers by target and requestId ([`crate::reply_cache`]).
-    pub const REPLIES: &str = "replies";
+    pub(crate) const REPLIES: &str = "replies";
     /// The control destination's state, one record per processor.
     pub const CONTROL: &str = "control";
     /// The session service's records, one per agent.
@@ -16,11 +16,11 @@ pub mod buckets {
     /// The channel-group service's records, one per agent.
     pub const CHANNELS: &str = "channels";
     /// Target -> agent ([`crate::state::Targets`]).
-    pub const TARGETS: &str = "targets";
+    pub(crate) const TARGETS: &str = "targets";
     /// `<service>.<agent>` -> owner replica ([`crate::owned`]).
     pub const OWNERS: &str = "owners";
     /// The live replicas of each owned service ([`crate::owned`]).
-    pub const MEMBERS: &str = "members";
+    pub(crate) const MEMBERS: &str = "members";
     /// Processor -> the gateway replica holding its TCP link (a lease: entries expire).
     pub const GATEWAY: &str = "gateway";
 }
@@ -64,7 +64,7 @@ impl Buckets {
 
     /// [`Buckets::open`], a bucket created here holding at most `max_bytes`: when it is
     /// full, a write of a new key fails ([`is_full`]) rather than anything being dropped.
-    pub async fn open_bounded(
+    pub(crate) async fn open_bounded(
         &self,
         name: &str,
         max_age: Duration,
@@ -103,7 +103,7 @@ impl Buckets {
 }
 
 /// The largest message the NATS server carries by default (`max_payload`, 1 MiB).
-pub const MAX_PAYLOAD: usize = 1024 * 1024;
+pub(crate) const MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// The longest protocol line the NATS server reads by default (`max_control_line`, 4 KiB):
 /// a subject is part of such a line, and a longer one closes the connection.
@@ -112,7 +112,7 @@ pub const MAX_CONTROL_LINE: usize = 4096;
 /// The longest subject a key goes into, with room on its line for the rest: the command,
 /// a reply inbox and the sizes. The longest such subject is a watcher's consumer creation,
 /// `$JS.API.CONSUMER.CREATE.KV_<bucket>.<name>.$KV.<bucket>.<key>`.
-pub const MAX_SUBJECT: usize = MAX_CONTROL_LINE - 256;
+pub(crate) const MAX_SUBJECT: usize = MAX_CONTROL_LINE - 256;
 
 /// The longest subject that carries a key of `key_len` bytes in the bucket `name`.
 fn longest_key_subject(subjects: &Subjects, name: &str, key_len: usize) -> usize {
@@ -143,7 +143,7 @@ pub fn key_fits(subjects: &Subjects, limits: &pb_protocol::Limits) -> bool {
 /// Whether a key-value write failed because the bucket is full (its `max_bytes`): JetStream
 /// refuses new messages with error code 10077 ("maximum bytes exceeded" is error code
 /// `JSStreamStoreFailedF` on a stream with `discard: new`).
-pub fn is_full(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_full(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
         if let Some(js) = e.downcast_ref::<jetstream::Error>() {

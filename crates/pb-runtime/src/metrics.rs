@@ -15,12 +15,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-pub const LATENCY_BUCKETS: [f64; 13] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// The content type of [`render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
@@ -45,7 +45,7 @@ struct KindLabel {
 }
 
 /// A histogram with the [`LATENCY_BUCKETS`].
-pub fn latency_histogram() -> Histogram {
+pub(crate) fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
@@ -132,7 +132,7 @@ pub fn register(add: impl FnOnce(&mut Registry)) {
 }
 
 /// The OpenMetrics text of everything registered ([`CONTENT_TYPE`]).
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     LazyLock::force(&METRICS);
     let registry = REGISTRY
         .lock()
@@ -161,7 +161,7 @@ impl Metrics {
     }
 
     /// A CTI call ended with `result` (`ok`, or the error's kind).
-    pub fn cti_call(&self, op: &'static str, result: &'static str) {
+    pub(crate) fn cti_call(&self, op: &'static str, result: &'static str) {
         self.cti.get_or_create(&CtiLabels { op, result }).inc();
     }
 
@@ -180,7 +180,7 @@ impl Metrics {
 
     /// The NATS client reported a slow consumer (a subscription's buffer overflowed and
     /// messages were dropped).
-    pub fn slow_consumer(&self) {
+    pub(crate) fn slow_consumer(&self) {
         self.slow_consumer.inc();
     }
 }

@@ -17,7 +17,7 @@ use crate::Shutdown;
 use crate::connect::is_connected;
 
 /// A service's own condition for readiness: `Err` says why it is not ready.
-pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub(crate) type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// What readiness depends on.
 #[derive(Clone)]

@@ -33,7 +33,7 @@ pub const CONTROL: &str = "pb-control";
 pub const SESSION: &str = "pb-session";
 pub const CHANNEL_GROUP: &str = "pb-channel-group";
 /// A real CTI platform's adapter (the contract of `pb-cti`), in production.
-pub const CTI_ADAPTER: &str = "pb-cti-adapter";
+pub(crate) const CTI_ADAPTER: &str = "pb-cti-adapter";
 /// The simulated CTI: the adapter's subjects and the simulator's control panel (lab only).
 pub const CTI_SIM: &str = "pb-cti-sim";
 /// The bridge emulator, or a Processor Bridge that speaks NATS itself.
@@ -42,7 +42,7 @@ pub const GATEWAY: &str = "pb-gateway";
 
 /// How long after receiving a request a process may still answer it: far beyond any
 /// deadline (`PB_DEADLINE_MS` is seconds), and the server forgets a reply subject after it.
-pub const RESPONSE_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const RESPONSE_WINDOW: Duration = Duration::from_secs(120);
 
 /// The JetStream account information: asked by every readiness check, and before a bucket
 /// is created.
@@ -82,7 +82,7 @@ impl Deployment {
     }
 
     /// The `pb-bridge nats-auth` command that renders it.
-    pub fn render_command(self) -> &'static str {
+    pub(crate) fn render_command(self) -> &'static str {
         match self {
             Self::Production => "pb-bridge nats-auth",
             Self::Lab => "pb-bridge nats-auth --lab",

@@ -111,7 +111,7 @@ impl Slot {
 }
 
 /// How long an answer whose recording failed is tried again ([`ReplyCache::complete_later`]).
-pub const RECORD_FOR: Duration = Duration::from_secs(60);
+pub(crate) const RECORD_FOR: Duration = Duration::from_secs(60);
 
 /// A cheap, cloneable handle on the reply cache bucket.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ pub struct ReplyCache {
 
 /// The share of the bucket's bytes up to which new requests are claimed; the rest is kept
 /// for the answers of requests claimed already (an answer is larger than its claim).
-pub const TAKE_UP_TO: (u64, u64) = (7, 8);
+pub(crate) const TAKE_UP_TO: (u64, u64) = (7, 8);
 
 /// How often a replica reads how full the bucket is.
 const FILL_EVERY: Duration = Duration::from_secs(1);
@@ -269,7 +269,7 @@ impl ReplyCache {
     /// The right to act on a request that the caller knows to be new (an owner that has
     /// served the destination since it was created and never saw this `requestId`): no
     /// claim is made, the answer is only recorded.
-    pub fn known_new(target: &Target, request_id: &str) -> Slot {
+    pub(crate) fn known_new(target: &Target, request_id: &str) -> Slot {
         Slot {
             key: key(&[target.as_str(), request_id]),
             claim: None,

@@ -25,7 +25,7 @@ use crate::{Config, Shutdown};
 
 /// Work to run after the response and the events are out (for example, releasing CTI
 /// resources after a dispose was answered).
-pub type FollowUp = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+pub(crate) type FollowUp = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// What a handler answers: the outcome, the events the command caused, and follow-up work.
 #[must_use]
@@ -138,14 +138,14 @@ impl Context {
 
     /// A permit for one more piece of work, or `None` when the process is at its bound
     /// (the caller answers [`BUSY`]).
-    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn admit(&self) -> Option<OwnedSemaphorePermit> {
         self.in_flight.clone().try_acquire_owned().ok()
     }
 }
 
 /// How a command refused for the work already in flight is answered; it did nothing, so
 /// it may be sent again as is.
-pub const BUSY: &str = "busy: this replica is working on as many commands as it takes at \
+pub(crate) const BUSY: &str = "busy: this replica is working on as many commands as it takes at \
      once (PB_MAX_IN_FLIGHT)";
 
 /// Answer every command arriving on `subscriber` until shutdown, then drain.
@@ -236,7 +236,7 @@ pub async fn busy(context: &Context, message: async_nats::Message) {
 }
 
 /// Answer a command [`BUSY`] (counted) without acting on it.
-pub async fn refuse_busy(context: &Context, command: &Command, reply_to: Subject) {
+pub(crate) async fn refuse_busy(context: &Context, command: &Command, reply_to: Subject) {
     crate::metrics::metrics().refused("busy");
     refuse(context, command, reply_to, format!("{BUSY}; {RETRY_SAME}")).await;
 }

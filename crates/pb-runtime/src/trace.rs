@@ -99,7 +99,7 @@ impl Extractor for Extract<'_> {
 
 /// Add the current trace context to `headers`: the current span's with export on, else
 /// the one the message being handled carried, else a new one.
-pub fn inject(headers: &mut HeaderMap) {
+pub(crate) fn inject(headers: &mut HeaderMap) {
     if enabled() {
         let cx = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|p| {
@@ -129,7 +129,7 @@ pub fn request(payload: bytes::Bytes, timeout: std::time::Duration) -> async_nat
 }
 
 /// [`request`], carrying `headers` too.
-pub fn request_with(
+pub(crate) fn request_with(
     payload: bytes::Bytes,
     timeout: std::time::Duration,
     mut headers: HeaderMap,

@@ -11,30 +11,30 @@
 use std::time::{Duration, Instant};
 
 /// Checks in a row that must find a peer absent before it is declared gone.
-pub const GONE_AFTER: u32 = 3;
+pub(crate) const GONE_AFTER: u32 = 3;
 
 /// How long a replica may be disconnected before it stops serving its agents: half a check
 /// period. (The earliest adoption is two spacings, nearly two periods, after the first miss.)
-pub fn fence_after(check_every: Duration) -> Duration {
+pub(crate) fn fence_after(check_every: Duration) -> Duration {
     check_every / 2
 }
 
 /// How often a replica looks at its own connection: often enough that it is fenced within
 /// three quarters of a check period of a cut.
-pub fn fence_check_every(check_every: Duration) -> Duration {
+pub(crate) fn fence_check_every(check_every: Duration) -> Duration {
     (check_every / 4).max(Duration::from_millis(10))
 }
 
 /// The least time between two misses counted against one peer, so that a burst of
 /// unanswered forwards does not add up to a verdict: nine tenths of a check period (ticks
 /// come a little early or late).
-pub fn miss_spacing(check_every: Duration) -> Duration {
+pub(crate) fn miss_spacing(check_every: Duration) -> Duration {
     check_every * 9 / 10
 }
 
 /// What is known about a peer found absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Suspect {
+pub(crate) struct Suspect {
     pub misses: u32,
     pub last_miss: Instant,
 }
