@@ -47,7 +47,7 @@ use pb_testkit::{Process, Stack};
 use serde_json::json;
 
 use crate::measure::{Latency, sequential, throughput};
-use crate::profile::Counters;
+use crate::profile::counted;
 use crate::report::{Figures, Report, put_latency};
 
 /// The subject the floor's echo process answers on.
@@ -202,10 +202,10 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         "floor.seq",
         sequential(cli.samples, echo_once).await?,
     );
-    let before = Counters::read(&stack, &[("pb-bench-echo", &echo)]).await?;
-    let per_s = throughput(cli.samples * 10, cli.in_flight, echo_once).await?;
-    let after = Counters::read(&stack, &[("pb-bench-echo", &echo)]).await?;
-    after.put_per(&before, cli.samples * 10, &mut figures, "floor.per_request");
+    let n = cli.samples * 10;
+    let echoing = throughput(n, cli.in_flight, echo_once);
+    let also = [("pb-bench-echo", &echo)];
+    let per_s = counted(&stack, &also, n, &mut figures, "floor.per_request", echoing).await??;
     figures.insert("floor.per_s".into(), per_s);
     drop(echo);
 
@@ -280,18 +280,12 @@ async fn one_run(cli: &Cli, label: &str) -> anyhow::Result<Figures> {
         next: 1001 + bench_agents as u64,
     };
     for &n in &cli.agents {
-        let before = Counters::read(&stack, &[]).await?;
-        let storm = storms.run("login storm", &driver, n, resident, "").await?;
-        let after = Counters::read(&stack, &[]).await?;
-        after.put_per(&before, n, &mut figures, &format!("storm.{n}.per_login"));
+        let storming = storms.run("login storm", &driver, n, resident, "");
+        let costs = format!("storm.{n}.per_login");
+        let storm = counted(&stack, &[], n, &mut figures, &costs, storming).await??;
         figures.insert(
             format!("storm.{n}.floor_requests_per_login"),
             figures["floor.per_s"] / storm.report.logins_per_second(),
-        );
-        figures.insert(
-            format!("storm.{n}.cpu_floors"),
-            figures[&format!("storm.{n}.per_login.cpu_us.total")]
-                / figures["floor.per_request.cpu_us.total"],
         );
         storm.put(&mut figures, &format!("storm.{n}"));
         figures.insert(
@@ -402,15 +396,10 @@ async fn measure_commands(
             &format!("{prefix}.{name}.seq"),
             sequential(cli.samples, once).await?,
         );
-        let before = Counters::read(stack, &[]).await?;
-        let per_s = throughput(cli.samples * 10, cli.in_flight, once).await?;
-        let after = Counters::read(stack, &[]).await?;
+        let n = cli.samples * 10;
         let costs = format!("{prefix}.{name}.per_request");
-        after.put_per(&before, cli.samples * 10, figures, &costs);
-        figures.insert(
-            format!("{prefix}.{name}.cpu_floors"),
-            figures[&format!("{costs}.cpu_us.total")] / figures["floor.per_request.cpu_us.total"],
-        );
+        let measuring = throughput(n, cli.in_flight, once);
+        let per_s = counted(stack, &[], n, figures, &costs, measuring).await??;
         figures.insert(format!("{prefix}.{name}.per_s"), per_s);
     }
     Ok(())

@@ -2,8 +2,8 @@
 //! writes, the CPU time and resident memory of each process, read before and after and
 //! divided by the logins (or the floor's requests). Counts do not move with the machine's
 //! day; they say where the time goes. CPU time per login beside CPU time per floor request
-//! is the ratio of two costs measured alike, where a rate beside a rate also compares how
-//! far each is bound by waiting rather than working.
+//! (the report's ratio) compares two costs measured alike, where a rate beside a rate also
+//! compares how far each is bound by waiting rather than working.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ pub const WHO: [&str; 8] = [
 
 /// The counters at one moment.
 #[derive(Debug, Clone, Default)]
-pub struct Counters {
+struct Counters {
     /// Messages the server received (`/varz` `in_msgs`).
     in_msgs: f64,
     /// Messages the server delivered (`/varz` `out_msgs`).
@@ -43,7 +43,7 @@ pub struct Counters {
 impl Counters {
     /// Read them from `stack`'s server and processes, `also` (processes outside the
     /// stack, named by their binary), and this process.
-    pub async fn read(stack: &Stack, also: &[(&str, &Process)]) -> anyhow::Result<Self> {
+    async fn read(stack: &Stack, also: &[(&str, &Process)]) -> anyhow::Result<Self> {
         let monitoring = stack.nats.monitoring();
         let varz = json(&monitoring, "/varz").await?;
         let jsz = json(&monitoring, "/jsz?accounts=true&streams=true").await?;
@@ -87,7 +87,7 @@ impl Counters {
     /// What happened from `before` to `self`, per one of `n` logins (or requests), under
     /// `prefix`: `.in_msgs`, `.out_msgs`, `.js_writes` (and `.js_writes.<stream>`),
     /// `.cpu_us.<who>`, `.cpu_us.total` and `.kib.<who>` (resident memory growth, KiB).
-    pub fn put_per(&self, before: &Self, n: usize, figures: &mut Figures, prefix: &str) {
+    fn put_per(&self, before: &Self, n: usize, figures: &mut Figures, prefix: &str) {
         let per = |after: f64, before: f64| (after - before) / n as f64;
         figures.insert(
             format!("{prefix}.in_msgs"),
@@ -121,6 +121,24 @@ impl Counters {
         }
         figures.insert(format!("{prefix}.cpu_us.total"), total);
     }
+}
+
+/// Run `work` (`n` logins or requests) and record what it cost under `prefix`
+/// ([`Counters::put_per`]).
+pub async fn counted<T>(
+    stack: &Stack,
+    also: &[(&str, &Process)],
+    n: usize,
+    figures: &mut Figures,
+    prefix: &str,
+    work: impl Future<Output = T>,
+) -> anyhow::Result<T> {
+    let before = Counters::read(stack, also).await?;
+    let done = work.await;
+    Counters::read(stack, also)
+        .await?
+        .put_per(&before, n, figures, prefix);
+    Ok(done)
 }
 
 async fn json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {

@@ -126,8 +126,17 @@ fn p50_target(name: &str) -> f64 {
 pub const FLOOR_REQUESTS_PER_LOGIN: f64 = 80.0;
 
 /// The counted costs of one unit of work under `prefix` ([`crate::profile`]): messages into
-/// the server, JetStream writes, CPU time of every process.
+/// the server, JetStream writes, CPU time of every process (beside a floor request's, so
+/// the ratio says how many floor requests' worth of CPU the unit costs).
 fn costs(label: &str, prefix: &str) -> Vec<Row> {
+    let mut cpu = row(
+        format!("{label}: CPU time, every process"),
+        format!("{prefix}.cpu_us.total"),
+        "us",
+    );
+    if prefix != FLOOR_COSTS {
+        cpu = cpu.against(format!("{FLOOR_COSTS}.cpu_us.total"));
+    }
     vec![
         row(
             format!("{label}: messages into NATS"),
@@ -139,13 +148,12 @@ fn costs(label: &str, prefix: &str) -> Vec<Row> {
             format!("{prefix}.js_writes"),
             "",
         ),
-        row(
-            format!("{label}: CPU time, every process"),
-            format!("{prefix}.cpu_us.total"),
-            "us",
-        ),
+        cpu,
     ]
 }
+
+/// Where the floor's own costs per request are recorded.
+const FLOOR_COSTS: &str = "floor.per_request";
 
 /// The storm sizes present in `figures` under `prefix` (`storm.`, `gw.storm.`), smallest
 /// first.
@@ -169,7 +177,7 @@ fn rows(figures: &Figures) -> Vec<Row> {
         ));
     }
     rows.push(row("echo floor, 64 in flight", "floor.per_s", "/s"));
-    rows.extend(costs("echo floor: per request", "floor.per_request"));
+    rows.extend(costs("echo floor: per request", FLOOR_COSTS));
     for (name, cost) in COMMANDS {
         for (p, label) in [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")] {
             let mut r = row(
@@ -196,11 +204,6 @@ fn rows(figures: &Figures) -> Vec<Row> {
         rows.extend(costs(
             &format!("{name}: per request"),
             &format!("cmd.{name}.per_request"),
-        ));
-        rows.push(row(
-            format!("{name}: CPU per request, in floor requests"),
-            format!("cmd.{name}.cpu_floors"),
-            "",
         ));
     }
     let sizes = storm_sizes(figures, "storm.");
@@ -246,11 +249,6 @@ fn rows(figures: &Figures) -> Vec<Row> {
         rows.extend(costs(
             &format!("storm {n}: per login"),
             &format!("storm.{n}.per_login"),
-        ));
-        rows.push(row(
-            format!("storm {n}: CPU per login, in floor requests"),
-            format!("storm.{n}.cpu_floors"),
-            "",
         ));
         if Some(n) == sizes.last().copied() {
             let writes = format!("storm.{n}.per_login.js_writes.");

@@ -13,8 +13,8 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// `size` nats-servers named `n0`, `n1`, ..., clustered with JetStream, each with its
-/// monitoring port (for [`meta_leader`]).
+/// `size` nats-servers named `n0`, `n1`, ..., clustered with JetStream (each with its
+/// monitoring port, for [`meta_leader`]).
 pub fn start_cluster(size: usize) -> Vec<NatsServer> {
     let routes: Vec<u16> = (0..size).map(|_| free_port()).collect();
     let all_routes = routes
@@ -26,7 +26,6 @@ pub fn start_cluster(size: usize) -> Vec<NatsServer> {
         .iter()
         .enumerate()
         .map(|(i, route)| {
-            let monitor = free_port();
             let args = [
                 "-n".to_owned(),
                 format!("n{i}"),
@@ -38,11 +37,9 @@ pub fn start_cluster(size: usize) -> Vec<NatsServer> {
                 all_routes.clone(),
                 // Clients know only the URLs they are given (so a proxy can cut one off).
                 "--no_advertise".to_owned(),
-                "-m".to_owned(),
-                monitor.to_string(),
             ];
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            NatsServer::start_with(&args).monitored(monitor, &format!("n{i}"))
+            NatsServer::start_with(&args).named(&format!("n{i}"))
         })
         .collect()
 }
@@ -52,10 +49,7 @@ pub async fn meta_leader(nodes: &[&NatsServer]) -> String {
     let started = Instant::now();
     loop {
         for node in nodes.iter().filter(|n| n.running()) {
-            let Some(monitor) = node.monitor() else {
-                continue;
-            };
-            if let Some(leader) = leader_named_by(&format!("127.0.0.1:{monitor}")).await {
+            if let Some(leader) = leader_named_by(&node.monitoring()).await {
                 return leader;
             }
         }

@@ -42,9 +42,9 @@ pub struct NatsServer {
     env: Vec<(String, String)>,
     /// Set when the server requires TLS: the CA that signed its certificate.
     tls_ca: Option<PathBuf>,
-    /// A cluster node's monitoring port and server name.
-    monitor: Option<(u16, String)>,
-    /// The monitoring port (`/varz`, `/jsz`), a free one unless the arguments name one.
+    /// A cluster node's server name.
+    name: Option<String>,
+    /// The monitoring port (`/varz`, `/jsz`): a free one, read from the ports file.
     http: u16,
 }
 
@@ -80,7 +80,7 @@ impl NatsServer {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             tls_ca: None,
-            monitor: None,
+            name: None,
             http: 0,
         };
         server.launch(None);
@@ -139,27 +139,22 @@ impl NatsServer {
             dir,
             env,
             tls_ca,
-            monitor: None,
+            name: None,
             http: 0,
         };
         server.launch(None);
         (server, passwords)
     }
 
-    /// The same, known as the cluster node `name` with its monitoring port `port`.
-    pub fn monitored(mut self, port: u16, name: &str) -> Self {
-        self.monitor = Some((port, name.to_owned()));
+    /// The same, known as the cluster node `name` (its `-n`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
         self
-    }
-
-    /// A cluster node's monitoring port.
-    pub fn monitor(&self) -> Option<u16> {
-        self.monitor.as_ref().map(|(port, _)| *port)
     }
 
     /// A cluster node's server name.
     pub fn name(&self) -> Option<&str> {
-        self.monitor.as_ref().map(|(_, name)| name.as_str())
+        self.name.as_deref()
     }
 
     /// The monitoring endpoint's address (`127.0.0.1:<port>`: `/varz`, `/jsz`, ...).
@@ -198,10 +193,8 @@ impl NatsServer {
             .arg(self.dir.path().join("js"))
             .arg("--ports_file_dir")
             .arg(&ports_dir)
+            .args(["-m", "-1"])
             .args(&self.extra_args);
-        if !self.extra_args.iter().any(|a| a == "-m") {
-            command.args(["-m", "-1"]);
-        }
         let child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
