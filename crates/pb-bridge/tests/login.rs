@@ -330,9 +330,10 @@ async fn a_reconnecting_desktop_finds_its_live_channels() {
 #[tokio::test]
 async fn logged_out_from_outside_and_channels_taken_by_another_agent() {
     let w = world().await;
+    let mut tap = w.bridge.tap().await;
     let logged: LoggedIn = w.driver.login("1004", "pw-1004", "s4").await.unwrap();
     let ext = logged.channels[0].target.clone();
-    let mut tap = w.bridge.tap().await;
+    quiet(&mut tap).await;
     w.driver
         .ok("channel.request.deactivate", &ext, json!({}))
         .await
@@ -717,11 +718,18 @@ async fn a_command_queued_behind_a_dispose_is_answered_and_emptied_agents_are_fo
     assert_gone(&w.driver, "session.query.init", "s12").await;
 }
 
+/// Let what `tap` receives pass until nothing comes for 300 ms: a login's own events (its
+/// channels made ready) follow their responses, and must not be counted as the next step's.
+async fn quiet(tap: &mut pb_testkit::Tap) {
+    while !tap.collect(Duration::from_millis(300)).await.is_empty() {}
+}
+
 #[tokio::test]
 async fn channels_added_and_removed_at_the_cti_reach_the_group() {
     let w = world().await;
-    let logged = w.driver.login("1013", "pw-1013", "s13").await.unwrap();
     let mut tap = w.bridge.tap().await;
+    let logged = w.driver.login("1013", "pw-1013", "s13").await.unwrap();
+    quiet(&mut tap).await;
     w.bridge
         .sim(
             "addchannel",
