@@ -44,7 +44,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bins \
  && mkdir /out \
- && for bin in pb-control pb-session pb-channel-group pb-cti-sim pb-gateway pb-bridge; do \
+ && for bin in pb-control pb-session pb-channel-group pb-cti-sim pb-gateway pb-bridge pb-ops; do \
       cp "target/release/$bin" /out/; \
     done
 

@@ -61,7 +61,7 @@ LAB_ONLY = {"pb-cti-sim"}
 def deployed(overlay):
     return {s: n for s, n in SERVICES.items() if overlay != "production" or s not in LAB_ONLY}
 SERVICE_DIRS = sorted(d for d in os.listdir("services") if os.path.isfile(os.path.join("services", d, "Cargo.toml")))
-BINARIES = sorted(SERVICE_DIRS) + ["pb-bridge"]   # what the image holds
+BINARIES = sorted(SERVICE_DIRS) + ["pb-bridge", "pb-ops"]   # what the image holds
 
 def auth_users(text):
     """The (user, password variable) pairs of an auth.conf, in order."""
@@ -69,7 +69,7 @@ def auth_users(text):
     return re.findall(r"""\buser\s*[:=]\s*["']?([\w-]+)["']?\s*password\s*[:=]\s*\$(\w+)""", text)
 
 # The NATS users of each deployment are those of its auth.conf (rendered from the code by
-# `pb-bridge nats-auth`: production's; `--lab`: the local overlay's and docker-compose's,
+# `pb-ops nats-auth`: production's; `--lab`: the local overlay's and docker-compose's,
 # production's users and the simulator's): every place that lists the users' passwords
 # must have one for each.
 AUTH_CONF = {"production": "deploy/base/nats/auth.conf", "local": "deploy/overlays/local/nats/auth.conf"}
@@ -481,7 +481,7 @@ def extract_nats(overlay, path, out):
 
 # ---- least privilege on NATS ----------------------------------------------------------------
 def auth_permissions(text):
-    """Each user's permissions in an auth.conf in the form `pb-bridge nats-auth` renders:
+    """Each user's permissions in an auth.conf in the form `pb-ops nats-auth` renders:
     {user: {"publish": [...], "subscribe": [...], "responses": bool}}; None for a file in any
     other form (a deny list, a user without permissions, a bare list, a second block for a
     user could each widen a permission unseen: refused, not guessed at)."""
@@ -534,7 +534,7 @@ def privilege(overlay, path):
     conf = next((d for n, d in cms.items() if generated(n, "nats-config")), {}).get("auth.conf", "")
     prefix = next((d for n, d in cms.items() if generated(n, "pb-config")), {}).get("PB_SUBJECT_PREFIX", "pb")
     perms = auth_permissions(conf)
-    check(perms is not None, f"{p} auth.conf is in the form `pb-bridge nats-auth` renders (allow lists, every user with its own)",
+    check(perms is not None, f"{p} auth.conf is in the form `pb-ops nats-auth` renders (allow lists, every user with its own)",
           "another form may widen a permission unseen: render it again")
     if perms is None:
         done()
@@ -635,8 +635,8 @@ def compose(path):
         problems = []
         if s.get("image") != "pb-client:dev" or not binary.startswith("pb-"):
             problems.append("not pb-client:dev with a pb-* command")
-        if "pb-bridge probe http://127.0.0.1:8080/readyz" not in hc:
-            problems.append("health check is not `pb-bridge probe .../readyz`")
+        if "pb-ops probe http://127.0.0.1:8080/readyz" not in hc:
+            problems.append("health check is not `pb-ops probe .../readyz`")
         if (deps.get("nats") or {}).get("condition") != "service_healthy":
             problems.append("does not wait for NATS to be healthy")
         if replicas != want:

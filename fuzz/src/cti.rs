@@ -1,19 +1,21 @@
 //! Oracles for what is read of the CTI adapter contract (`pb-cti`): every call as the
 //! adapter reads it, every reply as `pb_runtime::cti::CtiClient` reads it
-//! (`CtiReply<C::Reply>`), the agent and link events, the CTI events a `Resume` carries
+//! (`C::Reply`, a `CtiReply`), the agent and link events, the CTI events a `Resume` carries
 //! (read one by one as the owning actor does) and the agent named by an event's subject.
 //!
 //! Each decoder is serde's, so the oracle is the round trip: what is read is written so
 //! that it reads back the same ([`super::json::reads_back`]).
 
 use pb_cti::{
-    Act, Activate, AgentEvent, CtiCall, CtiReply, Deactivate, Dial, GetAgentInfo, GetCapabilities,
-    GetInteraction, GetLinkStatus, GetSnapshot, LinkEvent, Login, Logout, SetAgentState,
-    ValidateCredentials, agent_event_subject, agent_of,
+    Act, Activate, AgentEvent, Deactivate, Dial, GetAgentInfo, GetCapabilities, GetInteraction,
+    GetLinkStatus, GetSnapshot, LinkEvent, Login, Logout, SetAgentState, ValidateCredentials,
+    agent_event_subject, agent_of,
 };
-use pb_protocol::Subjects;
 use pb_protocol::internal::Resume;
 use pb_protocol::target::encode_token;
+use pb_protocol::{Call, Subjects};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::json::{change_of, mutate, reads_back, round_trip};
@@ -244,13 +246,13 @@ pub fn cti(data: &[u8]) {
 }
 
 /// A call as the adapter reads it.
-pub fn call<C: CtiCall>(payload: &[u8]) -> bool {
+pub fn call<C: Call + DeserializeOwned>(payload: &[u8]) -> bool {
     round_trip::<C>(payload).is_some()
 }
 
 /// A call's reply as the services read it.
-pub fn reply<C: CtiCall>(payload: &[u8]) -> bool {
-    round_trip::<CtiReply<C::Reply>>(payload).is_some()
+pub fn reply<C: Call<Reply: Serialize>>(payload: &[u8]) -> bool {
+    round_trip::<C::Reply>(payload).is_some()
 }
 
 /// `P.cti.evt.agent.<agentId>.<event>`: the event's tag is its subject's last token.

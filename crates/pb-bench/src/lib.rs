@@ -42,7 +42,7 @@ use pb_bridge::link::{Link, TcpLink, TcpOptions};
 use pb_bridge::storm::{StormReport, storm};
 use pb_protocol::channel::AgentState;
 use pb_protocol::{Kind, Subjects, Target};
-use pb_sim_admin::{self as admin, AdminOp};
+use pb_sim_admin as admin;
 use pb_testkit::{Process, Stack};
 use serde_json::json;
 
@@ -348,9 +348,13 @@ async fn resync_after_outage(client: &async_nats::Client) -> anyhow::Result<Dura
     let subjects = Subjects::default();
     let mut events = client.subscribe(subjects.all_events()).await?;
     client.flush().await?;
-    let link = |up: bool| {
-        let body = json!({"up": up, "reason": "benchmark", "switch_runs": true});
-        client.request(subjects.sim("link"), body.to_string().into())
+    let link = async |link: admin::SetLink| {
+        let timeout = Duration::from_secs(10);
+        let switch_runs = admin::SetLink {
+            switch_runs: true,
+            ..link
+        };
+        pb_bridge::sim_admin(client, &subjects, timeout, &switch_runs).await
     };
     let wait_for = async |events: &mut async_nats::Subscriber, name: &str| {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -365,10 +369,10 @@ async fn resync_after_outage(client: &async_nats::Client) -> anyhow::Result<Dura
             }
         }
     };
-    link(false).await?;
+    link(admin::SetLink::down("benchmark")).await?;
     wait_for(&mut events, "cti.communicationlost").await?;
     let started = Instant::now();
-    link(true).await?;
+    link(admin::SetLink::up()).await?;
     wait_for(&mut events, "cti.communicationrestored").await?;
     Ok(started.elapsed())
 }
@@ -780,10 +784,7 @@ async fn event_latency(
         let started = Instant::now();
         // The simulator answers the request and publishes the change at the same time:
         // the clock stops when the event arrives, whichever comes first.
-        let ask = client.request(
-            admin::subject(&subjects, admin::ForceState::OP),
-            serde_json::to_vec(&change)?.into(),
-        );
+        let ask = pb_bridge::sim_admin(client, &subjects, Duration::from_secs(5), &change);
         let arrived = async {
             loop {
                 let event = tokio::time::timeout(Duration::from_secs(5), events.next())
@@ -797,12 +798,7 @@ async fn event_latency(
             }
         };
         let (asked, arrived) = tokio::join!(ask, arrived);
-        let asked = asked.context("the simulated CTI did not take the change")?;
-        if let pb_cti::CtiReply::Error(e) =
-            serde_json::from_slice::<pb_cti::CtiReply<pb_cti::Done>>(&asked.payload)?
-        {
-            bail!("the simulated CTI refused the change: {}", e.message);
-        }
+        asked.context("the simulated CTI did not take the change")?;
         times.push(arrived?);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -8,16 +8,15 @@
 //! | link up/down, adapter to services | `P.cti.evt.link` | publish ([`LinkEvent`]) |
 //! | an agent's change at the CTI | `P.cti.evt.agent.<agentId>.<event>` | publish ([`AgentEvent`]) |
 //!
-//! Every call is a [`CtiCall`]: a request struct with its operation name and reply type.
-//! The reply payload is a [`CtiReply`]: `{"ok": <reply>}` or
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! Every call is a [`Call`] to [`Callee::Cti`] (`P.cti.req.<op>`, [`Subjects::call`]): a
+//! request struct with its operation name and reply type. The reply payload is a
+//! [`CtiReply`]: `{"ok": <reply>}` or `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! A call that changes something ([`CtiCall::CHANGES`]) made for a bridge request carries
+//! A call that changes something ([`Call::CHANGES`]) made for a bridge request carries
 //! a [`REQUEST_KEY_HEADER`]: the same call with the same key is answered as it was the
 //! first time and not done again. A command redone after its first attempt's replica was
 //! lost mid-way therefore finds what that attempt did, not a refusal ("already answered").
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use pb_protocol::channel::{AgentState, ChannelType};
@@ -26,7 +25,7 @@ use pb_protocol::conversation::ConversationState;
 use pb_protocol::interaction::{ConversationId, ConversationRole, Conversations, InteractionState};
 use pb_protocol::subject::Subjects;
 use pb_protocol::target::encode_token;
-use pb_protocol::{Body, Secret};
+use pb_protocol::{Body, Call, Callee, Secret};
 
 /// The header of a change made for a bridge request: the request and the call's place among
 /// the request's calls. An adapter remembers the answer to each key for a while (at least
@@ -36,16 +35,6 @@ pub const REQUEST_KEY_HEADER: &str = "Pb-Request-Key";
 
 /// The queue group every adapter replica serves calls in.
 pub const QUEUE_GROUP: &str = "pb-cti";
-
-/// `P.cti.req.<op>`: the subject of a call.
-pub fn call_subject(subjects: &Subjects, op: &str) -> String {
-    subjects.internal(&format!("cti.req.{op}"))
-}
-
-/// `P.cti.req.>`: every call, what an adapter subscribes to.
-pub fn all_calls(subjects: &Subjects) -> String {
-    subjects.internal("cti.req.>")
-}
 
 /// `P.cti.evt.>`: every event, what an adapter publishes.
 pub fn all_events(subjects: &Subjects) -> String {
@@ -85,15 +74,6 @@ pub fn agent_of(subjects: &Subjects, subject: &str) -> Option<String> {
     let rest = subject.strip_prefix(&subjects.internal("cti.evt.agent."))?;
     let (token, _event) = rest.split_once('.')?;
     pb_protocol::target::decode_token(token).ok()
-}
-
-/// A call to the adapter: its operation name (the last subject token) and reply type.
-pub trait CtiCall: Serialize + DeserializeOwned {
-    const OP: &'static str;
-    /// Whether the call changes something at the CTI (it then carries a
-    /// [`REQUEST_KEY_HEADER`] when made for a bridge request).
-    const CHANGES: bool = false;
-    type Reply: Serialize + DeserializeOwned;
 }
 
 /// The reply to a call.
@@ -183,18 +163,20 @@ pub struct Done {}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetCapabilities {}
 
-impl CtiCall for GetCapabilities {
+impl Call for GetCapabilities {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "capabilities";
-    type Reply = Capabilities;
+    type Reply = CtiReply<Capabilities>;
 }
 
 /// `linkstatus`: whether the CTI link is up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetLinkStatus {}
 
-impl CtiCall for GetLinkStatus {
+impl Call for GetLinkStatus {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "linkstatus";
-    type Reply = LinkEvent;
+    type Reply = CtiReply<LinkEvent>;
 }
 
 /// `agentinfo`: one agent's information, after checking the requesting agent's credentials.
@@ -205,9 +187,10 @@ pub struct GetAgentInfo {
     pub requester_password: Secret,
 }
 
-impl CtiCall for GetAgentInfo {
+impl Call for GetAgentInfo {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "agentinfo";
-    type Reply = AgentInfo;
+    type Reply = CtiReply<AgentInfo>;
 }
 
 /// `validate`: check an agent's credentials without side effects.
@@ -218,9 +201,10 @@ pub struct ValidateCredentials {
     pub password: Secret,
 }
 
-impl CtiCall for ValidateCredentials {
+impl Call for ValidateCredentials {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "validate";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// `snapshot`: an agent's place and channels as the CTI sees them now.
@@ -229,9 +213,10 @@ pub struct GetSnapshot {
     pub agent_id: String,
 }
 
-impl CtiCall for GetSnapshot {
+impl Call for GetSnapshot {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "snapshot";
-    type Reply = AgentSnapshot;
+    type Reply = CtiReply<AgentSnapshot>;
 }
 
 /// `login`: authenticate an agent at the CTI and log it into a place (its own by default),
@@ -246,10 +231,11 @@ pub struct Login {
     pub place: Option<String>,
 }
 
-impl CtiCall for Login {
+impl Call for Login {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "login";
     const CHANGES: bool = true;
-    type Reply = AgentSnapshot;
+    type Reply = CtiReply<AgentSnapshot>;
 }
 
 /// `activate`: a logged-in agent takes a channel of its place.
@@ -259,10 +245,11 @@ pub struct Activate {
     pub endpoint: String,
 }
 
-impl CtiCall for Activate {
+impl Call for Activate {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "activate";
     const CHANGES: bool = true;
-    type Reply = ChannelSnapshot;
+    type Reply = CtiReply<ChannelSnapshot>;
 }
 
 /// `deactivate`: an agent gives a channel back.
@@ -272,10 +259,11 @@ pub struct Deactivate {
     pub endpoint: String,
 }
 
-impl CtiCall for Deactivate {
+impl Call for Deactivate {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "deactivate";
     const CHANGES: bool = true;
-    type Reply = ChannelSnapshot;
+    type Reply = CtiReply<ChannelSnapshot>;
 }
 
 /// `logout`: give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
@@ -289,10 +277,11 @@ pub struct Logout {
     pub reason_code: Option<String>,
 }
 
-impl CtiCall for Logout {
+impl Call for Logout {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "logout";
     const CHANGES: bool = true;
-    type Reply = AgentSnapshot;
+    type Reply = CtiReply<AgentSnapshot>;
 }
 
 /// `setstate`: set an agent's state on one channel (ready, not ready with a reason, ...).
@@ -307,10 +296,11 @@ pub struct SetAgentState {
     pub reason_code: Option<String>,
 }
 
-impl CtiCall for SetAgentState {
+impl Call for SetAgentState {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "setstate";
     const CHANGES: bool = true;
-    type Reply = ChannelSnapshot;
+    type Reply = CtiReply<ChannelSnapshot>;
 }
 
 /// `interaction`: one of an agent's interactions as the CTI has it now.
@@ -321,9 +311,10 @@ pub struct GetInteraction {
     pub interaction: String,
 }
 
-impl CtiCall for GetInteraction {
+impl Call for GetInteraction {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "interaction";
-    type Reply = InteractionSnapshot;
+    type Reply = CtiReply<InteractionSnapshot>;
 }
 
 /// `dial`: place an outbound call from a telephony channel the agent holds; the reply is
@@ -336,10 +327,11 @@ pub struct Dial {
     pub destination: String,
 }
 
-impl CtiCall for Dial {
+impl Call for Dial {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "dial";
     const CHANGES: bool = true;
-    type Reply = InteractionSnapshot;
+    type Reply = CtiReply<InteractionSnapshot>;
 }
 
 /// `act`: act on one of an agent's interactions, or on one of its legs; the reply is the
@@ -352,10 +344,11 @@ pub struct Act {
     pub action: Action,
 }
 
-impl CtiCall for Act {
+impl Call for Act {
+    const CALLEE: Callee = Callee::Cti;
     const OP: &'static str = "act";
     const CHANGES: bool = true;
-    type Reply = InteractionSnapshot;
+    type Reply = CtiReply<InteractionSnapshot>;
 }
 
 /// What [`Act`] does.
@@ -635,8 +628,7 @@ mod tests {
     #[test]
     fn subjects() {
         let s = Subjects::default();
-        assert_eq!(call_subject(&s, Login::OP), "pb.cti.req.login");
-        assert_eq!(all_calls(&s), "pb.cti.req.>");
+        assert_eq!(s.call(Login::CALLEE, Login::OP), "pb.cti.req.login");
         assert_eq!(link_events(&s), "pb.cti.evt.link");
         let out = |agent: &str| AgentEvent::LoggedOut {
             agent_id: agent.into(),

@@ -16,6 +16,7 @@
 #[macro_use]
 mod macros;
 
+pub mod call;
 pub mod channel;
 pub mod channel_group;
 pub mod control;
@@ -31,6 +32,7 @@ pub mod session;
 pub mod subject;
 pub mod target;
 
+pub use call::{Call, Callee};
 pub use envelope::{MessageType, Outcome, Response, ResponseError};
 pub use limits::{Limit, Limits, OverLimit};
 pub use message::{BadCommand, Command, CommandMessage, DecodeError, Event, EventMessage};

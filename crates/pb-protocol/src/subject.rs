@@ -257,11 +257,6 @@ impl Subjects {
         format!("{}.node.{service}.>", self.prefix)
     }
 
-    /// `P.sim.<op>`: an operation of the simulated CTI's admin interface (`>`: all).
-    pub fn sim(&self, op: &str) -> String {
-        format!("{}.sim.{op}", self.prefix)
-    }
-
     /// Split a command subject into its kind and target.
     pub fn parse_command(&self, subject: &str) -> Result<(Kind, Target), SubjectError> {
         let rest = self.strip_prefix(subject)?;

@@ -1,30 +1,47 @@
-//! The client side of the CTI adapter contract ([`pb_cti`]): typed calls with a timeout.
+//! The client side of the CTI adapter contract ([`pb_cti`]): typed calls with a timeout,
+//! each counted in the metrics by outcome.
 
 use std::time::Duration;
 
-use async_nats::{Client, RequestErrorKind};
-use pb_cti::{CtiCall, CtiError, CtiReply, call_subject};
-use pb_protocol::Subjects;
+use async_nats::Client;
+use pb_cti::{CtiError, CtiReply};
+use pb_protocol::{Call, Subjects};
 
 use crate::Reply;
-use tracing::Instrument;
+use crate::call::{CallError, CallErrorKind};
 
 /// Why a CTI call did not give a result. The `Display` text is meant for the bridge's
 /// `errorMessage`: it says what happened and never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum CtiCallError {
-    #[error("the CTI did not answer within {} ms", .0.as_nanos().div_ceil(1_000_000))]
-    Timeout(Duration),
-    #[error("no CTI adapter is running (nobody answers {0})")]
-    NoAdapter(String),
+    /// The adapter got the call and refused it.
     #[error("{0}")]
     Refused(#[from] CtiError),
-    #[error("the CTI call failed: {0}")]
-    Transport(#[source] async_nats::RequestError),
-    #[error("the CTI call could not be encoded: {0}")]
-    Encode(#[source] serde_json::Error),
-    #[error("the CTI adapter sent an unreadable reply: {0}")]
-    BadReply(#[source] serde_json::Error),
+    /// No reply could be read ([`CallError::kind`] says why).
+    #[error("{}", describe(.0))]
+    Call(#[from] CallError),
+}
+
+/// A call that got no reply as the CTI's clients read it: the adapter's name for the
+/// bridge is "the CTI".
+fn describe(error: &CallError) -> String {
+    match error.kind() {
+        CallErrorKind::TimedOut => format!(
+            "the CTI did not answer within {} ms",
+            error.timeout().as_nanos().div_ceil(1_000_000)
+        ),
+        _ => error.to_string(),
+    }
+}
+
+impl CtiCallError {
+    /// Why no reply could be read, if none could.
+    pub fn kind(&self) -> Option<CallErrorKind> {
+        match self {
+            CtiCallError::Refused(_) => None,
+            CtiCallError::Call(e) => Some(e.kind()),
+        }
+    }
 }
 
 /// A cheap, cloneable handle for calling the CTI adapter.
@@ -40,41 +57,22 @@ impl CtiClient {
     }
 
     /// Call the adapter and wait at most `timeout` for its reply.
-    pub async fn call<C: CtiCall>(
-        &self,
-        call: &C,
-        timeout: Duration,
-    ) -> Result<C::Reply, CtiCallError> {
-        let subject = call_subject(&self.subjects, C::OP);
-        let payload = serde_json::to_vec(call).map_err(CtiCallError::Encode)?;
-        let span = tracing::info_span!("cti.call", op = C::OP);
-        let mut headers = async_nats::HeaderMap::new();
-        if let Some(key) = crate::request_key::next().filter(|_| C::CHANGES) {
-            headers.insert(pb_cti::REQUEST_KEY_HEADER, key.as_str());
-        }
-        let request =
-            span.in_scope(|| crate::trace::request_with(payload.into(), timeout, headers));
-        let sent = self
-            .client
-            .send_request(subject.clone(), request)
-            .instrument(span)
-            .await;
-        let result = match sent {
-            Ok(message) => serde_json::from_slice::<CtiReply<C::Reply>>(&message.payload)
-                .map_err(CtiCallError::BadReply)
-                .and_then(|reply| Result::from(reply).map_err(CtiCallError::Refused)),
-            Err(e) => Err(match e.kind() {
-                RequestErrorKind::TimedOut => CtiCallError::Timeout(timeout),
-                RequestErrorKind::NoResponders => CtiCallError::NoAdapter(subject),
-                _ => CtiCallError::Transport(e),
-            }),
-        };
+    pub async fn call<C, T>(&self, call: &C, timeout: Duration) -> Result<T, CtiCallError>
+    where
+        C: Call<Reply = CtiReply<T>>,
+    {
+        let result = crate::call::call(&self.client, &self.subjects, call, timeout)
+            .await
+            .map_err(CtiCallError::Call)
+            .and_then(|reply| Result::from(reply).map_err(CtiCallError::Refused));
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CtiCallError::Refused(e)) => e.code.as_str(),
-            Err(CtiCallError::Timeout(_)) => "timeout",
-            Err(CtiCallError::NoAdapter(_)) => "no-adapter",
-            Err(_) => "error",
+            Err(CtiCallError::Call(e)) => match e.kind() {
+                CallErrorKind::TimedOut => "timeout",
+                CallErrorKind::NoResponders => "no-adapter",
+                _ => "error",
+            },
         };
         crate::metrics::metrics().cti_call(C::OP, outcome);
         result
@@ -83,9 +81,9 @@ impl CtiClient {
 
 /// The answer to a command whose call `C` failed: FAILURE saying why, except a change
 /// that got no reply, which may have been made: [`Reply::retry_same`].
-pub fn failed<C: CtiCall>(error: CtiCallError) -> Reply {
+pub fn failed<C: Call>(error: CtiCallError) -> Reply {
     match error {
-        CtiCallError::Timeout(_) if C::CHANGES => {
+        CtiCallError::Call(ref e) if C::CHANGES && e.kind() == CallErrorKind::TimedOut => {
             Reply::retry_same(format_args!("{error}: whether it acted is not known"))
         }
         error => Reply::failure(error.to_string()),

@@ -6,8 +6,8 @@
 //!   handler, response, then events), and drains on shutdown;
 //! * [`reply_cache`]: the JetStream key-value record of answers by `requestId`, so a retried
 //!   request is answered again and not acted on twice, whichever replica gets it;
-//! * [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]); [`handoff`]: the
-//!   requests one service makes of another;
+//! * [`call`]: the one way to make a typed call (to the CTI adapter, another service, the
+//!   simulator); [`cti`]: the client side of the CTI adapter contract ([`pb_cti`]);
 //! * [`owned`]: one owner replica per unit (agent), forwarding and take-over, for the
 //!   session and channel-group services;
 //! * [`permissions`]: each process's NATS user and subjects (renders the deployment's
@@ -18,10 +18,10 @@
 //! * [`trace`]: W3C trace context in NATS headers; [`logging`]: logs and OTLP traces;
 //! * [`kv`]: key-value bucket helpers; [`shutdown`].
 
+pub mod call;
 pub mod config;
 pub mod connect;
 pub mod cti;
-pub mod handoff;
 pub mod kv;
 pub mod logging;
 pub mod metrics;
@@ -35,6 +35,7 @@ pub mod shutdown;
 pub mod state;
 pub mod trace;
 
+pub use call::{CallError, CallErrorKind, call};
 pub use config::{Config, ConfigError};
 pub use cti::{CtiCallError, CtiClient};
 pub use serve::{Handler, Reply};

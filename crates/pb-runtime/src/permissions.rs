@@ -1,6 +1,6 @@
 //! Who may publish and subscribe to what on NATS: one user per process, each allowed only
 //! the subjects it needs. The deployments' `auth.conf` files are rendered from here
-//! (`pb-bridge nats-auth`, one per [`Deployment`]), and a test keeps the committed files in
+//! (`pb-ops nats-auth`, one per [`Deployment`]), and a test keeps the committed files in
 //! step with the code.
 //!
 //! - **Replies.** Each process takes its replies on its own inbox prefix ([`inbox_prefix`],
@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use pb_protocol::{Kind, Subjects};
+use pb_protocol::{Callee, Kind, Subjects};
 
 use crate::kv::{bucket_name, buckets, key};
 
@@ -81,11 +81,11 @@ impl Deployment {
         }
     }
 
-    /// The `pb-bridge nats-auth` command that renders it.
+    /// The `pb-ops nats-auth` command that renders it.
     pub(crate) fn render_command(self) -> &'static str {
         match self {
-            Self::Production => "pb-bridge nats-auth",
-            Self::Lab => "pb-bridge nats-auth --lab",
+            Self::Production => "pb-ops nats-auth",
+            Self::Lab => "pb-ops nats-auth --lab",
         }
     }
 }
@@ -113,7 +113,7 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
     let discovery = || "$SRV.>".to_owned();
     let commands = |kind: Kind| subjects.commands_of(kind);
     let events = |kind: Kind| subjects.events_of(kind);
-    let cti_calls = || pb_cti::all_calls(subjects);
+    let cti_calls = || subjects.calls(Callee::Cti);
     let bucket = |name: &str| bucket_name(subjects, name);
     // A bucket read, written (its stream created too), or written below one service's name.
     let read = |name: &str| read_bucket(&bucket(name));
@@ -224,7 +224,7 @@ pub fn users(subjects: &Subjects, deployment: Deployment) -> Vec<User> {
         subscribe: vec![cti_calls(), discovery(), inbox(name)],
         responds: true,
     };
-    let simulator = subjects.sim(">");
+    let simulator = subjects.calls(Callee::Simulator);
     let mut bridge = User {
         name: BRIDGE,
         password_var: "PB_BRIDGE_PASSWORD",
@@ -392,8 +392,8 @@ mod tests {
                     .unwrap_or_default();
             assert!(
                 committed == auth_conf(&Subjects::default(), deployment),
-                "{path} is stale: run `cargo run -q -p pb-bridge -- {} > {path}`",
-                deployment.render_command().trim_start_matches("pb-bridge "),
+                "{path} is stale: run `cargo run -q -p pb-ops -- {} > {path}`",
+                deployment.render_command().trim_start_matches("pb-ops "),
             );
         }
     }

@@ -122,14 +122,9 @@ pub fn headers() -> HeaderMap {
     headers
 }
 
-/// A NATS request of `payload` that gives up after `timeout`, carrying the current trace
-/// context: how every command, hand-off and CTI call is sent.
-pub fn request(payload: bytes::Bytes, timeout: std::time::Duration) -> async_nats::Request {
-    request_with(payload, timeout, HeaderMap::new())
-}
-
-/// [`request`], carrying `headers` too.
-pub(crate) fn request_with(
+/// A NATS request of `payload` with `headers` that gives up after `timeout`, carrying the
+/// current trace context: how every call ([`crate::call`]) is sent.
+pub(crate) fn request(
     payload: bytes::Bytes,
     timeout: std::time::Duration,
     mut headers: HeaderMap,

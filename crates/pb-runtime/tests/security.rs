@@ -15,7 +15,7 @@ use futures::StreamExt;
 use pb_protocol::internal::{
     CHANNEL_GROUP_SERVICE, CREATE, GroupCreate, InternalReply, SYNC, UnitRef,
 };
-use pb_protocol::{Kind, MessageType, Response, Subjects, Target};
+use pb_protocol::{Callee, Kind, MessageType, Response, Subjects, Target};
 use pb_runtime::CtiClient;
 use pb_runtime::permissions::{
     BRIDGE, CHANNEL_GROUP, CONTROL, CTI_SIM, Deployment, GATEWAY, SESSION, inbox_prefix,
@@ -314,7 +314,7 @@ async fn a_bucket_is_written_only_by_the_services_that_own_it() {
 #[tokio::test]
 async fn in_production_nobody_can_drive_a_simulator() {
     let subjects = Subjects::default();
-    let status = subjects.sim("status");
+    let status = subjects.call(Callee::Simulator, "status");
     let session_command = subjects.command(Kind::Session, &Target::new("s-nobody").unwrap());
     // In the lab, the bridge may drive the simulator: with none running, nobody answers.
     let (lab, lab_passwords) = NatsServer::start_as(Deployment::Lab, false);

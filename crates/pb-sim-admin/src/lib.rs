@@ -1,24 +1,12 @@
 //! The lab's control panel: fault injection and changes "made at the CTI", on `P.sim.<op>`
-//! (request-reply, reply [`pb_cti::CtiReply`]). Only the simulator (`pb-cti-sim`) answers
+//! (request-reply, reply [`pb_cti::CtiReply`]), each a [`Call`] to [`Callee::Simulator`]. Only the simulator (`pb-cti-sim`) answers
 //! them; a real platform's adapter does not. The bridge emulator's `sim` commands, the
 //! benchmark and the tests send them. Pure data: this crate links no simulator.
 
-use pb_cti::{Done, InteractionSnapshot, LinkEvent};
+use pb_cti::{CtiReply, Done, InteractionSnapshot, LinkEvent};
 use pb_protocol::channel::{AgentState, ChannelType};
-use pb_protocol::{Body, Subjects};
-use serde::de::DeserializeOwned;
+use pb_protocol::{Body, Call, Callee};
 use serde::{Deserialize, Serialize};
-
-/// An admin operation: its name (the last subject token) and reply type.
-pub trait AdminOp: Serialize + DeserializeOwned {
-    const OP: &'static str;
-    type Reply: Serialize + DeserializeOwned;
-}
-
-/// `P.sim.<op>`.
-pub fn subject(subjects: &Subjects, op: &str) -> String {
-    subjects.sim(op)
-}
 
 /// Drop (`up: false`) or restore the CTI link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,9 +22,30 @@ pub struct SetLink {
     pub switch_runs: bool,
 }
 
-impl AdminOp for SetLink {
+impl SetLink {
+    /// Restore the link.
+    pub fn up() -> Self {
+        Self {
+            up: true,
+            reason: None,
+            switch_runs: false,
+        }
+    }
+
+    /// Drop the link for `reason`; the whole CTI stands still.
+    pub fn down(reason: impl Into<String>) -> Self {
+        Self {
+            up: false,
+            reason: Some(reason.into()),
+            switch_runs: false,
+        }
+    }
+}
+
+impl Call for SetLink {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "link";
-    type Reply = LinkEvent;
+    type Reply = CtiReply<LinkEvent>;
 }
 
 /// Lose (`lose: true`) every event the CTI raises from now on, until told otherwise, the
@@ -46,9 +55,10 @@ pub struct LoseEvents {
     pub lose: bool,
 }
 
-impl AdminOp for LoseEvents {
+impl Call for LoseEvents {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "loseevents";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Make every CTI call take this long (0 for none).
@@ -57,9 +67,10 @@ pub struct SetDelay {
     pub ms: u64,
 }
 
-impl AdminOp for SetDelay {
+impl Call for SetDelay {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "delay";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Make the CTI refuse an agent (or accept it again).
@@ -69,9 +80,10 @@ pub struct RejectAgent {
     pub rejected: bool,
 }
 
-impl AdminOp for RejectAgent {
+impl Call for RejectAgent {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "reject";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Change an agent's state on a channel at the CTI (as a supervisor or the phone would).
@@ -84,9 +96,10 @@ pub struct ForceState {
     pub reason_code: Option<String>,
 }
 
-impl AdminOp for ForceState {
+impl Call for ForceState {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "setstate";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Log an agent out at the CTI, outside the desktop.
@@ -97,9 +110,10 @@ pub struct ForceLogout {
     pub reason_code: Option<String>,
 }
 
-impl AdminOp for ForceLogout {
+impl Call for ForceLogout {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "logout";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Add a channel to a place (the agents of the place hear `channelgroup.channel.added`).
@@ -111,9 +125,10 @@ pub struct AddChannel {
     pub media: ChannelType,
 }
 
-impl AdminOp for AddChannel {
+impl Call for AddChannel {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "addchannel";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Remove a channel nobody holds from a place.
@@ -123,9 +138,10 @@ pub struct RemoveChannel {
     pub endpoint: String,
 }
 
-impl AdminOp for RemoveChannel {
+impl Call for RemoveChannel {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "removechannel";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// A customer contacts the centre: a call, a chat or an email joins the queue and is
@@ -146,9 +162,10 @@ pub struct Offer {
     pub agent_id: Option<String>,
 }
 
-impl AdminOp for Offer {
+impl Call for Offer {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "offer";
-    type Reply = Offered;
+    type Reply = CtiReply<Offered>;
 }
 
 /// The offered interaction's CTI name, the name the agent's interaction will have.
@@ -164,9 +181,10 @@ pub struct Hangup {
     pub interaction: String,
 }
 
-impl AdminOp for Hangup {
+impl Call for Hangup {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "hangup";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Generate traffic: new calls, chats and emails per second (0 stops each).
@@ -180,18 +198,20 @@ pub struct Traffic {
     pub emails: f64,
 }
 
-impl AdminOp for Traffic {
+impl Call for Traffic {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "traffic";
-    type Reply = Done;
+    type Reply = CtiReply<Done>;
 }
 
 /// Ask for every interaction at the CTI and the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetInteractions {}
 
-impl AdminOp for GetInteractions {
+impl Call for GetInteractions {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "interactions";
-    type Reply = Interactions;
+    type Reply = CtiReply<Interactions>;
 }
 
 /// Every interaction at the CTI that is not COMPLETED, and the queue.
@@ -217,9 +237,10 @@ pub struct AgentInteraction {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetStatus {}
 
-impl AdminOp for GetStatus {
+impl Call for GetStatus {
+    const CALLEE: Callee = Callee::Simulator;
     const OP: &'static str = "status";
-    type Reply = SimStatus;
+    type Reply = CtiReply<SimStatus>;
 }
 
 /// The lab's state.

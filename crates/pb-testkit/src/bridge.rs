@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use async_nats::Client;
 use futures::StreamExt;
-use pb_protocol::{Kind, Response, Subjects, Target};
+use pb_cti::{CtiError, CtiReply};
+use pb_protocol::channel::ChannelType;
+use pb_protocol::{Body, Call, Callee, Kind, Response, Subjects, Target};
 use serde_json::Value;
 
 /// The bridge side of the protocol, at the JSON level, so tests can send anything.
@@ -68,54 +70,72 @@ impl Bridge {
         Response::decode(&reply.payload).expect("a decodable response")
     }
 
-    /// Call the simulator's control panel, `P.sim.<op>` (fault injection, changes made at
-    /// the CTI); its JSON reply.
-    pub async fn sim(&self, op: &str, body: Value) -> Value {
-        self.request(self.subjects.sim(op), body).await
+    /// Call the simulator's admin interface, `P.sim.<op>` (fault injection, changes made at
+    /// the CTI): its answer, or its refusal.
+    pub async fn admin<C, T>(&self, op: &C) -> Result<T, CtiError>
+    where
+        C: Call<Reply = CtiReply<T>>,
+    {
+        let sent = self
+            .while_nobody_listens(
+                || pb_runtime::call(&self.client, &self.subjects, op, self.timeout),
+                |e| e.kind() == pb_runtime::CallErrorKind::NoResponders,
+            )
+            .await;
+        match sent {
+            Ok(reply) => reply.into(),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// A customer calls agent `agent_id` (the simulator's `offer`); the interaction's name.
     pub async fn offer_call(&self, agent_id: &str) -> String {
-        let reply = self
-            .sim(
-                "offer",
-                serde_json::json!({"type": "TELEPHONY", "data": {}, "from": "+15550100", "agent_id": agent_id}),
-            )
-            .await;
-        reply["ok"]["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("offer refused: {reply}"))
-            .to_owned()
+        let offer = pb_sim_admin::Offer {
+            media: ChannelType::Telephony,
+            data: Body::new(),
+            from: Some("+15550100".into()),
+            agent_id: Some(agent_id.into()),
+        };
+        match self.admin(&offer).await {
+            Ok(offered) => offered.name,
+            Err(e) => panic!("offer refused: {e}"),
+        }
     }
 
     /// Call the CTI adapter directly, `P.cti.req.<op>`, as another desktop or the phone
     /// would act at the CTI; its JSON reply.
     pub async fn cti(&self, op: &str, body: Value) -> Value {
-        self.request(pb_cti::call_subject(&self.subjects, op), body)
+        let subject = self.subjects.call(Callee::Cti, op);
+        let request = || {
+            self.client
+                .request(subject.clone(), body.to_string().into())
+        };
+        match self
+            .while_nobody_listens(request, |e| {
+                e.kind() == async_nats::RequestErrorKind::NoResponders
+            })
             .await
+        {
+            Ok(reply) => serde_json::from_slice(&reply.payload).expect("a JSON reply"),
+            Err(e) => panic!("request on {subject} failed: {e}"),
+        }
     }
 
-    /// A request to a process of the system; sent again, for up to [`Bridge::timeout`],
-    /// while nobody listens: a process moving to another node of a cluster (its node was
-    /// lost) has a moment with no subscription anywhere.
-    async fn request(&self, subject: String, body: Value) -> Value {
+    /// Make a request with `attempt`; made again, for up to [`Bridge::timeout`], while it
+    /// finds nobody listening (`nobody`): a process moving to another node of a cluster
+    /// (its node was lost) has a moment with no subscription anywhere.
+    async fn while_nobody_listens<T, E>(
+        &self,
+        mut attempt: impl AsyncFnMut() -> Result<T, E>,
+        nobody: impl Fn(&E) -> bool,
+    ) -> Result<T, E> {
         let give_up = tokio::time::Instant::now() + self.timeout;
         loop {
-            match self
-                .client
-                .request(subject.clone(), body.to_string().into())
-                .await
-            {
-                Ok(reply) => {
-                    return serde_json::from_slice(&reply.payload).expect("a JSON reply");
-                }
-                Err(e)
-                    if e.kind() == async_nats::RequestErrorKind::NoResponders
-                        && tokio::time::Instant::now() < give_up =>
-                {
+            match attempt().await {
+                Err(e) if nobody(&e) && tokio::time::Instant::now() < give_up => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("request on {subject} failed: {e}"),
+                result => return result,
             }
         }
     }

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pb_cti::{AgentEvent, CtiCall};
+use pb_cti::{AgentEvent, CtiReply};
 use pb_protocol::internal::InternalReply;
-use pb_protocol::{Command, Event, Kind, Target};
+use pb_protocol::{Call, Command, Event, Kind, Target};
 use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
@@ -42,7 +42,10 @@ pub struct Groups {
 impl Groups {
     /// Make a CTI call within the deadline of a command starting now; a failure is the
     /// command's FAILURE answer, with the CTI's reason.
-    async fn call<C: CtiCall + Sync>(&self, call: &C) -> Result<C::Reply, Reply> {
+    async fn call<C, T>(&self, call: &C) -> Result<T, Reply>
+    where
+        C: Call<Reply = CtiReply<T>> + Sync,
+    {
         self.cti
             .call(call, Budget::start(self.deadline).left())
             .await

@@ -14,7 +14,7 @@ use async_nats::Subscriber;
 use futures::StreamExt;
 use pb_cti::{GetCapabilities, GetLinkStatus, LinkEvent};
 use pb_protocol::control::{CommunicationLost, ControlEvent};
-use pb_runtime::{CtiCallError, Shutdown};
+use pb_runtime::{CallErrorKind, Shutdown};
 
 use crate::Control;
 
@@ -46,11 +46,18 @@ pub async fn follow(
 pub async fn check(control: &Control, timeout: Duration) {
     let link = match control.cti.call(&GetLinkStatus {}, timeout).await {
         Ok(link) => link,
-        Err(e @ (CtiCallError::NoAdapter(_) | CtiCallError::Timeout(_))) => LinkEvent {
-            up: false,
-            reason: Some(format!("the CTI adapter does not answer: {e}")),
-            incarnation: None,
-        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                Some(CallErrorKind::NoResponders | CallErrorKind::TimedOut)
+            ) =>
+        {
+            LinkEvent {
+                up: false,
+                reason: Some(format!("the CTI adapter does not answer: {e}")),
+                incarnation: None,
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "link status check failed");
             return;

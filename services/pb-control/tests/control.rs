@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pb_protocol::{Outcome, Response};
+use pb_sim_admin::{RejectAgent, SetDelay, SetLink};
 use pb_testkit::{Bridge, NatsServer, Process};
 use serde_json::{Value, json};
 
@@ -186,8 +187,12 @@ async fn agent_info_and_credential_validation() {
     assert_eq!(failure(&unknown), "the CTI knows no agent `9999`");
     // Rejected by the CTI (fault injection).
     sys.bridge
-        .sim("reject", json!({"agent_id": "1003", "rejected": true}))
-        .await;
+        .admin(&RejectAgent {
+            agent_id: "1003".into(),
+            rejected: true,
+        })
+        .await
+        .expect("the simulator acts");
     let rejected = sys
         .send(
             "cti.request.validateagentcredentials",
@@ -235,8 +240,9 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
     );
 
     sys.bridge
-        .sim("link", json!({"up": false, "reason": "switch maintenance"}))
-        .await;
+        .admin(&SetLink::down("switch maintenance"))
+        .await
+        .expect("the simulator acts");
     let lost = events.expect("cti.communicationlost", SECOND * 3).await;
     assert_eq!(lost.body["reason"], "switch maintenance");
     let status = events.expect("cti.serverstatuschanged", SECOND).await;
@@ -259,7 +265,10 @@ async fn create_session_is_refused_before_in_service_on_bad_credentials_and_whil
         .await;
     assert_eq!(failure(&info), "the CTI link is down (switch maintenance)");
 
-    sys.bridge.sim("link", json!({"up": true})).await;
+    sys.bridge
+        .admin(&SetLink::up())
+        .await
+        .expect("the simulator acts");
     let restored = events.expect("cti.communicationrestored", SECOND * 3).await;
     assert_eq!(restored.target, TARGET);
     let status = events.expect("cti.serverstatuschanged", SECOND).await;
@@ -461,12 +470,16 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
 
     // A link drop seen by both replicas (events and polling) is raised once.
     sys.bridge
-        .sim("link", json!({"up": false, "reason": "fibre cut"}))
-        .await;
+        .admin(&SetLink::down("fibre cut"))
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["cti.communicationlost", "cti.serverstatuschanged"]);
-    sys.bridge.sim("link", json!({"up": true})).await;
+    sys.bridge
+        .admin(&SetLink::up())
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND * 2).await;
     let names: Vec<&str> = seen.iter().map(|s| s.name()).collect();
     assert_eq!(
@@ -478,7 +491,10 @@ async fn two_replicas_answer_each_command_once_and_raise_each_event_once() {
 #[tokio::test]
 async fn a_slow_cti_beyond_the_deadline_is_a_failure_within_the_deadline() {
     let sys = system(1, &[("PB_DEADLINE_MS", "1000")]).await;
-    sys.bridge.sim("delay", json!({"ms": 3000})).await;
+    sys.bridge
+        .admin(&SetDelay { ms: 3000 })
+        .await
+        .expect("the simulator acts");
     let started = Instant::now();
     let r = sys
         .send(
@@ -492,7 +508,10 @@ async fn a_slow_cti_beyond_the_deadline_is_a_failure_within_the_deadline() {
         took < Duration::from_millis(1000),
         "answered after {took:?}"
     );
-    sys.bridge.sim("delay", json!({"ms": 0})).await;
+    sys.bridge
+        .admin(&SetDelay { ms: 0 })
+        .await
+        .expect("the simulator acts");
     success(
         &sys.send(
             "cti.request.validateagentcredentials",

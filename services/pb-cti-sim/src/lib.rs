@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subject};
 use futures::StreamExt;
-use pb_cti::{CtiCall, CtiError, CtiErrorCode, CtiReply, Done};
-use pb_protocol::Subjects;
+use pb_cti::{CtiError, CtiErrorCode, CtiReply, Done};
+use pb_protocol::{Call, Callee, Subjects};
 use pb_runtime::Shutdown;
 use pb_runtime::config::{ConfigError, number};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, watch};
 
-use crate::admin::{AdminOp, Traffic};
+use crate::admin::Traffic;
 use crate::lab::{Lab, Outgoing};
 use crate::traffic::Pacer;
 
@@ -131,13 +131,13 @@ pub async fn run(
     };
     let mut calls = client
         .queue_subscribe(
-            pb_cti::all_calls(&config.subjects),
+            config.subjects.calls(Callee::Cti),
             pb_cti::QUEUE_GROUP.into(),
         )
         .await
         .map_err(SimError::Subscribe)?;
     let mut admin = client
-        .subscribe(admin::subject(&config.subjects, ">"))
+        .subscribe(config.subjects.calls(Callee::Simulator))
         .await
         .map_err(SimError::Subscribe)?;
     let sim = Arc::new(Sim {
@@ -475,11 +475,12 @@ impl Sim {
 }
 
 /// Decode a call or an admin operation, act on it, encode the reply.
-fn act<T: DeserializeOwned, R: Serialize>(
-    payload: &[u8],
-    act: impl FnOnce(T) -> lab::Outcome<R>,
-) -> (Vec<u8>, Vec<Outgoing>) {
-    encode(decode::<T>(payload).and_then(act))
+fn act<C, T>(payload: &[u8], act: impl FnOnce(C) -> lab::Outcome<T>) -> (Vec<u8>, Vec<Outgoing>)
+where
+    C: Call<Reply = CtiReply<T>> + DeserializeOwned,
+    T: Serialize,
+{
+    encode(decode::<C>(payload).and_then(act))
 }
 
 /// The reply to an operation nobody serves.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use pb_bridge::link::{TcpOptions, tls};
 use pb_protocol::Subjects;
+use pb_sim_admin::SetDelay;
 use pb_testkit::{Certificates, Stack, TempDir, sample};
 use serde_json::json;
 
@@ -162,7 +163,9 @@ async fn a_stopping_gateway_answers_what_is_in_flight_then_hands_the_link_over()
         .wait_for_log("standing by", WAIT)
         .await;
     let nats = pb_testkit::Bridge::new(stack.nats.client().await);
-    nats.sim("delay", json!({"ms": 1500})).await;
+    nats.admin(&SetDelay { ms: 1500 })
+        .await
+        .expect("the simulator acts");
 
     // A session's creation calls the CTI, now slow; the active gateway is told to stop
     // meanwhile.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use common::{Read, WAIT, World, drain};
 use pb_bridge::link::Events;
 use pb_protocol::Kind;
+use pb_protocol::channel::{AgentState, ChannelType};
+use pb_sim_admin::{AddChannel, ForceLogout, ForceState, Hangup, Offer};
 use pb_testkit::{RawEvent, sample};
 use serde_json::{Value, json};
 
@@ -94,15 +96,15 @@ async fn every_message_kind_crosses_the_socket_over_a_login_a_call_and_a_logout(
     // A call: offered at the CTI, taken, answered, hung up by the customer.
     let offered = w
         .nats
-        .sim(
-            "offer",
-            json!({"type": "TELEPHONY", "data": {"order": "42"}, "from": "+15550100", "agent_id": "1001"}),
-        )
-        .await;
-    let name = offered["ok"]["name"]
-        .as_str()
-        .expect("offer accepted")
-        .to_owned();
+        .admin(&Offer {
+            media: ChannelType::Telephony,
+            data: json!({"order": "42"}).as_object().cloned().unwrap(),
+            from: Some("+15550100".into()),
+            agent_id: Some("1001".into()),
+        })
+        .await
+        .expect("offer accepted");
+    let name = offered.name;
     let added = until(&mut events, "channel.interaction.added", &phone).await;
     assert_eq!(added["name"], name.as_str());
     d.ok(
@@ -137,7 +139,12 @@ async fn every_message_kind_crosses_the_socket_over_a_login_a_call_and_a_logout(
         .unwrap();
     let connected = until(&mut events, "conversation.statechanged", &conversation).await;
     assert_eq!(connected["conversation-state"], "CONNECTED");
-    w.nats.sim("hangup", json!({"interaction": name})).await;
+    w.nats
+        .admin(&Hangup {
+            interaction: name.clone(),
+        })
+        .await
+        .expect("the simulator acts");
     state_of(&mut events, &interaction, "ENDED").await;
     d.ok("interaction.request.complete", &interaction, json!({}))
         .await
@@ -146,18 +153,21 @@ async fn every_message_kind_crosses_the_socket_over_a_login_a_call_and_a_logout(
 
     // A channel added at the CTI, then the agent logged out there.
     w.nats
-        .sim(
-            "addchannel",
-            json!({"place": "place-1001", "endpoint": "cb-1001", "type": "CALLBACK"}),
-        )
-        .await;
+        .admin(&AddChannel {
+            place: "place-1001".into(),
+            endpoint: "cb-1001".into(),
+            media: ChannelType::Callback,
+        })
+        .await
+        .expect("the simulator acts");
     until(&mut events, "channelgroup.channel.added", &logged.group).await;
     w.nats
-        .sim(
-            "logout",
-            json!({"agent_id": "1001", "reason_code": "forced"}),
-        )
-        .await;
+        .admin(&ForceLogout {
+            agent_id: "1001".into(),
+            reason_code: Some("forced".into()),
+        })
+        .await
+        .expect("the simulator acts");
     let loggedout = until(&mut events, "session.loggedout", &logged.session).await;
     assert_eq!(loggedout["reasonCode"], "forced");
     for channel in &logged.channels {
@@ -320,14 +330,15 @@ async fn the_bridge_restarts_and_finds_its_sessions_live() {
         pb_testkit::http_get(&w.stack.processes[gateway].1.ops_addr(), "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not connected"), "{body}");
-    let changed = w
-        .nats
-        .sim(
-            "setstate",
-            json!({"agent_id": "1001", "endpoint": logged.channels[0].endpoint, "state": "NOT_READY", "reason_code": "lunch"}),
-        )
-        .await;
-    assert!(changed.get("ok").is_some(), "{changed}");
+    w.nats
+        .admin(&ForceState {
+            agent_id: "1001".to_owned(),
+            endpoint: logged.channels[0].endpoint.clone(),
+            state: AgentState::NotReady,
+            reason_code: Some("lunch".to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
     let deadline = tokio::time::Instant::now() + WAIT;
     while sample(
         &w.stack.processes[gateway].1.metrics().await,

@@ -16,12 +16,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pb_cti::AgentEvent;
-use pb_protocol::internal::InternalReply;
+use pb_protocol::internal::{InternalReply, SyncUnit, UnitRef};
 use pb_protocol::session::{ReasonCode, SessionEvent};
-use pb_protocol::{Command, Event, Kind, Subjects, Target};
+use pb_protocol::{Call, Command, Event, Kind, Subjects, Target};
 use pb_runtime::config::ConfigError;
 use pb_runtime::cti::Budget;
-use pb_runtime::handoff;
 use pb_runtime::owned::{self, Listening, OwnedConfig, OwnedError, Owner, Unit};
 use pb_runtime::state::{StateError, Targets, UnitStore};
 use pb_runtime::{Config, CtiClient, Reply, Shutdown};
@@ -45,18 +44,14 @@ impl Sessions {
         Budget::start(self.deadline)
     }
 
-    /// Ask the channel-group service to `op` ([`pb_protocol::internal::PAUSE`], `RESUME` or
-    /// `SYNC`) the agent's channel destinations (`body` names the agent), within `timeout`.
-    async fn tell_channels(
-        &self,
-        op: &str,
-        body: &impl serde::Serialize,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let subject = self
-            .subjects
-            .internal_request(pb_protocol::internal::CHANNEL_GROUP_SERVICE, op);
-        let sent = handoff::request(&self.client, "channel-group", subject, body, timeout);
+    /// Tell the channel-group service to [`Pause`](pb_protocol::internal::Pause),
+    /// [`Resume`](pb_protocol::internal::Resume) or [`SyncUnit`] an agent's channel
+    /// destinations, within `timeout`.
+    async fn tell_channels<C>(&self, call: &C, timeout: Duration) -> Result<(), String>
+    where
+        C: Call<Reply = InternalReply>,
+    {
+        let sent = pb_runtime::call(&self.client, &self.subjects, call, timeout);
         match sent.await.map_err(|e| e.to_string())? {
             InternalReply::Ok => Ok(()),
             InternalReply::Error(why) | InternalReply::Again(why) => Err(why),
@@ -94,10 +89,9 @@ impl Sessions {
             && loaded.value.sessions.values().any(|s| s.group.is_some())
             && let Err(e) = self
                 .tell_channels(
-                    pb_protocol::internal::SYNC,
-                    &pb_protocol::internal::UnitRef {
+                    &SyncUnit(UnitRef {
                         agent_id: unit.to_owned(),
-                    },
+                    }),
                     self.deadline,
                 )
                 .await

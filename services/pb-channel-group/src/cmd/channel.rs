@@ -5,13 +5,13 @@
 //! asked for while the channel has a live interaction waits at the CTI for it to end
 //! (`pending-agent-state`); its event comes when it takes effect.
 
-use pb_cti::{Activate, ChannelSnapshot, CtiCall, Deactivate, SetAgentState};
+use pb_cti::{Activate, ChannelSnapshot, CtiReply, Deactivate, SetAgentState};
 use pb_protocol::channel::{
     AgentState, ChannelCommand, ChannelEvent, ChannelInit, ChannelType, InteractionRef,
 };
 use pb_protocol::interaction::InteractionState;
 use pb_protocol::session::CreateChild;
-use pb_protocol::{Event, Kind, Target};
+use pb_protocol::{Call, Event, Kind, Target};
 use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
@@ -159,7 +159,7 @@ async fn change<C>(
     call: &C,
 ) -> Reply
 where
-    C: CtiCall<Reply = ChannelSnapshot> + Sync,
+    C: Call<Reply = CtiReply<ChannelSnapshot>> + Sync,
 {
     let snapshot = match groups.call(call).await {
         Ok(snapshot) => snapshot,

@@ -7,8 +7,8 @@ mod conversation;
 mod group;
 mod interaction;
 
-use pb_cti::{Act, Action, CtiCall, InteractionSnapshot};
-use pb_protocol::{Body, Command, CommandMessage, Event, Kind, Target};
+use pb_cti::{Act, Action, CtiReply, InteractionSnapshot};
+use pb_protocol::{Body, Call, Command, CommandMessage, Event, Kind, Target};
 use pb_runtime::Reply;
 use pb_runtime::owned::Unit;
 use pb_runtime::state::Loaded;
@@ -97,7 +97,7 @@ async fn interaction_call<C>(
     body: impl FnOnce(&InteractionSnapshot) -> Body,
 ) -> Reply
 where
-    C: CtiCall<Reply = InteractionSnapshot> + Sync,
+    C: Call<Reply = CtiReply<InteractionSnapshot>> + Sync,
 {
     let snapshot = match groups.call(call).await {
         Ok(snapshot) => snapshot,

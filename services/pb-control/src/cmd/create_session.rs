@@ -6,9 +6,8 @@
 use pb_cti::ValidateCredentials;
 use pb_protocol::Target;
 use pb_protocol::control::CreateSession;
-use pb_protocol::internal::{CREATE, InternalReply, SESSION_SERVICE, SessionCreate};
+use pb_protocol::internal::{InternalReply, SessionCreate};
 use pb_runtime::Reply;
-use pb_runtime::handoff;
 
 use super::cti_failure;
 use crate::Control;
@@ -59,9 +58,7 @@ pub async fn handle(control: &Control, request: CreateSession) -> Reply {
         agent_id: request.agent_id,
         agent_password: request.agent_password,
     };
-    let subject = control.subjects.internal_request(SESSION_SERVICE, CREATE);
-    let sent = handoff::request(&control.client, "session", subject, &handoff, until.left());
-    match sent.await {
+    match pb_runtime::call(&control.client, &control.subjects, &handoff, until.left()).await {
         Ok(InternalReply::Ok) => Reply::success(),
         Ok(InternalReply::Error(why)) => Reply::failure(why),
         Ok(InternalReply::Again(why)) => Reply::retry_same(why),

@@ -3,10 +3,9 @@
 //! the SUCCESS, so the group answers on its subject by then (contract §5.5).
 
 use pb_protocol::Target;
-use pb_protocol::internal::{CHANNEL_GROUP_SERVICE, CREATE, GroupCreate, InternalReply};
+use pb_protocol::internal::{GroupCreate, InternalReply};
 use pb_protocol::session::CreateChild;
 use pb_runtime::Reply;
-use pb_runtime::handoff;
 use pb_runtime::state::Loaded;
 
 use crate::Sessions;
@@ -54,17 +53,7 @@ pub async fn handle(
         agent_id: unit.to_owned(),
         place: session.place.clone(),
     };
-    let subject = sessions
-        .subjects
-        .internal_request(CHANNEL_GROUP_SERVICE, CREATE);
-    let sent = handoff::request(
-        &sessions.client,
-        "channel-group",
-        subject,
-        &create,
-        until.left(),
-    );
-    match sent.await {
+    match pb_runtime::call(&sessions.client, &sessions.subjects, &create, until.left()).await {
         Ok(InternalReply::Ok) => {}
         Ok(InternalReply::Error(why)) => return Reply::failure(why),
         Ok(InternalReply::Again(why)) => return Reply::retry_same(why),

@@ -6,7 +6,7 @@
 
 use pb_cti::{AgentEvent, AgentSnapshot, Logout};
 use pb_protocol::Target;
-use pb_protocol::internal::{PAUSE, RESUME, Resume, UnitRef};
+use pb_protocol::internal::{Pause, Resume, UnitRef};
 use pb_protocol::session::{LogoutAnswer, ReasonCode};
 use pb_runtime::Reply;
 use pb_runtime::state::Loaded;
@@ -31,11 +31,11 @@ pub async fn handle(
     // The channels' `channel.deactivated` events come from the channel-group service: it
     // holds them until this response is out (contract §5.4).
     let has_group = loaded.value.sessions.values().any(|s| s.group.is_some());
-    let me = UnitRef {
+    let pause = Pause(UnitRef {
         agent_id: unit.to_owned(),
-    };
+    });
     let paused = has_group
-        && match sessions.tell_channels(PAUSE, &me, until.left()).await {
+        && match sessions.tell_channels(&pause, until.left()).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(%unit, error = %e, "cannot hold the channels' events");
@@ -55,7 +55,7 @@ pub async fn handle(
     let sessions = sessions.clone();
     reply.then(async move {
         if let Err(e) = sessions
-            .tell_channels(RESUME, &resume, sessions.deadline)
+            .tell_channels(&resume, sessions.deadline)
             .await
         {
             tracing::warn!(unit = %resume.agent_id, error = %e, "cannot release the channels' events");

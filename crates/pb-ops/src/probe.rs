@@ -1,4 +1,4 @@
-//! `pb-bridge probe <url>`: a plain HTTP GET for container health checks, where the runtime
+//! `pb-ops probe <url>`: a plain HTTP GET for container health checks, where the runtime
 //! image has no curl. Exit 0 on status 200, 1 otherwise (the reason on standard error).
 
 use std::process::ExitCode;
