@@ -26,8 +26,8 @@
 //! * [`profile`]: what a login costs in messages, JetStream writes and CPU time per process;
 //! * [`report`]: figures, the table with ratios and targets, medians, comparison.
 
-pub mod measure;
-pub mod profile;
+mod measure;
+mod profile;
 pub mod report;
 
 use std::path::PathBuf;

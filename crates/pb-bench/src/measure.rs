@@ -48,7 +48,7 @@ where
 
 /// Run `one(i)` for `i` in `0..n` with `in_flight` outstanding at a time; completed per
 /// second.
-pub async fn throughput<F, Fut>(n: usize, in_flight: usize, one: F) -> anyhow::Result<f64>
+pub(crate) async fn throughput<F, Fut>(n: usize, in_flight: usize, one: F) -> anyhow::Result<f64>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,

@@ -13,7 +13,7 @@ use crate::report::Figures;
 
 /// The processes whose CPU time is counted, by the prefix of their instance name (the
 /// harness itself last: its client's work is part of every figure).
-pub const WHO: [&str; 8] = [
+pub(crate) const WHO: [&str; 8] = [
     "nats-server",
     "pb-gateway",
     "pb-control",

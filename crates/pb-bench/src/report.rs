@@ -8,17 +8,17 @@ use serde::{Deserialize, Serialize};
 use crate::measure::Latency;
 
 /// One run's figures by key (`floor.seq.p50_us`, `cmd.<name>.per_s`, `storm.<n>.seconds`, ...).
-pub type Figures = BTreeMap<String, f64>;
+pub(crate) type Figures = BTreeMap<String, f64>;
 
 /// The commands measured one by one and 64 at a time, with what they cost.
-pub const COMMANDS: [(&str, &str); 3] = [
+pub(crate) const COMMANDS: [(&str, &str); 3] = [
     ("cti.query.capabilities", "no CTI call"),
     ("cti.query.agentinfo", "one CTI call"),
     ("channel.request.ready", "CTI call, state, reply cache"),
 ];
 
 /// Record a latency's percentiles under `prefix`.
-pub fn put_latency(figures: &mut Figures, prefix: &str, latency: Latency) {
+pub(crate) fn put_latency(figures: &mut Figures, prefix: &str, latency: Latency) {
     figures.insert(format!("{prefix}.p50_us"), latency.p50_us);
     figures.insert(format!("{prefix}.p99_us"), latency.p99_us);
     figures.insert(format!("{prefix}.p999_us"), latency.p999_us);
@@ -123,7 +123,7 @@ fn p50_target(name: &str) -> f64 {
 
 /// A login storm's target: at least one login per this many requests of the floor's
 /// 64-in-flight throughput, measured in the same run.
-pub const FLOOR_REQUESTS_PER_LOGIN: f64 = 80.0;
+pub(crate) const FLOOR_REQUESTS_PER_LOGIN: f64 = 80.0;
 
 /// The counted costs of one unit of work under `prefix` ([`crate::profile`]): messages into
 /// the server, JetStream writes, CPU time of every process (beside a floor request's, so

@@ -486,7 +486,7 @@ impl Driver {
     /// Log a session out, then dispose the destinations `login` creates under it
     /// (`<session>.g1`, `<session>.g1.c1` upward, as long as they are there: the first that
     /// has no responder, or is answered FAILURE, ends the channels). Returns them.
-    pub async fn logout_session(&self, session: &str) -> Result<Vec<String>, FlowError> {
+    pub(crate) async fn logout_session(&self, session: &str) -> Result<Vec<String>, FlowError> {
         self.log_out(session).await?;
         let group = format!("{session}.g1");
         let mut disposed = Vec::new();

@@ -65,7 +65,7 @@ pub struct Leg {
 
 /// The id the bridge gives the destination of the CTI resource `name`: the name itself,
 /// dots made dashes (a target segment holds no dot; other characters are encoded).
-pub fn id_of(name: &str) -> String {
+pub(crate) fn id_of(name: &str) -> String {
     name.replace('.', "-")
 }
 
@@ -82,7 +82,7 @@ pub fn child(parent: &str, id: &str, name: &str) -> Result<String, FlowError> {
 }
 
 /// `interaction.request.setdata` with `{"disposition": disposition}`.
-pub fn set_disposition(disposition: &str) -> InteractionCommand {
+pub(crate) fn set_disposition(disposition: &str) -> InteractionCommand {
     let data = Body::from_iter([("disposition".to_owned(), disposition.into())]);
     InteractionCommand::SetData(InteractionData { data })
 }
@@ -118,7 +118,11 @@ impl Driver {
     }
 
     /// Create and read the destination of conversation `name` of `interaction`.
-    pub async fn take_conversation(&self, interaction: &str, name: &str) -> Result<Leg, FlowError> {
+    pub(crate) async fn take_conversation(
+        &self,
+        interaction: &str,
+        name: &str,
+    ) -> Result<Leg, FlowError> {
         let id = id_of(name);
         let create = InteractionCommand::CreateConversation(CreateChild {
             id: id.clone(),

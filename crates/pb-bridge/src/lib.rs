@@ -16,12 +16,12 @@ macro_rules! say {
     };
 }
 
-pub mod cli;
+mod cli;
 mod commands;
 pub mod desk;
 mod emulator;
 pub mod flow;
-pub mod interaction;
+mod interaction;
 pub mod link;
 mod print;
 pub mod report;

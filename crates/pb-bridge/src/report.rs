@@ -18,7 +18,7 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// A table of latencies: a header naming the first column `what`, then one row per
 /// `(label, times)` with the count, p50, p90, p99 and maximum in milliseconds.
-pub fn latency_table<'a>(
+pub(crate) fn latency_table<'a>(
     what: &str,
     rows: impl IntoIterator<Item = (&'a str, &'a [Duration])>,
 ) -> String {
@@ -45,7 +45,10 @@ pub fn latency_table<'a>(
 
 /// Recorded response times as table rows: the names of `order` first, in that order, then
 /// any others by name.
-pub fn by_message<'a>(latencies: &'a Latencies, order: &[&str]) -> Vec<(&'a str, &'a [Duration])> {
+pub(crate) fn by_message<'a>(
+    latencies: &'a Latencies,
+    order: &[&str],
+) -> Vec<(&'a str, &'a [Duration])> {
     let mut rows: Vec<_> = latencies
         .iter()
         .map(|(name, times)| (*name, times.as_slice()))

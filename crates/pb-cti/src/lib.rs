@@ -580,7 +580,7 @@ impl AgentEvent {
     pub const CHANNEL_CHANGED: &'static str = "channel-changed";
     pub const CHANNEL_ADDED: &'static str = "channel-added";
     pub const CHANNEL_REMOVED: &'static str = "channel-removed";
-    pub const INTERACTION_CHANGED: &'static str = "interaction-changed";
+    pub(crate) const INTERACTION_CHANGED: &'static str = "interaction-changed";
     pub const LOGGED_OUT: &'static str = "logged-out";
     /// Every kind: one subscription keeps the order of all of an agent's changes.
     pub const ALL: &'static str = "*";

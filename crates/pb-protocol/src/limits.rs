@@ -177,20 +177,20 @@ impl Limits {
 }
 
 /// How many bytes of a quoted input an error message shows.
-pub const EXCERPT_BYTES: usize = 48;
+pub(crate) const EXCERPT_BYTES: usize = 48;
 
 /// How many bytes of a reason (a message that may itself quote input) are shown.
-pub const REASON_BYTES: usize = 200;
+pub(crate) const REASON_BYTES: usize = 200;
 
 /// `text` as an error message may quote it: whole when short, else its first
 /// [`EXCERPT_BYTES`] (on a character boundary) and its length.
-pub fn excerpt(text: &str) -> Cow<'_, str> {
+pub(crate) fn excerpt(text: &str) -> Cow<'_, str> {
     shorten(text, EXCERPT_BYTES)
 }
 
 /// `text` whole when it has at most `max` bytes, else its first `max` (on a character
 /// boundary), `…` and its length.
-pub fn shorten(text: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn shorten(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
         return Cow::Borrowed(text);
     }
@@ -213,7 +213,7 @@ impl fmt::Display for Excerpt<'_> {
 
 /// A reason shortened to [`REASON_BYTES`], as a `Display` value.
 #[derive(Debug)]
-pub struct Reason<'a>(pub &'a str);
+pub(crate) struct Reason<'a>(pub &'a str);
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

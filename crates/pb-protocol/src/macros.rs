@@ -19,7 +19,7 @@ macro_rules! messages {
 
         impl $enum {
             /// Every message name of this enum, in declaration order.
-            pub const NAMES: &'static [&'static str] = &[$($name),*];
+            pub(crate) const NAMES: &'static [&'static str] = &[$($name),*];
 
             /// The message name on the wire.
             pub fn name(&self) -> &'static str {

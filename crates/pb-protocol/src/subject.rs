@@ -44,7 +44,7 @@ impl Kind {
         }
     }
 
-    pub fn from_token(token: &str) -> Option<Kind> {
+    pub(crate) fn from_token(token: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.token() == token)
     }
 
@@ -63,7 +63,7 @@ impl Kind {
     /// How many segments a target of this kind has below its session's (contract §4: a
     /// channel group is `<session>.<id>`, a channel `<group>.<id>`, ...); `None` for the
     /// control, which belongs to no session.
-    pub fn below_session(self) -> Option<usize> {
+    pub(crate) fn below_session(self) -> Option<usize> {
         match self {
             Kind::Control => None,
             Kind::Session => Some(0),

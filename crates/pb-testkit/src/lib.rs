@@ -39,7 +39,7 @@ pub use stack::{SERVICES, Stack};
 use std::path::PathBuf;
 
 /// The workspace's root folder.
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()

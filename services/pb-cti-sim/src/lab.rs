@@ -200,11 +200,11 @@ impl Lab {
         self
     }
 
-    pub fn agent_count(&self) -> usize {
+    pub(crate) fn agent_count(&self) -> usize {
         self.agents.len()
     }
 
-    pub fn logged_in_count(&self) -> usize {
+    pub(crate) fn logged_in_count(&self) -> usize {
         self.logged_in.len()
     }
 
@@ -214,7 +214,7 @@ impl Lab {
 
     /// Drop or restore the link (dropped with `switch_runs`: the switch keeps working
     /// behind it). Returns whether it changed.
-    pub fn set_link(&mut self, up: bool, reason: Option<String>, switch_runs: bool) -> bool {
+    pub(crate) fn set_link(&mut self, up: bool, reason: Option<String>, switch_runs: bool) -> bool {
         let changed = self.link.up != up;
         self.switch_runs = !up && switch_runs;
         self.link = LinkEvent {
@@ -230,7 +230,7 @@ impl Lab {
     }
 
     /// Make the CTI refuse (or accept again) an agent.
-    pub fn set_rejected(&mut self, agent_id: &str, rejected: bool) -> Result<(), CtiError> {
+    pub(crate) fn set_rejected(&mut self, agent_id: &str, rejected: bool) -> Result<(), CtiError> {
         self.agent(agent_id)?;
         if rejected {
             self.rejected.insert(agent_id.to_owned());
@@ -242,7 +242,7 @@ impl Lab {
 
     /// Run `operation` as the switch itself (a change made at the CTI, a far end, an
     /// offer): it works while the link is down if the switch runs behind it.
-    pub fn at_switch<T>(&mut self, operation: impl FnOnce(&mut Lab) -> T) -> T {
+    pub(crate) fn at_switch<T>(&mut self, operation: impl FnOnce(&mut Lab) -> T) -> T {
         self.at_switch = true;
         let result = operation(self);
         self.at_switch = false;
@@ -250,13 +250,13 @@ impl Lab {
     }
 
     /// Lose every event from now on (or no longer), the link up.
-    pub fn lose_events(&mut self, lose: bool) {
+    pub(crate) fn lose_events(&mut self, lose: bool) {
         self.losing = lose;
     }
 
     /// Whether events are lost: the link is down with the switch running behind it, or
     /// they are lost on the way ([`Lab::lose_events`]).
-    pub fn events_lost(&self) -> bool {
+    pub(crate) fn events_lost(&self) -> bool {
         self.losing || (!self.link.up && self.switch_runs)
     }
 
@@ -540,7 +540,7 @@ impl Lab {
     }
 
     /// Add a channel to a place (an administrator's change at the CTI).
-    pub fn add_channel(
+    pub(crate) fn add_channel(
         &mut self,
         place: &str,
         endpoint: &str,
@@ -580,7 +580,7 @@ impl Lab {
     }
 
     /// Remove a channel nobody holds from a place.
-    pub fn remove_channel(&mut self, place: &str, endpoint: &str) -> Outcome<Done> {
+    pub(crate) fn remove_channel(&mut self, place: &str, endpoint: &str) -> Outcome<Done> {
         self.link_up()?;
         let Some(channels) = self.places.get_mut(place) else {
             return Err(err(
@@ -627,7 +627,7 @@ impl Lab {
 
     /// Set an agent's state on a channel it holds. While an interaction on the channel is
     /// live, the change waits for it to end ([`ChannelSnapshot::pending_state`]).
-    pub fn set_state(
+    pub(crate) fn set_state(
         &mut self,
         agent_id: &str,
         endpoint: &str,
@@ -670,13 +670,13 @@ impl Lab {
     }
 
     /// The interactions counted.
-    pub fn tally(&self) -> Tally {
+    pub(crate) fn tally(&self) -> Tally {
         self.calls.tally()
     }
 
     /// The timers set since the last take, with their delays: fire each with [`Lab::fire`]
     /// when its delay has passed.
-    pub fn take_timers(&mut self) -> Vec<(Duration, Timer)> {
+    pub(crate) fn take_timers(&mut self) -> Vec<(Duration, Timer)> {
         self.calls.take_timers()
     }
 

@@ -10,10 +10,10 @@
 
 use pb_sim_admin as admin;
 mod answered;
-pub mod calls;
-pub mod lab;
-pub mod roster;
-pub mod traffic;
+mod calls;
+mod lab;
+mod roster;
+mod traffic;
 
 use std::path::PathBuf;
 use std::sync::Arc;

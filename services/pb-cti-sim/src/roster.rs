@@ -69,7 +69,7 @@ const LAST: [&str; 16] = [
 /// `count` agents with ids from 1001 upward: login = id, password `pw-<id>`, place
 /// `place-<id>` with a TELEPHONY channel `ext-<id>`, an EMAIL channel `mail-<id>` and a CHAT
 /// channel `chat-<id>`.
-pub fn generate(count: usize) -> Vec<AgentRecord> {
+pub(crate) fn generate(count: usize) -> Vec<AgentRecord> {
     (0..count)
         .map(|i| {
             let id = (1001 + i).to_string();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::admin::{Offer, Traffic};
 
 /// The highest rate of each media, offers per second.
-pub const MAX_RATE: f64 = 1000.0;
+pub(crate) const MAX_RATE: f64 = 1000.0;
 
 /// The interval at [`MAX_RATE`]: no media is offered faster.
 const MIN_STEP: Duration = Duration::from_millis(1);
@@ -42,7 +42,7 @@ const SUBJECTS: [&str; 4] = [
 ];
 
 /// A rate as given, if it is one: finite, 0 to [`MAX_RATE`].
-pub fn check_rate(rate: f64) -> Result<f64, String> {
+pub(crate) fn check_rate(rate: f64) -> Result<f64, String> {
     if rate.is_finite() && (0.0..=MAX_RATE).contains(&rate) {
         Ok(rate)
     } else {
@@ -63,7 +63,7 @@ pub fn check(traffic: &Traffic) -> Result<(), String> {
 }
 
 /// A generated `+1555` number, the same for the same seed.
-pub fn phone_number(seed: u64) -> String {
+pub(crate) fn phone_number(seed: u64) -> String {
     format!("+1555{:07}", seed.wrapping_mul(2_654_435_761) % 10_000_000)
 }
 
@@ -106,7 +106,7 @@ fn body<const N: usize>(pairs: [(&str, Value); N]) -> Body {
 
 /// When the next offer of each media is due, on a clock that starts at zero.
 #[derive(Debug, Clone)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     /// By [`MEDIA`]: the time of the next offer and the interval; none at rate 0 (or at a
     /// rate so low that its next offer is beyond the clock).
     next: [Option<(Duration, Duration)>; 3],

@@ -75,7 +75,7 @@ impl ConnectError {
 
 /// How to open the link: built once from the configuration.
 #[derive(Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     addr: String,
     timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,

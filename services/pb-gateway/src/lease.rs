@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The lease of one processor's link.
 #[derive(Debug, Clone)]
-pub struct Lease {
+pub(crate) struct Lease {
     store: kv::Store,
     key: String,
     holder: String,
@@ -32,7 +32,7 @@ pub struct Held {
 
 /// Whether a holder whose last successful renewal was sent at `renewed` must give the link
 /// up at `now`: after half the lease, well before its entry can expire.
-pub fn must_give_up(renewed: Instant, now: Instant, ttl: Duration) -> bool {
+pub(crate) fn must_give_up(renewed: Instant, now: Instant, ttl: Duration) -> bool {
     now.saturating_duration_since(renewed) >= ttl / 2
 }
 

@@ -14,12 +14,12 @@
 //! jitter between attempts), serves the link, and connects again when it ends, until the
 //! lease is lost or the process stops.
 
-pub mod config;
-pub mod connect;
+mod config;
+mod connect;
 mod deliver;
-pub mod lease;
+mod lease;
 mod link;
-pub mod metrics;
+mod metrics;
 mod outgoing;
 mod pending;
 

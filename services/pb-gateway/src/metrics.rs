@@ -277,7 +277,7 @@ impl GatewayMetrics {
         self.closed.get_or_create(&ClosedLabel { reason }).inc();
     }
 
-    pub fn connect_failed(&self, reason: ConnectFailed) {
+    pub(crate) fn connect_failed(&self, reason: ConnectFailed) {
         self.connect_failures
             .get_or_create(&FailedLabel { reason })
             .inc();

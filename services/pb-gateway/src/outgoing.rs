@@ -84,7 +84,7 @@ impl Queue {
     }
 
     /// The next frame if one is waiting now.
-    pub fn try_next(&mut self) -> Option<Bytes> {
+    pub(crate) fn try_next(&mut self) -> Option<Bytes> {
         self.rx.try_recv().ok()
     }
 

@@ -48,7 +48,7 @@ impl Entry {
 
 /// The commands in flight.
 #[derive(Debug, Default)]
-pub struct Pending {
+pub(crate) struct Pending {
     next: u64,
     entries: HashMap<u64, Entry>,
     /// Tokens in the order of their deadlines; some already answered.
@@ -86,7 +86,7 @@ impl Pending {
     }
 
     /// When the earliest waiting command's deadline passes.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(deadline, _)| *deadline)
     }
 

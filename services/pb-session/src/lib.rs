@@ -7,9 +7,9 @@
 //! * [`internal`]: the hand-off from control, and releasing an agent's sessions;
 //! * [`state`]: the record.
 
-pub mod cmd;
-pub mod internal;
-pub mod state;
+mod cmd;
+mod internal;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;

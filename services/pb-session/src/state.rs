@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every session of one agent (normally one; a reconnecting desktop may briefly have two).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentSessions {
+pub(crate) struct AgentSessions {
     pub sessions: BTreeMap<Target, Session>,
 }
 

@@ -151,7 +151,7 @@ impl Link {
 }
 
 /// Whether `subject` matches the NATS pattern `pattern` (`*` one token, `>` the rest).
-pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+pub(crate) fn subject_matches(pattern: &str, subject: &str) -> bool {
     let mut tokens = subject.split('.');
     for p in pattern.split('.') {
         match (p, tokens.next()) {

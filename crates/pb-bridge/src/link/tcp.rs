@@ -180,14 +180,6 @@ impl TcpLink {
             .await
     }
 
-    /// Write `frame` as it is (a test's malformed input, for one).
-    pub async fn send_frame(&self, frame: Bytes, timeout: Duration) -> Result<(), LinkError> {
-        let writer = self.writer(timeout).await?;
-        writer
-            .send(frame)
-            .map_err(|_| LinkError::new(LinkErrorKind::Closed, "the link closed"))
-    }
-
     /// The events whose subject would match `pattern`, from now on.
     pub fn events(&self, pattern: &str) -> mpsc::UnboundedReceiver<Delivered> {
         let (tx, rx) = mpsc::unbounded_channel();
