@@ -8,11 +8,11 @@
 //! | link up/down, adapter to services | `P.cti.evt.link` | publish ([`LinkEvent`]) |
 //! | an agent's change at the CTI | `P.cti.evt.agent.<agentId>.<event>` | publish ([`AgentEvent`]) |
 //!
-//! Every call is a [`Call`] to [`Callee::Cti`] (`P.cti.req.<op>`, [`Subjects::call`]): a
+//! Every call is a [`Call`](pb_protocol::Call) to [`Callee::Cti`] (`P.cti.req.<op>`, [`Subjects::call`](pb_protocol::Subjects::call)): a
 //! request struct with its operation name and reply type. The reply payload is a
 //! [`CtiReply`]: `{"ok": <reply>}` or `{"error": {"code": "...", "message": "..."}}`.
 //!
-//! A call that changes something ([`Call::CHANGES`]) made for a bridge request carries
+//! A call that changes something ([`Call::CHANGES`](pb_protocol::Call::CHANGES)) made for a bridge request carries
 //! a [`REQUEST_KEY_HEADER`]: the same call with the same key is answered as it was the
 //! first time and not done again. A command redone after its first attempt's replica was
 //! lost mid-way therefore finds what that attempt did, not a refusal ("already answered").
@@ -25,7 +25,7 @@ use pb_protocol::conversation::ConversationState;
 use pb_protocol::interaction::{ConversationId, ConversationRole, Conversations, InteractionState};
 use pb_protocol::subject::Subjects;
 use pb_protocol::target::encode_token;
-use pb_protocol::{Body, Call, Callee, Secret};
+use pb_protocol::{Body, Callee, Secret};
 
 /// The header of a change made for a bridge request: the request and the call's place among
 /// the request's calls. An adapter remembers the answer to each key for a while (at least
@@ -75,6 +75,23 @@ pub fn agent_of(subjects: &Subjects, subject: &str) -> Option<String> {
     let (token, _event) = rest.split_once('.')?;
     pb_protocol::target::decode_token(token).ok()
 }
+
+// Each call: its operation (the subject's last token) and reply.
+pb_protocol::calls!(Callee::Cti => {
+    GetCapabilities = "capabilities" -> CtiReply<Capabilities>;
+    GetLinkStatus = "linkstatus" -> CtiReply<LinkEvent>;
+    GetAgentInfo = "agentinfo" -> CtiReply<AgentInfo>;
+    ValidateCredentials = "validate" -> CtiReply<Done>;
+    GetSnapshot = "snapshot" -> CtiReply<AgentSnapshot>;
+    Login = "login" -> CtiReply<AgentSnapshot>, changes;
+    Activate = "activate" -> CtiReply<ChannelSnapshot>, changes;
+    Deactivate = "deactivate" -> CtiReply<ChannelSnapshot>, changes;
+    Logout = "logout" -> CtiReply<AgentSnapshot>, changes;
+    SetAgentState = "setstate" -> CtiReply<ChannelSnapshot>, changes;
+    GetInteraction = "interaction" -> CtiReply<InteractionSnapshot>;
+    Dial = "dial" -> CtiReply<InteractionSnapshot>, changes;
+    Act = "act" -> CtiReply<InteractionSnapshot>, changes;
+});
 
 /// The reply to a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,21 +180,9 @@ pub struct Done {}
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetCapabilities {}
 
-impl Call for GetCapabilities {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "capabilities";
-    type Reply = CtiReply<Capabilities>;
-}
-
 /// `linkstatus`: whether the CTI link is up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetLinkStatus {}
-
-impl Call for GetLinkStatus {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "linkstatus";
-    type Reply = CtiReply<LinkEvent>;
-}
 
 /// `agentinfo`: one agent's information, after checking the requesting agent's credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,12 +190,6 @@ pub struct GetAgentInfo {
     pub agent_id: String,
     pub requester_login: String,
     pub requester_password: Secret,
-}
-
-impl Call for GetAgentInfo {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "agentinfo";
-    type Reply = CtiReply<AgentInfo>;
 }
 
 /// `validate`: check an agent's credentials without side effects.
@@ -201,22 +200,10 @@ pub struct ValidateCredentials {
     pub password: Secret,
 }
 
-impl Call for ValidateCredentials {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "validate";
-    type Reply = CtiReply<Done>;
-}
-
 /// `snapshot`: an agent's place and channels as the CTI sees them now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetSnapshot {
     pub agent_id: String,
-}
-
-impl Call for GetSnapshot {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "snapshot";
-    type Reply = CtiReply<AgentSnapshot>;
 }
 
 /// `login`: authenticate an agent at the CTI and log it into a place (its own by default),
@@ -231,13 +218,6 @@ pub struct Login {
     pub place: Option<String>,
 }
 
-impl Call for Login {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "login";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<AgentSnapshot>;
-}
-
 /// `activate`: a logged-in agent takes a channel of its place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activate {
@@ -245,25 +225,11 @@ pub struct Activate {
     pub endpoint: String,
 }
 
-impl Call for Activate {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "activate";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<ChannelSnapshot>;
-}
-
 /// `deactivate`: an agent gives a channel back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deactivate {
     pub agent_id: String,
     pub endpoint: String,
-}
-
-impl Call for Deactivate {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "deactivate";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<ChannelSnapshot>;
 }
 
 /// `logout`: give every channel back and leave the place; [`AgentEvent::LoggedOut`] follows.
@@ -275,13 +241,6 @@ pub struct Logout {
     pub agent_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
-}
-
-impl Call for Logout {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "logout";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<AgentSnapshot>;
 }
 
 /// `setstate`: set an agent's state on one channel (ready, not ready with a reason, ...).
@@ -296,25 +255,12 @@ pub struct SetAgentState {
     pub reason_code: Option<String>,
 }
 
-impl Call for SetAgentState {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "setstate";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<ChannelSnapshot>;
-}
-
 /// `interaction`: one of an agent's interactions as the CTI has it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetInteraction {
     pub agent_id: String,
     /// The interaction's CTI name ([`InteractionSnapshot::name`]).
     pub interaction: String,
-}
-
-impl Call for GetInteraction {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "interaction";
-    type Reply = CtiReply<InteractionSnapshot>;
 }
 
 /// `dial`: place an outbound call from a telephony channel the agent holds; the reply is
@@ -327,13 +273,6 @@ pub struct Dial {
     pub destination: String,
 }
 
-impl Call for Dial {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "dial";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<InteractionSnapshot>;
-}
-
 /// `act`: act on one of an agent's interactions, or on one of its legs; the reply is the
 /// interaction after the action. A refusal is [`CtiErrorCode::InvalidState`] when the action
 /// does not fit the interaction's or leg's state, with a message saying why.
@@ -342,13 +281,6 @@ pub struct Act {
     pub agent_id: String,
     pub interaction: String,
     pub action: Action,
-}
-
-impl Call for Act {
-    const CALLEE: Callee = Callee::Cti;
-    const OP: &'static str = "act";
-    const CHANGES: bool = true;
-    type Reply = CtiReply<InteractionSnapshot>;
 }
 
 /// What [`Act`] does.
@@ -589,6 +521,7 @@ impl AgentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pb_protocol::Call;
     use serde_json::json;
 
     #[test]

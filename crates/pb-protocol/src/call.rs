@@ -43,6 +43,25 @@ pub trait Call: Serialize {
     type Reply: DeserializeOwned;
 }
 
+/// Implements [`Call`] for each row of a table of one callee's calls:
+/// `Type = "op" -> Reply;`, or `Type = "op" -> Reply, changes;` for a call that changes
+/// something ([`Call::CHANGES`]).
+#[macro_export]
+macro_rules! calls {
+    ($callee:expr => { $( $ty:ty = $op:tt -> $reply:ty $(, $changes:ident)? ; )* }) => {
+        $(
+            impl $crate::Call for $ty {
+                const CALLEE: $crate::Callee = $callee;
+                const OP: &'static str = $op;
+                const CHANGES: bool = $crate::calls!(@changes $($changes)?);
+                type Reply = $reply;
+            }
+        )*
+    };
+    (@changes) => { false };
+    (@changes changes) => { true };
+}
+
 impl Subjects {
     /// The subject of operation `op` of `callee` (`>`: every operation, what the callee
     /// subscribes to).

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Call, Callee, Secret, Target};
+use crate::{Callee, Secret, Target};
 
 /// The owning services by the name their internal subjects, node subjects and membership
 /// records carry (`P.int.<service>.*`, `P.node.<service>.*`).
@@ -38,32 +38,13 @@ pub struct Resume {
     pub cti_events: Vec<serde_json::Value>,
 }
 
-/// [`RESUME`] one agent's channels, from the session service.
-impl Call for Resume {
-    const CALLEE: Callee = Callee::Service(CHANNEL_GROUP_SERVICE);
-    const OP: &'static str = RESUME;
-    type Reply = InternalReply;
-}
-
 /// [`PAUSE`] one agent's channels, from the session service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause(pub UnitRef);
 
-impl Call for Pause {
-    const CALLEE: Callee = Callee::Service(CHANNEL_GROUP_SERVICE);
-    const OP: &'static str = PAUSE;
-    type Reply = InternalReply;
-}
-
 /// [`SYNC`] with one agent's channels, from the session service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncUnit(pub UnitRef);
-
-impl Call for SyncUnit {
-    const CALLEE: Callee = Callee::Service(CHANNEL_GROUP_SERVICE);
-    const OP: &'static str = SYNC;
-    type Reply = InternalReply;
-}
 
 /// The internal operation that creates a destination: `P.int.session.create`
 /// (request-reply, queue group of the session service: control hands a validated
@@ -89,13 +70,6 @@ pub struct SessionCreate {
     pub agent_password: Secret,
 }
 
-/// Control hands a validated `cti.request.createsession` to the session service.
-impl Call for SessionCreate {
-    const CALLEE: Callee = Callee::Service(SESSION_SERVICE);
-    const OP: &'static str = CREATE;
-    type Reply = InternalReply;
-}
-
 /// The answer to an internal request: done, refused with a message for the bridge, or
 /// refused without being acted on (busy, stopping, the unit moving between replicas), so
 /// that the same request may be sent again as is.
@@ -116,13 +90,6 @@ pub struct GroupCreate {
     pub place: String,
 }
 
-/// The session service creates an agent's channel group.
-impl Call for GroupCreate {
-    const CALLEE: Callee = Callee::Service(CHANNEL_GROUP_SERVICE);
-    const OP: &'static str = CREATE;
-    type Reply = InternalReply;
-}
-
 /// Body of a [`RELEASE`], [`PAUSE`], [`RESUME`] or [`SYNC`] request: the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitRef {
@@ -137,3 +104,14 @@ impl From<Result<(), String>> for InternalReply {
         }
     }
 }
+
+// The hand-offs: each one's operation and reply.
+crate::calls!(Callee::Service(SESSION_SERVICE) => {
+    SessionCreate = CREATE -> InternalReply;
+});
+crate::calls!(Callee::Service(CHANNEL_GROUP_SERVICE) => {
+    GroupCreate = CREATE -> InternalReply;
+    Pause = PAUSE -> InternalReply;
+    Resume = RESUME -> InternalReply;
+    SyncUnit = SYNC -> InternalReply;
+});

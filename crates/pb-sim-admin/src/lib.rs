@@ -1,11 +1,11 @@
 //! The lab's control panel: fault injection and changes "made at the CTI", on `P.sim.<op>`
-//! (request-reply, reply [`pb_cti::CtiReply`]), each a [`Call`] to [`Callee::Simulator`]. Only the simulator (`pb-cti-sim`) answers
+//! (request-reply, reply [`pb_cti::CtiReply`]), each a [`Call`](pb_protocol::Call) to [`Callee::Simulator`]. Only the simulator (`pb-cti-sim`) answers
 //! them; a real platform's adapter does not. The bridge emulator's `sim` commands, the
 //! benchmark and the tests send them. Pure data: this crate links no simulator.
 
 use pb_cti::{CtiReply, Done, InteractionSnapshot, LinkEvent};
 use pb_protocol::channel::{AgentState, ChannelType};
-use pb_protocol::{Body, Call, Callee};
+use pb_protocol::{Body, Callee};
 use serde::{Deserialize, Serialize};
 
 /// Drop (`up: false`) or restore the CTI link.
@@ -42,23 +42,11 @@ impl SetLink {
     }
 }
 
-impl Call for SetLink {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "link";
-    type Reply = CtiReply<LinkEvent>;
-}
-
 /// Lose (`lose: true`) every event the CTI raises from now on, until told otherwise, the
 /// link staying up: messages lost on the way, which only a re-synchronisation recovers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoseEvents {
     pub lose: bool,
-}
-
-impl Call for LoseEvents {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "loseevents";
-    type Reply = CtiReply<Done>;
 }
 
 /// Make every CTI call take this long (0 for none).
@@ -67,23 +55,11 @@ pub struct SetDelay {
     pub ms: u64,
 }
 
-impl Call for SetDelay {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "delay";
-    type Reply = CtiReply<Done>;
-}
-
 /// Make the CTI refuse an agent (or accept it again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectAgent {
     pub agent_id: String,
     pub rejected: bool,
-}
-
-impl Call for RejectAgent {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "reject";
-    type Reply = CtiReply<Done>;
 }
 
 /// Change an agent's state on a channel at the CTI (as a supervisor or the phone would).
@@ -96,24 +72,12 @@ pub struct ForceState {
     pub reason_code: Option<String>,
 }
 
-impl Call for ForceState {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "setstate";
-    type Reply = CtiReply<Done>;
-}
-
 /// Log an agent out at the CTI, outside the desktop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForceLogout {
     pub agent_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
-}
-
-impl Call for ForceLogout {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "logout";
-    type Reply = CtiReply<Done>;
 }
 
 /// Add a channel to a place (the agents of the place hear `channelgroup.channel.added`).
@@ -125,23 +89,11 @@ pub struct AddChannel {
     pub media: ChannelType,
 }
 
-impl Call for AddChannel {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "addchannel";
-    type Reply = CtiReply<Done>;
-}
-
 /// Remove a channel nobody holds from a place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveChannel {
     pub place: String,
     pub endpoint: String,
-}
-
-impl Call for RemoveChannel {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "removechannel";
-    type Reply = CtiReply<Done>;
 }
 
 /// A customer contacts the centre: a call, a chat or an email joins the queue and is
@@ -162,12 +114,6 @@ pub struct Offer {
     pub agent_id: Option<String>,
 }
 
-impl Call for Offer {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "offer";
-    type Reply = CtiReply<Offered>;
-}
-
 /// The offered interaction's CTI name, the name the agent's interaction will have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offered {
@@ -181,12 +127,6 @@ pub struct Hangup {
     pub interaction: String,
 }
 
-impl Call for Hangup {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "hangup";
-    type Reply = CtiReply<Done>;
-}
-
 /// Generate traffic: new calls, chats and emails per second (0 stops each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
@@ -198,21 +138,9 @@ pub struct Traffic {
     pub emails: f64,
 }
 
-impl Call for Traffic {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "traffic";
-    type Reply = CtiReply<Done>;
-}
-
 /// Ask for every interaction at the CTI and the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetInteractions {}
-
-impl Call for GetInteractions {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "interactions";
-    type Reply = CtiReply<Interactions>;
-}
 
 /// Every interaction at the CTI that is not COMPLETED, and the queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -237,12 +165,6 @@ pub struct AgentInteraction {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetStatus {}
 
-impl Call for GetStatus {
-    const CALLEE: Callee = Callee::Simulator;
-    const OP: &'static str = "status";
-    type Reply = CtiReply<SimStatus>;
-}
-
 /// The lab's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimStatus {
@@ -260,3 +182,20 @@ pub struct SimStatus {
     pub completed: u64,
     pub abandoned: u64,
 }
+
+// Each operation: its name (the subject's last token) and reply.
+pb_protocol::calls!(Callee::Simulator => {
+    SetLink = "link" -> CtiReply<LinkEvent>;
+    LoseEvents = "loseevents" -> CtiReply<Done>;
+    SetDelay = "delay" -> CtiReply<Done>;
+    RejectAgent = "reject" -> CtiReply<Done>;
+    ForceState = "setstate" -> CtiReply<Done>;
+    ForceLogout = "logout" -> CtiReply<Done>;
+    AddChannel = "addchannel" -> CtiReply<Done>;
+    RemoveChannel = "removechannel" -> CtiReply<Done>;
+    Offer = "offer" -> CtiReply<Offered>;
+    Hangup = "hangup" -> CtiReply<Done>;
+    Traffic = "traffic" -> CtiReply<Done>;
+    GetInteractions = "interactions" -> CtiReply<Interactions>;
+    GetStatus = "status" -> CtiReply<SimStatus>;
+});
