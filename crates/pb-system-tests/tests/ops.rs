@@ -4,24 +4,15 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use pb_bridge::flow::Driver;
-use pb_protocol::{Subjects, Target};
+use pb_system_tests::{World, cli};
 use pb_testkit::{Process, Stack, http_get as get};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[tokio::test]
 async fn health_metrics_and_discovery() {
-    let mut stack = Stack::start(1, &[]).await;
-    let driver = Driver::new(
-        stack.nats.client().await,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(10),
-    );
-    driver
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let World {
+        mut stack, driver, ..
+    } = World::builder().start().await;
     let logged = driver.login("1001", "pw-1001", "s-ops").await.unwrap();
 
     let control = stack.process("pb-control-0").ops_addr();
@@ -56,13 +47,7 @@ async fn health_metrics_and_discovery() {
     );
 
     // The CLI's probe, for container health checks.
-    let probe = |url: String| async move {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pb-bridge"))
-            .args(["probe", &url])
-            .output()
-            .await
-            .unwrap()
-    };
+    let probe = |url: String| async move { cli().args(["probe", &url]).output().await.unwrap() };
     assert!(
         probe(format!("http://{control}/readyz"))
             .await

@@ -6,33 +6,17 @@ use std::time::Duration;
 
 use async_nats::{Event, ServerError};
 use futures::StreamExt;
-use pb_bridge::flow::Driver;
-use pb_protocol::{Subjects, Target};
-use pb_testkit::{NatsServer, Process, Stack};
+use pb_system_tests::{World, cli};
+use pb_testkit::{NatsServer, Process};
 use serde_json::json;
-
-fn driver(client: async_nats::Client) -> Driver {
-    Driver::new(
-        client,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(10),
-    )
-}
 
 #[tokio::test]
 async fn the_whole_system_runs_under_per_process_users_over_tls() {
-    let stack = Stack::start_secured(true, 1, &[]).await;
+    let World {
+        stack, driver: d, ..
+    } = World::builder().secured(true).start().await;
     assert!(stack.nats.url().starts_with("tls://"));
     let passwords = stack.passwords.clone().unwrap();
-    let bridge = stack
-        .nats
-        .client_as("pb-bridge", &passwords.of("pb-bridge"))
-        .await;
-    let d = driver(bridge);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
     let logged = d.login("1001", "pw-1001", "s-sec").await.unwrap();
     d.ok(
         "channel.request.notready",
@@ -43,7 +27,7 @@ async fn the_whole_system_runs_under_per_process_users_over_tls() {
     .unwrap();
     d.logout(&logged).await.unwrap();
     // The CLI reaches the secured server with the same variables the services read.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pb-bridge"))
+    let out = cli()
         .arg("init")
         .env("NATS_URL", stack.nats.url())
         .env("NATS_USER", "pb-bridge")

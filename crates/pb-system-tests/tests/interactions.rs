@@ -5,46 +5,22 @@
 
 use std::time::Duration;
 
-use pb_bridge::flow::{Driver, LoggedIn};
-use pb_protocol::{Outcome, Response, Subjects, Target};
-use pb_testkit::{Bridge, EventStream, RawEvent, Stack};
+use pb_bridge::flow::LoggedIn;
+use pb_protocol::{Outcome, Response};
+use pb_system_tests::World;
+use pb_testkit::RawEvent;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(500);
 
-struct World {
-    _stack: Stack,
-    driver: Driver,
-    bridge: Bridge,
-    events: EventStream,
-    /// Events read while waiting for another, oldest first: each wait takes the first that
-    /// matches, so events of different destinations may arrive in any order.
-    backlog: std::collections::VecDeque<RawEvent>,
-}
-
 async fn world() -> World {
-    let stack = Stack::start(2, &[("SIM_ANSWER_MS", "1500")]).await;
-    let client = stack.nats.client().await;
-    let driver = Driver::new(
-        client.clone(),
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(10),
-    );
-    let bridge = Bridge::new(client);
-    driver
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+    World::builder()
+        .replicas(2)
+        .env(&[("SIM_ANSWER_MS", "1500")])
+        .events()
+        .start()
         .await
-        .unwrap();
-    let events = bridge.events().await;
-    World {
-        _stack: stack,
-        driver,
-        bridge,
-        events,
-        backlog: Default::default(),
-    }
 }
 
 /// One of an agent's destinations for a call: its interaction and primary conversation.
@@ -54,15 +30,60 @@ struct Call {
     primary: String,
 }
 
-impl World {
-    async fn login(&self, agent: &str) -> LoggedIn {
-        let session = format!("s-{agent}");
-        self.driver
-            .login(agent, &format!("pw-{agent}"), &session)
-            .await
-            .unwrap()
-    }
+/// The scenarios' steps, on the shared world: events read while waiting for another are
+/// kept in its backlog, oldest first; each wait takes the first that matches, so events of
+/// different destinations may arrive in any order.
+trait Scenario {
+    async fn ok(&self, name: &'static str, target: &str, body: Value) -> Value;
 
+    /// The FAILURE reason of a command that must fail.
+    async fn failure(&self, name: &str, target: &str, body: Value) -> String;
+
+    /// A customer contacts the centre through the simulator; the interaction's name.
+    async fn offer(&self, media: &str, data: Value, agent: Option<&str>) -> String;
+
+    async fn hangup(&self, interaction: &str);
+
+    /// The next event named `name` on `target`; others are kept for later waits.
+    async fn until(&mut self, name: &str, target: &str) -> RawEvent;
+
+    /// Every event up to the next `name` on `target` (the last), in the order they arrived.
+    async fn arrivals_until(&mut self, name: &str, target: &str) -> Vec<RawEvent>;
+
+    /// Every event that arrives within `window`, the backlog first (which it empties).
+    async fn quiet(&mut self, window: Duration) -> Vec<RawEvent>;
+
+    /// The next event on `target` named `name` whose body's `key` is `value`.
+    async fn until_state(&mut self, name: &str, target: &str, key: &str, value: &str);
+
+    async fn conversation_is(&mut self, target: &str, state: &str);
+
+    async fn interaction_is(&mut self, target: &str, state: &str);
+
+    /// Wait for `channel.interaction.added` on `channel`, create the interaction `<channel>.i<n>`
+    /// and init it: (the target, the init answer).
+    async fn take(&mut self, channel: &str, id: &str) -> (String, String, Value);
+
+    /// Create the conversation `<interaction>.<id>` for `leg` and init it.
+    async fn conversation(&self, interaction: &str, id: &str, leg: &str) -> (String, Value);
+
+    /// Take a call alerting on `channel` and create its primary conversation.
+    async fn take_call(&mut self, channel: &str, id: &str) -> (Call, Value);
+
+    /// A call offered to `agent` on its telephony channel, taken and answered.
+    async fn answered_call(&mut self, agent: &LoggedIn, id: &str) -> Call;
+
+    /// `agent` consults `other`, who answers: (the consulting agent's consult
+    /// conversation, the consulted agent's call).
+    async fn consulted(&mut self, call: &Call, other: &LoggedIn) -> (String, Call);
+
+    async fn init(&self, target: &str) -> Value;
+
+    /// The simulator's interactions, by name.
+    async fn at_cti(&self) -> Value;
+}
+
+impl Scenario for World {
     async fn ok(&self, name: &'static str, target: &str, body: Value) -> Value {
         let body = self
             .driver
@@ -72,7 +93,6 @@ impl World {
         Value::Object(body)
     }
 
-    /// The FAILURE reason of a command that must fail.
     async fn failure(&self, name: &str, target: &str, body: Value) -> String {
         match self.bridge.send(name, target, body).await {
             Response {
@@ -83,7 +103,6 @@ impl World {
         }
     }
 
-    /// A customer contacts the centre through the simulator; the interaction's name.
     async fn offer(&self, media: &str, data: Value, agent: Option<&str>) -> String {
         let reply = self
             .bridge
@@ -106,7 +125,6 @@ impl World {
         assert!(reply.get("ok").is_some(), "hangup refused: {reply}");
     }
 
-    /// The next event named `name` on `target`; others are kept for later waits.
     async fn until(&mut self, name: &str, target: &str) -> RawEvent {
         let wanted = |e: &RawEvent| e.name == name && e.target == target;
         if let Some(at) = self.backlog.iter().position(wanted) {
@@ -115,7 +133,7 @@ impl World {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.events.next(left).await {
+            match self.events().next(left).await {
                 Some(e) if wanted(&e) => return e,
                 Some(e) => self.backlog.push_back(e),
                 None => panic!("no `{name}` on `{target}` within {WAIT:?}"),
@@ -123,7 +141,6 @@ impl World {
         }
     }
 
-    /// Every event up to the next `name` on `target` (the last), in the order they arrived.
     async fn arrivals_until(&mut self, name: &str, target: &str) -> Vec<RawEvent> {
         let mut seen: Vec<RawEvent> = self.backlog.drain(..).collect();
         let wanted = |e: &RawEvent| e.name == name && e.target == target;
@@ -138,14 +155,12 @@ impl World {
         seen
     }
 
-    /// Every event that arrives within `window`, the backlog first (which it empties).
     async fn quiet(&mut self, window: Duration) -> Vec<RawEvent> {
         let mut seen: Vec<RawEvent> = self.backlog.drain(..).collect();
-        seen.extend(self.events.collect(window).await);
+        seen.extend(self.events().collect(window).await);
         seen
     }
 
-    /// The next event on `target` named `name` whose body's `key` is `value`.
     async fn until_state(&mut self, name: &str, target: &str, key: &str, value: &str) {
         loop {
             let event = self.until(name, target).await;
@@ -175,8 +190,6 @@ impl World {
         .await;
     }
 
-    /// Wait for `channel.interaction.added` on `channel`, create the interaction `<channel>.i<n>`
-    /// and init it: (the target, the init answer).
     async fn take(&mut self, channel: &str, id: &str) -> (String, String, Value) {
         let added = self.until("channel.interaction.added", channel).await;
         let name = added.body["name"].as_str().unwrap().to_owned();
@@ -191,7 +204,6 @@ impl World {
         (name, target, init)
     }
 
-    /// Create the conversation `<interaction>.<id>` for `leg` and init it.
     async fn conversation(&self, interaction: &str, id: &str, leg: &str) -> (String, Value) {
         self.ok(
             "interaction.request.createconversation",
@@ -204,7 +216,6 @@ impl World {
         (target, init)
     }
 
-    /// Take a call alerting on `channel` and create its primary conversation.
     async fn take_call(&mut self, channel: &str, id: &str) -> (Call, Value) {
         let (name, interaction, init) = self.take(channel, id).await;
         let leg = init["conversations"]["primary"]["id"]
@@ -220,7 +231,6 @@ impl World {
         (call, init)
     }
 
-    /// A call offered to `agent` on its telephony channel, taken and answered.
     async fn answered_call(&mut self, agent: &LoggedIn, id: &str) -> Call {
         self.offer(
             "TELEPHONY",
@@ -236,8 +246,6 @@ impl World {
         call
     }
 
-    /// `agent` consults `other`, who answers: (the consulting agent's consult
-    /// conversation, the consulted agent's call).
     async fn consulted(&mut self, call: &Call, other: &LoggedIn) -> (String, Call) {
         self.ok(
             "interaction.request.consult",
@@ -276,7 +284,6 @@ impl World {
         self.ok(name, target, json!({})).await
     }
 
-    /// The simulator's interactions, by name.
     async fn at_cti(&self) -> Value {
         self.bridge.sim("interactions", json!({})).await["ok"].clone()
     }
@@ -753,7 +760,7 @@ async fn a_state_change_asked_while_busy_waits_for_the_interaction_to_end() {
         let event = match w.backlog.pop_front() {
             Some(event) => event,
             None => w
-                .events
+                .events()
                 .next(WAIT)
                 .await
                 .expect("channel.deactivated and session.loggedout"),

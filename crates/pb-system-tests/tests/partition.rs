@@ -8,20 +8,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_protocol::{Subjects, Target};
-use pb_testkit::{Bridge, Stack, announced_once, count};
+use pb_system_tests::{Builder, World};
+use pb_testkit::{Bridge, announced_once, count};
 use serde_json::json;
 
 const CHECK_MS: &str = "400";
 
-fn driver(client: async_nats::Client) -> Driver {
-    Driver::new(
-        client,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    )
-    .retrying(Duration::from_secs(20))
+/// One replica of each service checking on its peers every `check_ms`, and a bridge
+/// retrying for 20 s.
+fn world(check_ms: &str) -> Builder {
+    World::builder()
+        .env(&[("PB_OWNER_CHECK_MS", check_ms)])
+        .driver_timeout(Duration::from_secs(8))
+        .retrying(Duration::from_secs(20))
 }
 
 async fn log_in(d: &Driver, first: u64, count: u64) -> Vec<LoggedIn> {
@@ -87,17 +86,17 @@ async fn once_each(
 
 #[tokio::test]
 async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
-    let env = [("PB_OWNER_CHECK_MS", CHECK_MS)];
-    let mut stack = Stack::start(1, &env).await;
-    let proxy = stack
-        .spawn_behind_proxy("pb-channel-group", "pb-channel-group-cut")
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        proxy,
+        ..
+    } = world(CHECK_MS)
+        .behind_proxy("pb-channel-group", "pb-channel-group-cut")
+        .start()
         .await;
-    let client = stack.nats.client().await;
-    let d = driver(client.clone());
-    let bridge = Bridge::new(client);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let proxy = proxy.expect("the replica behind the proxy");
     let before = log_in(&d, 1001, 12).await;
 
     // Cut off for 5 s: it fences itself, its peer takes its agents over, and the bridge's
@@ -160,13 +159,12 @@ async fn a_replica_cut_off_and_back_leaves_one_owner_per_agent() {
 
 #[tokio::test]
 async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_over() {
-    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let d = driver(client.clone());
-    let bridge = Bridge::new(client);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        ..
+    } = world("300").start().await;
     // Both agents owned by the one channel-group replica; then a second one starts.
     let agents = log_in(&d, 1001, 2).await;
     stack.spawn("pb-channel-group", "pb-channel-group-1").await;
@@ -206,12 +204,13 @@ async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_
 
 #[tokio::test]
 async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
-    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let d = driver(client.clone());
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        ..
+    } = world("300").start().await;
+    let client = bridge.client;
     let agents = log_in(&d, 1001, 2).await;
     stack.spawn("pb-channel-group", "pb-channel-group-1").await;
 
@@ -238,13 +237,13 @@ async fn units_left_by_an_interrupted_adoption_are_still_taken_over() {
 
 #[tokio::test]
 async fn a_change_made_while_the_store_refuses_writes_is_answered_as_made_and_kept() {
-    let mut stack = Stack::start(1, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let d = driver(client.clone());
-    let bridge = Bridge::new(client.clone());
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        ..
+    } = world("300").start().await;
+    let client = bridge.client.clone();
     let agent = &log_in(&d, 1001, 1).await[0];
     let phone = &agent.channels[0].target;
     let mut events = bridge.events().await;

@@ -5,49 +5,25 @@
 
 use std::time::Duration;
 
-use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::envelope::raw_command;
-use pb_protocol::{Limits, Outcome, Response, Subjects, Target};
-use pb_testkit::{Bridge, EventStream, Stack};
+use pb_protocol::{Limits, Outcome, Response};
+use pb_system_tests::World;
+use pb_testkit::EventStream;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-struct World {
-    stack: Stack,
-    driver: Driver,
-    bridge: Bridge,
-}
-
 async fn world(env: &[(&'static str, &str)]) -> World {
-    let stack = Stack::start(1, env).await;
-    let client = stack.nats.client().await;
-    let driver = Driver::new(
-        client.clone(),
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(10),
-    );
-    driver
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
-    World {
-        stack,
-        driver,
-        bridge: Bridge::new(client),
-    }
+    World::builder().env(env).start().await
 }
 
-impl World {
-    async fn login(&self, agent: &str) -> LoggedIn {
-        self.driver
-            .login(agent, &format!("pw-{agent}"), &format!("s-{agent}"))
-            .await
-            .unwrap()
-    }
-
+/// What the limits' tests send, on the shared world.
+trait Commands {
     /// Send `name` to `target` with `request_id` and `body`.
+    async fn send(&self, name: &str, target: &str, request_id: &str, body: Value) -> Response;
+}
+
+impl Commands for World {
     async fn send(&self, name: &str, target: &str, request_id: &str, body: Value) -> Response {
         self.bridge
             .send_with_id(name, target, body, request_id)

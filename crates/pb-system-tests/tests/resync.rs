@@ -5,30 +5,28 @@
 
 use std::time::Duration;
 
-use pb_bridge::flow::Driver;
-use pb_protocol::{Subjects, Target};
-use pb_testkit::{Bridge, Stack, announced_once, count};
+use pb_system_tests::World;
+use pb_testkit::{announced_once, count};
 use serde_json::json;
 
 /// A stack of `replicas` (with `env`), a driver and a bridge on NATS, the status reported.
-async fn world(replicas: usize, env: &[(&'static str, &str)]) -> (Stack, Driver, Bridge) {
-    let stack = Stack::start(replicas, env).await;
-    let client = stack.nats.client().await;
-    let d = Driver::new(
-        client.clone(),
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    );
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+async fn world(replicas: usize, env: &[(&'static str, &str)]) -> World {
+    World::builder()
+        .replicas(replicas)
+        .env(env)
+        .driver_timeout(Duration::from_secs(8))
+        .start()
         .await
-        .unwrap();
-    (stack, d, Bridge::new(client))
 }
 
 #[tokio::test]
 async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
-    let (_stack, d, bridge) = world(2, &[]).await;
+    let World {
+        stack: _stack,
+        driver: d,
+        bridge,
+        ..
+    } = world(2, &[]).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let b = d.login("1002", "pw-1002", "s-1002").await.unwrap();
     let mut events = bridge.events().await;
@@ -86,7 +84,12 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
 
 #[tokio::test]
 async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
-    let (mut stack, d, bridge) = world(1, &[]).await;
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        ..
+    } = world(1, &[]).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let mut events = bridge.events().await;
 
@@ -128,7 +131,12 @@ async fn an_adapter_restarted_under_logged_in_agents_is_caught_up_with() {
 
 #[tokio::test]
 async fn a_change_whose_event_was_lost_is_found_by_the_periodic_re_sync() {
-    let (_stack, d, bridge) = world(1, &[("PB_RESYNC_MS", "1000")]).await;
+    let World {
+        stack: _stack,
+        driver: d,
+        bridge,
+        ..
+    } = world(1, &[("PB_RESYNC_MS", "1000")]).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let mut events = bridge.events().await;
     // The link stays up; the change's event is lost on the way.

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use pb_bridge::desk::{self, DeskConfig};
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_protocol::{Subjects, Target};
 use pb_runtime::Shutdown;
-use pb_testkit::ledger::{Ledger, bridge_inbox, violations};
+use pb_system_tests::World;
+use pb_testkit::ledger::violations;
 use pb_testkit::{Bridge, Proxy, Stack};
 use serde_json::{Value, json};
 
@@ -192,33 +192,25 @@ async fn chaos(nodes: usize) {
         ("PB_RESYNC_MS", "4000"),
         ("SIM_AGENTS", roster.as_str()),
     ];
-    let mut stack = match nodes {
-        1 => Stack::start(2, &env).await,
-        nodes => Stack::start_clustered(nodes, 2, &env).await,
-    };
-    let proxy = stack
-        .spawn_behind_proxy("pb-channel-group", "pb-channel-group-cut")
+    let World {
+        mut stack,
+        driver: d,
+        bridge,
+        proxy,
+        ledger,
+        ..
+    } = World::builder()
+        .cluster(nodes)
+        .replicas(2)
+        .env(&env)
+        .driver_timeout(Duration::from_secs(8))
+        .retrying(Duration::from_secs(40))
+        .behind_proxy("pb-channel-group", "pb-channel-group-cut")
+        .ledger()
+        .start()
         .await;
-    let observer = stack.client().await;
-    let subjects = Subjects::default();
-    let ledger = Ledger::start(&observer, &subjects).await;
-    let url = stack.nats_url();
-    let client = async_nats::ConnectOptions::new()
-        .custom_inbox_prefix(bridge_inbox(&subjects))
-        .connect(pb_runtime::connect::servers(&url).as_slice())
-        .await
-        .unwrap();
-    let d = Driver::new(
-        client,
-        subjects,
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    )
-    .retrying(Duration::from_secs(40));
-    let bridge = Bridge::new(observer);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let proxy = proxy.expect("the replica behind the proxy");
+    let ledger = ledger.expect("the ledger");
     let mut watched = Vec::new();
     for id in 1001 + agents..1001 + agents + WATCHED {
         let id = id.to_string();

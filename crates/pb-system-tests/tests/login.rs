@@ -4,37 +4,15 @@
 use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_protocol::{Outcome, Response, Subjects, Target};
-use pb_testkit::{Bridge, Seen, Stack};
+use pb_protocol::{Outcome, Response};
+use pb_system_tests::World;
+use pb_testkit::Seen;
 use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-struct World {
-    stack: Stack,
-    driver: Driver,
-    bridge: Bridge,
-}
-
 async fn world() -> World {
-    let stack = Stack::start(2, &[]).await;
-    let client = stack.nats.client().await;
-    let driver = Driver::new(
-        client.clone(),
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(10),
-    );
-    let bridge = Bridge::new(client);
-    driver
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
-    World {
-        stack,
-        driver,
-        bridge,
-    }
+    World::builder().replicas(2).start().await
 }
 
 fn failure(r: &Response) -> String {

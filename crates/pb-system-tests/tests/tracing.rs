@@ -23,7 +23,7 @@ const SERVICES: [&str; 5] = [
 ];
 
 async fn cli(stack: &Stack, otlp: &OtlpReceiver, args: &[&str]) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pb-bridge"))
+    let out = pb_system_tests::cli()
         .args(args)
         .env("NATS_URL", stack.nats.url())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint())

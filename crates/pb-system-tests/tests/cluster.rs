@@ -7,32 +7,31 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pb_bridge::flow::Driver;
-use pb_protocol::{Subjects, Target};
-use pb_testkit::Stack;
+use pb_system_tests::World;
 use serde_json::json;
 
 const AGENTS: usize = 120;
 
-/// A bridge on every node of `stack`, retrying for `budget`, the status reported.
-async fn driver(stack: &Stack, budget: Duration) -> Driver {
-    let d = Driver::new(
-        stack.client().await,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    )
-    .retrying(budget);
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
+/// A stack of `replicas` on a 3-node cluster whose replicas check on one another every
+/// 400 ms, and a bridge on every node retrying for `budget`, the status reported.
+async fn world(replicas: usize, budget: Duration) -> World {
+    World::builder()
+        .cluster(3)
+        .replicas(replicas)
+        .env(&[("PB_OWNER_CHECK_MS", "400")])
+        .driver_timeout(Duration::from_secs(8))
+        .retrying(budget)
+        .start()
         .await
-        .unwrap();
-    d
 }
 
 #[tokio::test]
 async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
-    let mut stack = Stack::start_clustered(3, 2, &[("PB_OWNER_CHECK_MS", "400")]).await;
-    let d = driver(&stack, Duration::from_secs(40)).await;
+    let World {
+        mut stack,
+        driver: d,
+        ..
+    } = world(2, Duration::from_secs(40)).await;
 
     let js = async_nats::jetstream::new(stack.client().await);
     for bucket in ["pb_replies", "pb_sessions", "pb_channels", "pb_owners"] {
@@ -82,8 +81,11 @@ async fn losing_the_meta_leader_during_a_storm_loses_nothing_acknowledged() {
 /// A replica killed on a cluster: its agents are taken over, as on one server.
 #[tokio::test]
 async fn a_replica_killed_on_a_cluster_is_taken_over() {
-    let mut stack = Stack::start_clustered(3, 1, &[("PB_OWNER_CHECK_MS", "400")]).await;
-    let d = driver(&stack, Duration::from_secs(20)).await;
+    let World {
+        mut stack,
+        driver: d,
+        ..
+    } = world(1, Duration::from_secs(20)).await;
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     stack.spawn("pb-channel-group", "pb-channel-group-1").await;
     stack.process("pb-channel-group-0").signal("KILL");

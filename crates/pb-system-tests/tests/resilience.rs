@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pb_bridge::flow::{Driver, LoggedIn};
-use pb_protocol::{Subjects, Target};
+use pb_protocol::Subjects;
+use pb_system_tests::{Builder, World};
 use pb_testkit::{SERVICES, Stack};
 use serde_json::json;
 
@@ -44,19 +45,26 @@ async fn agent_life(driver: &Driver, agent: usize) -> Result<(LoggedIn, String),
     Ok((logged, reason))
 }
 
-/// A bridge that waits longer than the services' deadline (5 s): a command answered late
-/// under a failover's load is answered, not lost; one never answered times out.
+/// How long the bridge waits: longer than the services' deadline (5 s), so a command
+/// answered late under a failover's load is answered, not lost; one never answered times
+/// out.
+const BRIDGE_WAITS: Duration = Duration::from_secs(8);
+
+/// A bridge that waits [`BRIDGE_WAITS`].
 fn driver(client: async_nats::Client) -> Driver {
-    Driver::new(
-        client,
-        Subjects::default(),
-        Target::control("PB1").unwrap(),
-        Duration::from_secs(8),
-    )
+    pb_system_tests::driver(client, BRIDGE_WAITS)
 }
 
-/// Run `agents` lives through `driver`; when a third are done, `disrupt` the stack; return
-/// every life's result.
+/// `replicas` of every service with `env`, and a bridge that waits [`BRIDGE_WAITS`].
+fn world(replicas: usize, env: &[(&'static str, &str)]) -> Builder {
+    World::builder()
+        .replicas(replicas)
+        .env(env)
+        .driver_timeout(BRIDGE_WAITS)
+}
+
+/// Run `agents` lives through `driver` (the status reported); when a third are done,
+/// `disrupt` the stack; return every life's result.
 async fn lives_while<F>(
     stack: &mut Stack,
     driver: Driver,
@@ -66,10 +74,6 @@ async fn lives_while<F>(
 where
     F: FnOnce(&mut Stack),
 {
-    driver
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let run = {
         let done = done.clone();
@@ -143,8 +147,14 @@ async fn all_there(stack: &Stack, lives: &[(LoggedIn, String)]) {
 /// bridge retrying unanswered commands with the same requestId gets correct answers.
 #[tokio::test]
 async fn killing_a_replica_of_every_service_mid_run_loses_nothing() {
-    let mut stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
+    let World {
+        mut stack,
+        driver: bridge,
+        ..
+    } = world(2, &[("PB_OWNER_CHECK_MS", "300")])
+        .retrying(Duration::from_secs(30))
+        .start()
+        .await;
     let lives = lives_while(&mut stack, bridge, 200, |stack| {
         for service in SERVICES {
             stack.process(&format!("{service}-0")).signal("KILL");
@@ -167,12 +177,17 @@ async fn killing_a_replica_of_every_service_mid_run_loses_nothing() {
 /// is answered, once, by the agent's new owner.
 #[tokio::test]
 async fn sigterm_during_a_login_storm_loses_nothing_acknowledged() {
-    let mut stack = Stack::start(
+    let World {
+        mut stack,
+        driver: bridge,
+        ..
+    } = world(
         2,
         &[("PB_OWNER_CHECK_MS", "300"), ("PB_DRAIN_GRACE_MS", "500")],
     )
+    .retrying(Duration::from_secs(30))
+    .start()
     .await;
-    let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
     let lives = lives_while(&mut stack, bridge, 150, |stack| {
         for service in SERVICES {
             stack.process(&format!("{service}-0")).signal("TERM");
@@ -193,8 +208,14 @@ async fn sigterm_during_a_login_storm_loses_nothing_acknowledged() {
 /// keep serving; the state (JetStream) survives.
 #[tokio::test]
 async fn the_services_carry_on_after_a_nats_server_restart() {
-    let mut stack = Stack::start(2, &[]).await;
-    let bridge = driver(stack.nats.client().await).retrying(Duration::from_secs(30));
+    let World {
+        mut stack,
+        driver: bridge,
+        ..
+    } = world(2, &[])
+        .retrying(Duration::from_secs(30))
+        .start()
+        .await;
     let lives = lives_while(&mut stack, bridge, 150, |stack| stack.nats.restart()).await;
     all_there(&stack, &lives).await;
 }
@@ -282,15 +303,14 @@ async fn a_cti_change_repeated_with_its_request_key_is_answered_as_the_first_tim
 /// again, and the adapter answers the repeated change as the first time (made once).
 #[tokio::test]
 async fn a_change_the_cti_did_not_answer_in_time_is_retried_with_the_same_request_id() {
-    let stack = Stack::start(1, &[("PB_DEADLINE_MS", "1000")]).await;
-    let client = stack.nats.client().await;
-    let d = driver(client.clone());
-    d.ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
+    let World {
+        stack: _stack,
+        driver: d,
+        bridge,
+        ..
+    } = world(1, &[("PB_DEADLINE_MS", "1000")]).start().await;
     let logged = d.login("1032", "pw-1032", "s-1032").await.unwrap();
     let phone = &logged.channels[0].target;
-    let bridge = pb_testkit::Bridge::new(client.clone());
     let mut events = bridge.events().await;
     let body = || json!({"reasonCode": "slow"});
     bridge.sim("delay", json!({"ms": 1500})).await;
@@ -321,18 +341,9 @@ async fn a_change_the_cti_did_not_answer_in_time_is_retried_with_the_same_reques
 /// A stack whose replicas check on one another every 300 ms, with `agent` logged in
 /// (session `s-<agent>`).
 async fn one_agent_logged_in(agent: &str) -> (Stack, async_nats::Client, Driver, LoggedIn) {
-    let stack = Stack::start(2, &[("PB_OWNER_CHECK_MS", "300")]).await;
-    let client = stack.nats.client().await;
-    let bridge = driver(client.clone());
-    bridge
-        .ok("cti.request.serverstatus", "PB1.CONTROL", json!({}))
-        .await
-        .unwrap();
-    let logged = bridge
-        .login(agent, &format!("pw-{agent}"), &format!("s-{agent}"))
-        .await
-        .unwrap();
-    (stack, client, bridge, logged)
+    let w = world(2, &[("PB_OWNER_CHECK_MS", "300")]).start().await;
+    let logged = w.login(agent).await;
+    (w.stack, w.bridge.client, w.driver, logged)
 }
 
 /// SIGKILL the channel-group replica that owns `agent`, and wait for it to be gone: the
