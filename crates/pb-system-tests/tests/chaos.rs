@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use pb_bridge::desk::{self, DeskConfig};
 use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::channel::AgentState;
 use pb_runtime::Shutdown;
+use pb_sim_admin::{ForceState, GetStatus, LoseEvents, SetLink, Traffic};
 use pb_system_tests::World;
 use pb_testkit::ledger::violations;
 use pb_testkit::{Bridge, Proxy, Stack};
@@ -39,13 +41,15 @@ fn setting(name: &str, default: u64) -> u64 {
 
 /// A change at the CTI, made by a supervisor: agent `agent` not ready on its phone.
 async fn change_at_cti(bridge: &Bridge, agent: &LoggedIn, reason: &str) {
-    let changed = bridge
-        .sim(
-            "setstate",
-            json!({"agent_id": agent.agent_id, "endpoint": agent.channels[0].endpoint, "state": "NOT_READY", "reason_code": reason}),
-        )
-        .await;
-    assert!(changed.get("ok").is_some(), "{changed}");
+    bridge
+        .admin(&ForceState {
+            agent_id: agent.agent_id.to_owned(),
+            endpoint: agent.channels[0].endpoint.to_owned(),
+            state: AgentState::NotReady,
+            reason_code: Some(reason.to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
 }
 
 async fn pause(ms: u64) {
@@ -70,16 +74,20 @@ async fn faults(
     pause(1000).await;
     // The link drops; the switch works on.
     bridge
-        .sim(
-            "link",
-            json!({"up": false, "reason": "chaos", "switch_runs": true}),
-        )
-        .await;
+        .admin(&SetLink {
+            switch_runs: true,
+            ..SetLink::down("chaos")
+        })
+        .await
+        .expect("the simulator acts");
     for agent in group(0) {
         change_at_cti(bridge, agent, &reason("outage")).await;
     }
     pause(1500).await;
-    bridge.sim("link", json!({"up": true})).await;
+    bridge
+        .admin(&SetLink::up())
+        .await
+        .expect("the simulator acts");
     pause(1000).await;
     // A session replica and a channel-group replica killed, changes made at once; each is
     // replaced.
@@ -101,11 +109,17 @@ async fn faults(
         pause(1500).await;
     }
     // Events lost with the link up: the periodic re-sync finds the change.
-    bridge.sim("loseevents", json!({"lose": true})).await;
+    bridge
+        .admin(&LoseEvents { lose: true })
+        .await
+        .expect("the simulator acts");
     for agent in group(3) {
         change_at_cti(bridge, agent, &reason("lost")).await;
     }
-    bridge.sim("loseevents", json!({"lose": false})).await;
+    bridge
+        .admin(&LoseEvents { lose: false })
+        .await
+        .expect("the simulator acts");
     pause(1000).await;
     // The JetStream meta leader's node dies and comes back (on a cluster).
     if !stack.peers.is_empty() {
@@ -128,9 +142,14 @@ async fn wait_for(
     until: impl Fn(&Value) -> bool,
 ) -> Result<Value, String> {
     for _ in 0..1200 {
-        let status = bridge.sim("status", json!({})).await;
-        if until(&status["ok"]) {
-            return Ok(status["ok"].clone());
+        let status = json!(
+            bridge
+                .admin(&GetStatus {})
+                .await
+                .expect("the simulator answers")
+        );
+        if until(&status) {
+            return Ok(status);
         }
         pause(100).await;
     }
@@ -222,11 +241,13 @@ async fn chaos(nodes: usize) {
     }
 
     bridge
-        .sim(
-            "traffic",
-            json!({"calls": 20.0, "chats": 5.0, "emails": 5.0}),
-        )
-        .await;
+        .admin(&Traffic {
+            calls: 20.0,
+            chats: 5.0,
+            emails: 5.0,
+        })
+        .await
+        .expect("the simulator acts");
     let config = DeskConfig {
         first: 1001,
         agents: agents as usize,
@@ -257,11 +278,13 @@ async fn chaos(nodes: usize) {
         }
         .await;
         bridge
-            .sim(
-                "traffic",
-                json!({"calls": 0.0, "chats": 0.0, "emails": 0.0}),
-            )
-            .await;
+            .admin(&Traffic {
+                calls: 0.0,
+                chats: 0.0,
+                emails: 0.0,
+            })
+            .await
+            .expect("the simulator acts");
         stop_desk.fire();
         waited
     };

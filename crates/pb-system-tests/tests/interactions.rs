@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pb_bridge::flow::LoggedIn;
 use pb_protocol::{Outcome, Response};
+use pb_sim_admin::{GetInteractions, GetStatus, Hangup, Offer, Traffic};
 use pb_system_tests::World;
 use pb_testkit::RawEvent;
 use serde_json::{Value, json};
@@ -104,25 +105,25 @@ impl Scenario for World {
     }
 
     async fn offer(&self, media: &str, data: Value, agent: Option<&str>) -> String {
-        let reply = self
-            .bridge
-            .sim(
-                "offer",
-                json!({"type": media, "data": data, "from": "+15550100", "agent_id": agent}),
-            )
-            .await;
-        reply["ok"]["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("offer refused: {reply}"))
-            .to_owned()
+        let offer = Offer {
+            media: serde_json::from_value(json!(media)).expect("a medium"),
+            data: serde_json::from_value(data).expect("a JSON object"),
+            from: Some("+15550100".into()),
+            agent_id: agent.map(str::to_owned),
+        };
+        match self.bridge.admin(&offer).await {
+            Ok(offered) => offered.name,
+            Err(e) => panic!("offer refused: {e}"),
+        }
     }
 
     async fn hangup(&self, interaction: &str) {
-        let reply = self
-            .bridge
-            .sim("hangup", json!({ "interaction": interaction }))
-            .await;
-        assert!(reply.get("ok").is_some(), "hangup refused: {reply}");
+        let hangup = Hangup {
+            interaction: interaction.to_owned(),
+        };
+        if let Err(e) = self.bridge.admin(&hangup).await {
+            panic!("hangup refused: {e}");
+        }
     }
 
     async fn until(&mut self, name: &str, target: &str) -> RawEvent {
@@ -285,7 +286,12 @@ impl Scenario for World {
     }
 
     async fn at_cti(&self) -> Value {
-        self.bridge.sim("interactions", json!({})).await["ok"].clone()
+        json!(
+            self.bridge
+                .admin(&GetInteractions {})
+                .await
+                .expect("the simulator answers")
+        )
     }
 }
 
@@ -863,24 +869,31 @@ async fn requests_that_do_not_fit_the_state_are_answered_failure_and_retries_are
 async fn the_simulator_generates_traffic_that_reaches_ready_agents() {
     let mut w = world().await;
     let a = w.login("1001").await;
-    let reply = w
-        .bridge
-        .sim(
-            "traffic",
-            json!({"calls": 20.0, "chats": 20.0, "emails": 20.0}),
-        )
-        .await;
-    assert!(reply.get("ok").is_some(), "{reply}");
+    w.bridge
+        .admin(&Traffic {
+            calls: 20.0,
+            chats: 20.0,
+            emails: 20.0,
+        })
+        .await
+        .expect("the simulator acts");
     for channel in &a.channels {
         w.until("channel.interaction.added", &channel.target).await;
     }
     w.bridge
-        .sim(
-            "traffic",
-            json!({"calls": 0.0, "chats": 0.0, "emails": 0.0}),
-        )
-        .await;
-    let status = w.bridge.sim("status", json!({})).await["ok"].clone();
+        .admin(&Traffic {
+            calls: 0.0,
+            chats: 0.0,
+            emails: 0.0,
+        })
+        .await
+        .expect("the simulator acts");
+    let status = json!(
+        w.bridge
+            .admin(&GetStatus {})
+            .await
+            .expect("the simulator answers")
+    );
     assert!(status["offered"].as_u64().unwrap() >= 3, "{status}");
     assert_eq!(
         status["live"], 3,

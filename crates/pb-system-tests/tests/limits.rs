@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use pb_protocol::Body;
+use pb_protocol::channel::ChannelType;
 use pb_protocol::envelope::raw_command;
 use pb_protocol::{Limits, Outcome, Response};
+use pb_sim_admin::Offer;
 use pb_system_tests::World;
 use pb_testkit::EventStream;
 use serde_json::{Value, json};
@@ -180,14 +183,13 @@ async fn setdata_past_the_data_limit_is_refused_and_the_agent_still_serves() {
         .ok("channel.request.ready", &chat, json!({}))
         .await
         .unwrap();
-    let offered = w
-        .bridge
-        .sim(
-            "offer",
-            json!({"type": "CHAT", "data": {}, "from": "+15550100", "agent_id": "1001"}),
-        )
-        .await;
-    assert!(offered.get("ok").is_some(), "{offered}");
+    let offer = Offer {
+        media: ChannelType::Chat,
+        data: Body::new(),
+        from: Some("+15550100".into()),
+        agent_id: Some("1001".into()),
+    };
+    w.bridge.admin(&offer).await.expect("the offer is taken");
     let added = events.expect("channel.interaction.added", WAIT).await;
     let name = added.body["name"].as_str().unwrap().to_owned();
     w.driver

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::channel::{AgentState, ChannelType};
 use pb_protocol::{Outcome, Response};
+use pb_sim_admin::{AddChannel, ForceLogout, ForceState, RemoveChannel};
 use pb_system_tests::World;
 use pb_testkit::Seen;
 use serde_json::json;
@@ -211,8 +213,15 @@ async fn no_event_before_init_and_init_shows_what_changed_in_between() {
         (Some("ACTIVE"), Some("READY"))
     );
     // From now on, changes at the CTI are events.
-    w.bridge.sim("setstate", json!({"agent_id": "1002", "endpoint": "ext-1002", "state": "NOT_READY", "reason_code": "supervisor"}))
-        .await;
+    w.bridge
+        .admin(&ForceState {
+            agent_id: "1002".to_owned(),
+            endpoint: "ext-1002".to_owned(),
+            state: AgentState::NotReady,
+            reason_code: Some("supervisor".to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND).await;
     assert_eq!(
         events(&seen),
@@ -351,11 +360,12 @@ async fn logged_out_from_outside_and_channels_taken_by_another_agent() {
     );
 
     w.bridge
-        .sim(
-            "logout",
-            json!({"agent_id": "1004", "reason_code": "forced"}),
-        )
-        .await;
+        .admin(&ForceLogout {
+            agent_id: "1004".into(),
+            reason_code: Some("forced".into()),
+        })
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND).await;
     let all = events(&seen);
     assert!(
@@ -709,11 +719,13 @@ async fn channels_added_and_removed_at_the_cti_reach_the_group() {
     let logged = w.driver.login("1013", "pw-1013", "s13").await.unwrap();
     quiet(&mut tap).await;
     w.bridge
-        .sim(
-            "addchannel",
-            json!({"place": "place-1013", "endpoint": "cb-1013", "type": "CALLBACK"}),
-        )
-        .await;
+        .admin(&AddChannel {
+            place: "place-1013".into(),
+            endpoint: "cb-1013".into(),
+            media: ChannelType::Callback,
+        })
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND).await;
     assert_eq!(
         events(&seen),
@@ -746,11 +758,12 @@ async fn channels_added_and_removed_at_the_cti_reach_the_group() {
         .unwrap();
     assert_eq!(init["state"], "INACTIVE");
     w.bridge
-        .sim(
-            "removechannel",
-            json!({"place": "place-1013", "endpoint": "cb-1013"}),
-        )
-        .await;
+        .admin(&RemoveChannel {
+            place: "place-1013".into(),
+            endpoint: "cb-1013".into(),
+        })
+        .await
+        .expect("the simulator acts");
     let seen = tap.collect(SECOND).await;
     assert_eq!(
         events(&seen),

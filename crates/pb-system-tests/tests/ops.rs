@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use pb_system_tests::{World, cli};
+use pb_system_tests::World;
 use pb_testkit::{Process, Stack, http_get as get};
 use serde_json::Value;
 
@@ -46,8 +46,14 @@ async fn health_metrics_and_discovery() {
         "{metrics}"
     );
 
-    // The CLI's probe, for container health checks.
-    let probe = |url: String| async move { cli().args(["probe", &url]).output().await.unwrap() };
+    // The containers' health check (`pb-ops probe`) against a real operations port.
+    let probe = |url: String| async move {
+        tokio::process::Command::new(pb_testkit::bin_path("pb-ops"))
+            .args(["probe", &url])
+            .output()
+            .await
+            .unwrap()
+    };
     assert!(
         probe(format!("http://{control}/readyz"))
             .await

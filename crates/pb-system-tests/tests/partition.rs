@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
+use pb_protocol::channel::AgentState;
+use pb_sim_admin::ForceState;
 use pb_system_tests::{Builder, World};
 use pb_testkit::{Bridge, announced_once, count};
 use serde_json::json;
@@ -173,13 +175,15 @@ async fn changes_at_the_cti_while_the_owner_is_dead_are_reported_after_the_take_
     // The owner dies; at once, a change and a call at the CTI, which nobody hears.
     stack.process("pb-channel-group-0").signal("KILL");
     let (a, b) = (&agents[0], &agents[1]);
-    let changed = bridge
-        .sim(
-            "setstate",
-            json!({"agent_id": a.agent_id, "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "while-dead"}),
-        )
-        .await;
-    assert!(changed.get("ok").is_some(), "{changed}");
+    bridge
+        .admin(&ForceState {
+            agent_id: a.agent_id.to_owned(),
+            endpoint: a.channels[0].endpoint.to_owned(),
+            state: AgentState::NotReady,
+            reason_code: Some("while-dead".to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
     let call = bridge.offer_call(&b.agent_id).await;
 
     // After the take-over both are reported, once each.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::Subjects;
+use pb_protocol::channel::ChannelType;
+use pb_sim_admin::{Offer, SetDelay};
 use pb_system_tests::{Builder, World};
 use pb_testkit::{SERVICES, Stack};
 use serde_json::json;
@@ -313,7 +315,10 @@ async fn a_change_the_cti_did_not_answer_in_time_is_retried_with_the_same_reques
     let phone = &logged.channels[0].target;
     let mut events = bridge.events().await;
     let body = || json!({"reasonCode": "slow"});
-    bridge.sim("delay", json!({"ms": 1500})).await;
+    bridge
+        .admin(&SetDelay { ms: 1500 })
+        .await
+        .expect("the simulator acts");
     let first = d
         .send_with_id("channel.request.notready", phone, body(), "rq-slow")
         .await
@@ -322,7 +327,10 @@ async fn a_change_the_cti_did_not_answer_in_time_is_retried_with_the_same_reques
         panic!("the CTI had no time to answer: {first:?}");
     };
     assert!(why.ends_with(pb_runtime::serve::RETRY_SAME), "{why}");
-    bridge.sim("delay", json!({"ms": 0})).await;
+    bridge
+        .admin(&SetDelay { ms: 0 })
+        .await
+        .expect("the simulator acts");
     // Meanwhile the CTI made the change.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let again = d
@@ -398,13 +406,14 @@ async fn a_call_carries_on_after_its_agents_owner_is_killed() {
     let (mut stack, client, bridge, logged) = one_agent_logged_in("1040").await;
     let ext = logged.channels[0].target.clone();
     let mut events = pb_testkit::Bridge::new(client.clone()).events().await;
-    let offered = pb_testkit::Bridge::new(client.clone())
-        .sim(
-            "offer",
-            json!({"type": "TELEPHONY", "agent_id": "1040", "data": {"accountId": "A-7"}}),
-        )
-        .await;
-    let name = offered["ok"]["name"].as_str().unwrap().to_owned();
+    let offer = Offer {
+        media: ChannelType::Telephony,
+        data: serde_json::from_value(json!({"accountId": "A-7"})).unwrap(),
+        from: None,
+        agent_id: Some("1040".into()),
+    };
+    let offered = pb_testkit::Bridge::new(client.clone()).admin(&offer).await;
+    let name = offered.unwrap().name;
     events
         .expect("channel.interaction.added", Duration::from_secs(5))
         .await;

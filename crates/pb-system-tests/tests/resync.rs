@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use pb_protocol::channel::AgentState;
+use pb_sim_admin::{ForceState, LoseEvents, SetLink};
 use pb_system_tests::World;
 use pb_testkit::{announced_once, count};
 use serde_json::json;
@@ -32,22 +34,25 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
     let mut events = bridge.events().await;
 
     bridge
-        .sim(
-            "link",
-            json!({"up": false, "reason": "maintenance", "switch_runs": true}),
-        )
-        .await;
+        .admin(&SetLink {
+            switch_runs: true,
+            ..SetLink::down("maintenance")
+        })
+        .await
+        .expect("the simulator acts");
     events
         .expect("cti.communicationlost", Duration::from_secs(5))
         .await;
     // Behind the dropped link: a supervisor's change and a customer's call.
-    let changed = bridge
-        .sim(
-            "setstate",
-            json!({"agent_id": "1001", "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "during-outage"}),
-        )
-        .await;
-    assert!(changed.get("ok").is_some(), "{changed}");
+    bridge
+        .admin(&ForceState {
+            agent_id: "1001".to_owned(),
+            endpoint: a.channels[0].endpoint.to_owned(),
+            state: AgentState::NotReady,
+            reason_code: Some("during-outage".to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
     let call = bridge.offer_call("1002").await;
     let quiet = events.collect(Duration::from_millis(500)).await;
     assert!(
@@ -55,7 +60,10 @@ async fn changes_made_while_the_link_was_down_are_told_once_when_it_is_back() {
         "events came through a dropped link: {quiet:#?}"
     );
 
-    bridge.sim("link", json!({"up": true})).await;
+    bridge
+        .admin(&SetLink::up())
+        .await
+        .expect("the simulator acts");
     let seen = events.collect(Duration::from_secs(4)).await;
     assert_eq!(
         count(&seen, "cti.communicationrestored", "PB1.CONTROL"),
@@ -140,15 +148,23 @@ async fn a_change_whose_event_was_lost_is_found_by_the_periodic_re_sync() {
     let a = d.login("1001", "pw-1001", "s-1001").await.unwrap();
     let mut events = bridge.events().await;
     // The link stays up; the change's event is lost on the way.
-    bridge.sim("loseevents", json!({"lose": true})).await;
-    let changed = bridge
-        .sim(
-            "setstate",
-            json!({"agent_id": "1001", "endpoint": a.channels[0].endpoint, "state": "NOT_READY", "reason_code": "lost"}),
-        )
-        .await;
-    assert!(changed.get("ok").is_some(), "{changed}");
-    bridge.sim("loseevents", json!({"lose": false})).await;
+    bridge
+        .admin(&LoseEvents { lose: true })
+        .await
+        .expect("the simulator acts");
+    bridge
+        .admin(&ForceState {
+            agent_id: "1001".to_owned(),
+            endpoint: a.channels[0].endpoint.to_owned(),
+            state: AgentState::NotReady,
+            reason_code: Some("lost".to_owned()),
+        })
+        .await
+        .expect("the simulator acts");
+    bridge
+        .admin(&LoseEvents { lose: false })
+        .await
+        .expect("the simulator acts");
     let seen = events.collect(Duration::from_secs(3)).await;
     assert_eq!(
         count(&seen, "channel.notready", &a.channels[0].target),
