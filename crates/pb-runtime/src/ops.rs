@@ -2,9 +2,8 @@
 //! (hyper): `GET /livez` (the process runs; independent of NATS), `GET /readyz` (connected to
 //! NATS, the state store answers, not draining), `GET /metrics` (the Prometheus text format,
 //! or OpenMetrics when the `Accept` header asks for it). `HEAD` is answered as `GET`
-//! without the body; another method is 405, another path 404. Also the NATS service
-//! discovery registration (`$SRV.PING`, `INFO`, `STATS`), so `nats micro ls`-style tools see
-//! every replica.
+//! without the body; another method is 405, another path 404. The NATS service discovery
+//! ([`crate::discovery`]) is answered for as long as the port is open.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::service::ServiceExt;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
+use crate::discovery::Endpoints;
 
 /// A service's own condition for readiness: `Err` says why it is not ready.
 pub(crate) type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -87,8 +86,8 @@ pub struct OpsError {
     pub source: std::io::Error,
 }
 
-/// The running operations port: marks the process draining, and closes the port (and the
-/// discovery registration) when dropped, at the very end of a service's `run`.
+/// The running operations port: marks the process draining, and closes the port (and ends
+/// the discovery answers) when dropped, at the very end of a service's `run`.
 #[derive(Debug)]
 pub struct Ops {
     health: Health,
@@ -116,12 +115,14 @@ impl Drop for Ops {
     }
 }
 
-/// Open the operations port on `addr` and register `service` for service discovery.
+/// Open the operations port on `addr`, and answer service discovery as `service`'s replica
+/// `instance`, with its `endpoints`.
 pub async fn start(
     client: &Client,
     addr: &str,
     service: &str,
     instance: &str,
+    endpoints: &Endpoints,
 ) -> Result<Ops, OpsError> {
     let health = Health::new(client.clone());
     let listener = TcpListener::bind(addr).await.map_err(|source| OpsError {
@@ -133,23 +134,18 @@ pub async fn start(
         source,
     })?;
     tracing::info!(addr = %bound, "operations port: /livez /readyz /metrics");
-    let discovery = client
-        .service_builder()
-        .description("Processor Bridge client")
-        .metadata([("instance".to_owned(), instance.to_owned())].into())
-        .start(service, env!("CARGO_PKG_VERSION"))
-        .await;
-    if let Err(e) = &discovery {
+    let (stop, shutdown) = Shutdown::new();
+    let discovery = crate::discovery::answer(
+        client,
+        service,
+        instance,
+        endpoints.clone(),
+        shutdown.clone(),
+    );
+    if let Err(e) = discovery.await {
         tracing::warn!(error = %e, "service discovery registration failed; continuing without it");
     }
-    let (stop, shutdown) = Shutdown::new();
-    let serving = health.clone();
-    tokio::spawn(async move {
-        listen(listener, serving, shutdown).await;
-        if let Ok(service) = discovery {
-            let _ = service.stop().await;
-        }
-    });
+    tokio::spawn(listen(listener, health.clone(), shutdown));
     Ok(Ops {
         health,
         stop,

@@ -111,9 +111,15 @@ impl Connection {
 async fn keep_alive_negotiation_and_refusals_on_one_connection() {
     let nats = NatsServer::start();
     let client = nats.client().await;
-    let ops = pb_runtime::ops::start(&client, "127.0.0.1:0", "pb-test", "test-0")
-        .await
-        .unwrap();
+    let ops = pb_runtime::ops::start(
+        &client,
+        "127.0.0.1:0",
+        "pb-test",
+        "test-0",
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let mut connection = Connection::open(ops.addr).await;
 
     let alive = connection.send("GET", "/livez", &[]).await;
