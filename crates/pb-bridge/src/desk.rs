@@ -176,8 +176,10 @@ pub async fn run(
     let logged = log_in(driver, config).await?;
     let started = Instant::now();
     let mut desk = Desk::new(driver, config, &logged);
-    let progress = config.progress.then(Progress::default);
-    let every = progress.unwrap_or_default().every();
+    let progress = config.progress.then(Progress::line);
+    let every = progress
+        .as_ref()
+        .map_or(Duration::from_secs(1), Progress::every);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let stop = async {
         let run_out = async {
@@ -213,7 +215,7 @@ pub async fn run(
             _ = &mut drain, if stopped => break,
             Some(message) = events.next() => desk.dispatch(&message),
             Some(finished) = desk.tasks.join_next() => desk.record(finished),
-            _ = ticker.tick() => desk.show(progress, started),
+            _ = ticker.tick() => desk.show(progress.as_ref(), started),
         }
     }
     if let Some(progress) = progress {
@@ -420,11 +422,11 @@ impl Desk {
         self.first_failure.get_or_insert_with(|| e.to_string());
     }
 
-    fn show(&self, progress: Option<Progress>, started: Instant) {
+    fn show(&self, progress: Option<&Progress>, started: Instant) {
         if let Some(progress) = progress {
             let handled = self.handled.len();
             let rate = handled as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            progress.show(&format!(
+            progress.say(format!(
                 "desk: handled {handled} ({rate:.1}/s), in progress {}, failed {}",
                 self.tasks.len(),
                 self.failures

@@ -1,8 +1,9 @@
-//! What the long runs (the login storm, the desk) show: progress lines on standard error
-//! while they run, and a closing table of latency percentiles.
+//! What the long runs (the login storm, the desk) show: progress on standard error while
+//! they run (indicatif), and a closing table of latency percentiles.
 
-use std::io::IsTerminal;
 use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 use crate::flow::Latencies;
 
@@ -62,44 +63,158 @@ pub(crate) fn by_message<'a>(
     rows
 }
 
-/// Progress lines on standard error: rewritten in place on a terminal, one per tick
-/// otherwise (a log file, a test).
-#[derive(Debug, Clone, Copy)]
+/// Progress on standard error while a long run goes (indicatif): redrawn in place where
+/// indicatif draws on standard error (a terminal), one plain line per tick elsewhere (a log
+/// file, a test).
+#[derive(Debug, Clone)]
 pub struct Progress {
-    terminal: bool,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self {
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
+    bar: ProgressBar,
+    in_place: bool,
 }
 
 impl Progress {
-    /// How often to show a line.
-    pub fn every(self) -> Duration {
-        if self.terminal {
+    /// Agents done of `total`: a bar, the count and the rate since it was made.
+    pub fn agents(total: usize) -> Self {
+        Self::to(
+            stderr(),
+            ProgressBar::new(total as u64),
+            "[{bar:30}] {pos}/{len} agents  {rate}",
+        )
+    }
+
+    /// A line of its own, told at each tick ([`Progress::say`]).
+    pub fn line() -> Self {
+        Self::to(stderr(), ProgressBar::no_length(), "{msg}")
+    }
+
+    fn to(
+        (target, in_place): (ProgressDrawTarget, bool),
+        bar: ProgressBar,
+        template: &str,
+    ) -> Self {
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#.")
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let rate = state.pos() as f64 / state.elapsed().as_secs_f64().max(1e-9);
+                    let _ = write!(out, "{rate:.0}/s");
+                },
+            );
+        bar.set_style(style);
+        bar.set_draw_target(target);
+        Self { bar, in_place }
+    }
+
+    /// How often to tell it.
+    pub fn every(&self) -> Duration {
+        if self.in_place {
             Duration::from_millis(200)
         } else {
             Duration::from_secs(1)
         }
     }
 
-    pub fn show(self, line: &str) {
-        if self.terminal {
-            eprint!("\r{line}\x1b[K");
+    /// `done` agents now.
+    pub fn done(&self, done: usize) {
+        self.bar.set_position(done as u64);
+    }
+
+    /// The line now.
+    pub fn say(&self, line: String) {
+        self.bar.set_message(line);
+    }
+
+    /// The run is over: the last state stays on a terminal; no line is added elsewhere.
+    pub fn finish(&self) {
+        if self.in_place {
+            self.bar.abandon();
         } else {
-            eprintln!("{line}");
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
+/// Where progress goes: standard error where indicatif draws on it (and redraws in place),
+/// else [`Lines`] on standard error.
+fn stderr() -> (ProgressDrawTarget, bool) {
+    let target = ProgressDrawTarget::stderr();
+    if target.is_hidden() {
+        (
+            ProgressDrawTarget::term_like(Box::new(Lines::new(|line| eprintln!("{line}")))),
+            false,
+        )
+    } else {
+        (target, true)
+    }
+}
+
+/// A terminal for indicatif that writes each drawing as one plain line to `emit`: no cursor
+/// moves, no clearing, no padding.
+#[derive(Debug)]
+struct Lines {
+    drawing: std::sync::Mutex<String>,
+    emit: fn(&str),
+}
+
+impl Lines {
+    fn new(emit: fn(&str)) -> Self {
+        Self {
+            drawing: Default::default(),
+            emit,
         }
     }
 
-    /// End the line being rewritten, if any.
-    pub fn finish(self) {
-        if self.terminal {
-            eprintln!();
+    fn drawing(&self) -> std::sync::MutexGuard<'_, String> {
+        self.drawing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl TermLike for Lines {
+    fn width(&self) -> u16 {
+        200
+    }
+
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write_str(s)?;
+        self.flush()
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.drawing().push_str(s);
+        Ok(())
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        let drawing = std::mem::take(&mut *self.drawing());
+        let line = drawing.trim_start_matches('\r').trim_end();
+        if !line.is_empty() {
+            (self.emit)(line);
         }
+        Ok(())
     }
 }
 
@@ -138,6 +253,48 @@ mod tests {
                 "a.first                                      3     2.00     3.00     3.00     3.00"
             ),
             "{table}"
+        );
+    }
+
+    static WRITTEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn written() -> Vec<String> {
+        std::mem::take(&mut *WRITTEN.lock().unwrap())
+    }
+
+    #[test]
+    fn off_a_terminal_each_tick_is_a_plain_line() {
+        let lines = || {
+            let lines = Lines::new(|line| WRITTEN.lock().unwrap().push(line.to_owned()));
+            (ProgressDrawTarget::term_like(Box::new(lines)), false)
+        };
+        let storm = Progress::to(
+            lines(),
+            ProgressBar::new(100),
+            "[{bar:30}] {pos}/{len} agents  {rate}",
+        );
+        assert_eq!(storm.every(), Duration::from_secs(1));
+        storm.done(10);
+        storm.done(50);
+        storm.finish();
+        let shown = written();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].starts_with("[###...........................] 10/100 agents  "),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("[###############...............] 50/100 agents  "),
+            "{shown:?}"
+        );
+        assert!(shown[1].ends_with("/s"), "{shown:?}");
+
+        let desk = Progress::to(lines(), ProgressBar::no_length(), "{msg}");
+        desk.say("desk: handled 3 (1.5/s), in progress 2, failed 0".into());
+        desk.finish();
+        assert_eq!(
+            written(),
+            ["desk: handled 3 (1.5/s), in progress 2, failed 0"]
         );
     }
 }

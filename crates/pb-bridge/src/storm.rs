@@ -72,14 +72,17 @@ pub async fn storm(
     let driver = driver.clone().recording();
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let progress = progress.then(Progress::default);
-    let ticker = progress.map(|p| tokio::spawn(show_progress(p, done.clone(), agents, started)));
+    let progress = progress.then(|| Progress::agents(agents));
+    let ticker = progress
+        .clone()
+        .map(|p| tokio::spawn(show_progress(p, done.clone())));
     let results = driver
         .login_range(first, agents, concurrency, "storm", &done)
         .await;
     let elapsed = started.elapsed();
     if let (Some(ticker), Some(progress)) = (ticker, progress) {
         ticker.abort();
+        progress.done(done.load(Ordering::Relaxed));
         progress.finish();
     }
     let mut logged = Vec::new();
@@ -106,17 +109,9 @@ pub async fn storm(
     (report, logged)
 }
 
-async fn show_progress(progress: Progress, done: Arc<AtomicUsize>, total: usize, started: Instant) {
+async fn show_progress(progress: Progress, done: Arc<AtomicUsize>) {
     loop {
         tokio::time::sleep(progress.every()).await;
-        let n = done.load(Ordering::Relaxed);
-        let width = 30;
-        let filled = width * n / total.max(1);
-        let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        progress.show(&format!(
-            "[{}{}] {n}/{total} agents  {rate:.0}/s",
-            "#".repeat(filled),
-            ".".repeat(width - filled)
-        ));
+        progress.done(done.load(Ordering::Relaxed));
     }
 }

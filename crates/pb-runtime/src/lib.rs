@@ -13,8 +13,9 @@
 //! * [`permissions`]: each process's NATS user and subjects (renders the deployment's
 //!   `auth.conf`);
 //! * [`state`]: per-unit records and the target index in key-value buckets;
-//! * [`ops`]: the operations port (liveness, readiness, metrics) and service discovery;
-//!   [`metrics`]: the process's numbers;
+//! * [`ops`]: the operations port (liveness, readiness, metrics); [`discovery`]: NATS service
+//!   discovery, listing the endpoints each process subscribed; [`metrics`]: the process's
+//!   numbers;
 //! * [`trace`]: W3C trace context in NATS headers; [`logging`]: logs and OTLP traces;
 //! * [`kv`]: key-value bucket helpers; [`shutdown`].
 
@@ -22,6 +23,7 @@ pub mod call;
 pub mod config;
 pub mod connect;
 pub mod cti;
+pub mod discovery;
 pub mod kv;
 pub mod logging;
 pub mod metrics;

@@ -1,8 +1,9 @@
 //! The process's numbers, kept with `prometheus-client` (atomics per series, no lock on the
-//! hot path but the family's read lock) and exposed in the OpenMetrics text format:
-//! commands by name and result, command latency histograms, events published, CTI calls by
-//! operation and result, and the destinations this replica answers for. A service adds
-//! its own families with [`register`] before it starts serving.
+//! hot path but the family's read lock): commands by name and result, command latency
+//! histograms, events published, CTI calls by operation and result, and the destinations
+//! this replica answers for. A service adds its own families with [`register`] before it
+//! starts serving. They are exposed in the Prometheus text format (0.0.4), or in OpenMetrics
+//! for a scraper that asks for it ([`Format`]).
 
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -19,8 +20,50 @@ pub(crate) const LATENCY_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// The content type of [`render`]'s text.
-pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// A text format of the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The Prometheus text format 0.0.4, what `promtool check metrics` reads.
+    Prometheus,
+    /// OpenMetrics 1.0.0 text, ending in `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (any version) with a quality no lower than that of
+    /// the plain text (`text/plain`, `text/*` or `*/*`); the Prometheus text otherwise, with
+    /// no header (empty) too.
+    pub(crate) fn negotiate(accept: &str) -> Self {
+        let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, q)| q.trim().parse::<f32>().ok())
+                .unwrap_or(0.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(quality),
+                "text/plain" | "text/*" | "*/*" => text = text.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
@@ -131,15 +174,54 @@ pub fn register(add: impl FnOnce(&mut Registry)) {
     add(&mut registry);
 }
 
-/// The OpenMetrics text of everything registered ([`CONTENT_TYPE`]).
-pub(crate) fn render() -> String {
+/// Everything registered, in `format` ([`Format::content_type`]).
+pub(crate) fn render(format: Format) -> String {
     LazyLock::force(&METRICS);
     let registry = REGISTRY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+    drop(registry);
+    match format {
+        Format::OpenMetrics => {
+            let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+            out
+        }
+        Format::Prometheus => prometheus_text(&out),
+    }
+}
+
+/// The Prometheus text format (0.0.4) of `openmetrics`, the registry's families as
+/// `prometheus-client` writes them in OpenMetrics: a counter's `# HELP` and `# TYPE` name
+/// the family `x` while its samples are `x_total`, which the Prometheus format names in
+/// both; `# UNIT` has no place there; an info family is a gauge `x_info`, an unknown one
+/// `untyped`. Samples are the same in both (the registry holds no exemplars).
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // A family's `# HELP`, written once its `# TYPE` (the next line) tells its name.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "unknown" => ("", "untyped"),
+                other => ("", other),
+            };
+            if let Some((_, text)) = help.take().filter(|(name, _)| *name == family) {
+                out.push_str(&format!("# HELP {family}{suffix} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {family}{suffix} {kind}\n"));
+        } else if !line.starts_with("# UNIT ") && line != "# EOF" {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -200,7 +282,7 @@ mod tests {
         m.destinations("channel", -1);
         m.refused("busy");
         m.slow_consumer();
-        let text = render();
+        let text = render(Format::OpenMetrics);
         for line in [
             "pb_commands_total{name=\"channel.request.ready\",result=\"SUCCESS\"} 1",
             "pb_command_duration_seconds_bucket{le=\"0.005\",name=\"channel.request.ready\"} 1",
@@ -215,5 +297,87 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_prometheus_text_names_each_family_as_its_samples() {
+        let m = metrics();
+        m.command("session.query.init", true, Duration::from_millis(2));
+        m.destinations("session", 1);
+        let text = render(Format::Prometheus);
+        for line in [
+            "# HELP pb_commands_total Commands answered, by message name and result.",
+            "# TYPE pb_commands_total counter",
+            "pb_commands_total{name=\"session.query.init\",result=\"SUCCESS\"} 1",
+            "# TYPE pb_command_duration_seconds histogram",
+            "pb_command_duration_seconds_count{name=\"session.query.init\"} 1",
+            "# TYPE pb_active_destinations gauge",
+            "# TYPE pb_nats_slow_consumer_total counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        // Every sample belongs to the family of the `# TYPE` line before it, which has its
+        // `# HELP` (what `promtool check metrics` asks).
+        let (mut family, mut kind, mut helped) = (String::new(), String::new(), Vec::new());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped.push(rest.split(' ').next().unwrap().to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, k) = rest.split_once(' ').unwrap();
+                assert_eq!(helped.last().map(String::as_str), Some(name), "{line}");
+                (family, kind) = (name.to_owned(), k.to_owned());
+            } else {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let suffixes: &[&str] = match kind.as_str() {
+                    "histogram" => &["_bucket", "_sum", "_count"],
+                    _ => &[""],
+                };
+                assert!(
+                    suffixes.iter().any(|s| name == format!("{family}{s}")),
+                    "{line} after # TYPE {family} {kind}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        let negotiate = Format::negotiate;
+        assert_eq!(negotiate(""), Format::Prometheus);
+        assert_eq!(negotiate("*/*"), Format::Prometheus);
+        assert_eq!(negotiate("text/plain"), Format::Prometheus);
+        assert_eq!(
+            negotiate("application/openmetrics-text"),
+            Format::OpenMetrics
+        );
+        // What Prometheus sends.
+        assert_eq!(
+            negotiate(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            negotiate(
+                "application/openmetrics-text; version=1.0.0; q=0.5, text/plain; version=0.0.4; q=0.3"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            negotiate("application/openmetrics-text;q=0.2, text/plain"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            negotiate("application/openmetrics-text;q=0"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            negotiate("APPLICATION/OpenMetrics-Text;Q=0.9, */*;q=0.1"),
+            Format::OpenMetrics
+        );
     }
 }

@@ -1,20 +1,28 @@
-//! The operations port (`PB_HTTP_ADDR`, default `0.0.0.0:8080`): `GET /livez` (the process
-//! runs; independent of NATS), `GET /readyz` (connected to NATS, the state store answers, not
-//! draining), `GET /metrics` (Prometheus text). Also the NATS service discovery registration
-//! (`$SRV.PING`, `INFO`, `STATS`), so `nats micro ls`-style tools see every replica.
+//! The operations port (`PB_HTTP_ADDR`, default `0.0.0.0:8080`), HTTP/1.1 with keep-alive
+//! (hyper): `GET /livez` (the process runs; independent of NATS), `GET /readyz` (connected to
+//! NATS, the state store answers, not draining), `GET /metrics` (the Prometheus text format,
+//! or OpenMetrics when the `Accept` header asks for it). `HEAD` is answered as `GET`
+//! without the body; another method is 405, another path 404. The NATS service discovery
+//! ([`crate::discovery`]) is answered for as long as the port is open.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::service::ServiceExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
+use crate::discovery::Endpoints;
 
 /// A service's own condition for readiness: `Err` says why it is not ready.
 pub(crate) type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -78,8 +86,8 @@ pub struct OpsError {
     pub source: std::io::Error,
 }
 
-/// The running operations port: marks the process draining, and closes the port (and the
-/// discovery registration) when dropped, at the very end of a service's `run`.
+/// The running operations port: marks the process draining, and closes the port (and ends
+/// the discovery answers) when dropped, at the very end of a service's `run`.
 #[derive(Debug)]
 pub struct Ops {
     health: Health,
@@ -107,12 +115,14 @@ impl Drop for Ops {
     }
 }
 
-/// Open the operations port on `addr` and register `service` for service discovery.
+/// Open the operations port on `addr`, and answer service discovery as `service`'s replica
+/// `instance`, with its `endpoints`.
 pub async fn start(
     client: &Client,
     addr: &str,
     service: &str,
     instance: &str,
+    endpoints: &Endpoints,
 ) -> Result<Ops, OpsError> {
     let health = Health::new(client.clone());
     let listener = TcpListener::bind(addr).await.map_err(|source| OpsError {
@@ -124,32 +134,18 @@ pub async fn start(
         source,
     })?;
     tracing::info!(addr = %bound, "operations port: /livez /readyz /metrics");
-    let discovery = client
-        .service_builder()
-        .description("Processor Bridge client")
-        .metadata([("instance".to_owned(), instance.to_owned())].into())
-        .start(service, env!("CARGO_PKG_VERSION"))
-        .await;
-    if let Err(e) = &discovery {
+    let (stop, shutdown) = Shutdown::new();
+    let discovery = crate::discovery::answer(
+        client,
+        service,
+        instance,
+        endpoints.clone(),
+        shutdown.clone(),
+    );
+    if let Err(e) = discovery.await {
         tracing::warn!(error = %e, "service discovery registration failed; continuing without it");
     }
-    let (stop, mut shutdown) = Shutdown::new();
-    let serving = health.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        tokio::spawn(answer(stream, serving.clone()));
-                    }
-                }
-                _ = shutdown.requested() => break,
-            }
-        }
-        if let Ok(service) = discovery {
-            let _ = service.stop().await;
-        }
-    });
+    tokio::spawn(listen(listener, health.clone(), shutdown));
     Ok(Ops {
         health,
         stop,
@@ -157,38 +153,107 @@ pub async fn start(
     })
 }
 
-async fn answer(mut stream: tokio::net::TcpStream, health: Health) {
-    let mut request = [0u8; 1024];
-    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await
-    else {
-        return;
-    };
-    let line = String::from_utf8_lossy(&request[..n]);
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, body) = match path {
-        "/livez" => ("200 OK", "text/plain", "alive\n".to_owned()),
+/// How long a connection may take to send a request's head, and stay idle between two
+/// requests.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// How long the answers under way may take to finish once the port closes.
+const CLOSING: Duration = Duration::from_secs(2);
+
+/// Serve connections until `shutdown`; then stop listening, close the idle connections and
+/// let those with a request under way answer it.
+async fn listen(listener: TcpListener, health: Health, mut shutdown: Shutdown) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    connections.spawn(connection(stream, health.clone(), shutdown.clone()));
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.requested() => break,
+        }
+    }
+    drop(listener);
+    let closed = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(CLOSING, closed).await;
+}
+
+/// One connection: requests one after the other until the client closes it, it stays idle
+/// past [`IDLE`], or the port closes.
+async fn connection(stream: TcpStream, health: Health, mut shutdown: Shutdown) {
+    let answering = service_fn(move |request| {
+        let health = health.clone();
+        async move { Ok::<_, Infallible>(answer(&request, &health).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(IDLE)
+        .serve_connection(TokioIo::new(stream), answering);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = shutdown.requested() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
+}
+
+/// The answer to one request.
+async fn answer<B>(request: &Request<B>, health: &Health) -> Response<String> {
+    let path = request.uri().path();
+    if !matches!(path, "/livez" | "/readyz" | "/metrics") {
+        return text(
+            StatusCode::NOT_FOUND,
+            "try /livez, /readyz or /metrics\n".to_owned(),
+        );
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} answers GET and HEAD only\n"),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/livez" => text(StatusCode::OK, "alive\n".to_owned()),
         "/readyz" => match health.ready().await {
-            Ok(()) => ("200 OK", "text/plain", "ready\n".to_owned()),
-            Err(why) => (
-                "503 Service Unavailable",
-                "text/plain",
+            Ok(()) => text(StatusCode::OK, "ready\n".to_owned()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),
             ),
         },
-        "/metrics" => (
-            "200 OK",
-            crate::metrics::CONTENT_TYPE,
-            crate::metrics::render(),
-        ),
-        _ => (
-            "404 Not Found",
-            "text/plain",
-            "try /livez, /readyz or /metrics\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
+        _ => {
+            let accept = request
+                .headers()
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",");
+            let format = crate::metrics::Format::negotiate(&accept);
+            with_type(
+                StatusCode::OK,
+                format.content_type(),
+                crate::metrics::render(format),
+            )
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<String> {
+    with_type(status, "text/plain; charset=utf-8", body)
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }

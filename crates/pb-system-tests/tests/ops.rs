@@ -39,6 +39,37 @@ async fn health_metrics_and_discovery() {
     );
     assert!(metrics.contains("pb_active_destinations{kind=\"channelgroup\"} 1"));
     assert!(metrics.contains("pb_events_published_total{name=\"channel.ready\"} 3"));
+
+    // While the agent is logged in, its owners list the destinations they subscribed: one
+    // subscription for the session, one per kind below it for the channel group and its
+    // channels.
+    let client = stack.nats.client().await;
+    for (service, owned) in [
+        ("pb-session", &["session"][..]),
+        ("pb-channelgroup", &["channelgroup", "channel"][..]),
+    ] {
+        let (info, endpoints) = endpoints(&client, service).await;
+        for kind in owned {
+            let row = [kind.to_string(), format!("pb.{kind}.>"), String::new()];
+            assert!(endpoints.contains(&row), "{service}: {info}");
+            let listed = info["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == *kind)
+                .unwrap();
+            assert_eq!(
+                listed["metadata"]["subscriptions"], "1",
+                "{service}: {info}"
+            );
+            assert!(
+                listed["metadata"]["subscribed"]
+                    .as_str()
+                    .is_some_and(|how| how.starts_with("one per ")),
+                "{service}: {info}"
+            );
+        }
+    }
     driver.logout(&logged).await.unwrap();
     let (_, metrics) = get(&groups, "/metrics").await;
     assert!(
@@ -65,7 +96,6 @@ async fn health_metrics_and_discovery() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("answered HTTP 404"));
 
     // NATS service discovery: every process answers $SRV.PING and $SRV.INFO.
-    let client = stack.nats.client().await;
     let inbox = client.new_inbox();
     let mut answers = client.subscribe(inbox.clone()).await.unwrap();
     client
@@ -93,6 +123,101 @@ async fn health_metrics_and_discovery() {
         .await
         .unwrap();
     assert!(serde_json::from_slice::<Value>(&stats.payload).unwrap()["id"].is_string());
+
+    // INFO lists what each service subscribed (name, subject, queue group); STATS the
+    // same. The destinations the agent had are gone with its logout.
+    let services: [(&str, &[Row]); 4] = [
+        (
+            "pb-control",
+            &[
+                ("commands", "pb.control.PB1.CONTROL", "pb-control"),
+                ("cti-link", "pb.cti.evt.link", "pb-control"),
+                ("peers", "pb.int.control.peers.PB1", ""),
+            ],
+        ),
+        (
+            "pb-session",
+            &[
+                ("internal", "pb.int.session.>", "pb-session"),
+                ("disposed", "pb.int.control.disposed", "pb-session"),
+                ("cti-agent-logged-out", "pb.cti.evt.agent.*.logged-out", ""),
+                ("cti-link", "pb.cti.evt.link", ""),
+                ("node", "pb.node.session.", ""),
+            ],
+        ),
+        (
+            "pb-channelgroup",
+            &[
+                ("internal", "pb.int.channelgroup.>", "pb-channelgroup"),
+                ("disposed", "pb.int.control.disposed", "pb-channelgroup"),
+                ("cti-agent-events", "pb.cti.evt.agent.*.*", ""),
+                ("cti-link", "pb.cti.evt.link", ""),
+                ("node", "pb.node.channelgroup.", ""),
+            ],
+        ),
+        (
+            "pb-cti-sim",
+            &[
+                ("cti-calls", "pb.cti.req.>", "pb-cti"),
+                ("sim-admin", "pb.sim.>", ""),
+            ],
+        ),
+    ];
+    for (service, rows) in services {
+        let (info, endpoints) = endpoints(&client, service).await;
+        assert_eq!(info["type"], "io.nats.micro.v1.info_response");
+        assert_eq!(endpoints, expected(rows), "{service}: {info}");
+    }
+}
+
+/// `service`'s INFO, and its endpoints sorted as (name, subject, queue group), a replica's
+/// node subject cut to its service's prefix (the rest names the replica); checks that its
+/// STATS lists the same.
+async fn endpoints(client: &async_nats::Client, service: &str) -> (Value, Vec<[String; 3]>) {
+    let ask = |verb: &str| {
+        let subject = format!("$SRV.{verb}.{service}");
+        async move {
+            let answer = client.request(subject, "".into()).await.unwrap();
+            serde_json::from_slice::<Value>(&answer.payload).unwrap()
+        }
+    };
+    let listed = |answer: &Value| -> Vec<[String; 3]> {
+        let mut endpoints: Vec<_> = answer["endpoints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no endpoints in {answer}"))
+            .iter()
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                let mut subject = field("subject");
+                if field("name") == "node" {
+                    let prefix = format!("pb.node.{}.", service.trim_start_matches("pb-"));
+                    assert!(subject.starts_with(&prefix), "{service}: {subject}");
+                    subject = prefix;
+                }
+                [field("name"), subject, field("queue_group")]
+            })
+            .collect();
+        endpoints.sort();
+        endpoints
+    };
+    let info = ask("INFO").await;
+    let stats = ask("STATS").await;
+    assert_eq!(stats["type"], "io.nats.micro.v1.stats_response");
+    assert_eq!(listed(&stats), listed(&info), "{service}: {stats}");
+    let endpoints = listed(&info);
+    (info, endpoints)
+}
+
+/// An endpoint as a test expects it: name, subject, queue group.
+type Row = (&'static str, &'static str, &'static str);
+
+fn expected(rows: &[Row]) -> Vec<[String; 3]> {
+    let mut rows: Vec<_> = rows
+        .iter()
+        .map(|(n, s, q)| [n.to_string(), s.to_string(), q.to_string()])
+        .collect();
+    rows.sort();
+    rows
 }
 
 #[tokio::test]

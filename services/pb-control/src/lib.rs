@@ -22,6 +22,7 @@ use pb_protocol::{Event, Kind, Subjects, Target};
 use pb_runtime::config::{ConfigError, millis};
 use pb_runtime::connect::is_connected;
 use pb_runtime::cti::Budget;
+use pb_runtime::discovery::Endpoints;
 use pb_runtime::kv::{BucketError, Buckets};
 use pb_runtime::reply_cache::ReplyCache;
 use pb_runtime::serve::{Context, NATS_STEP, ServeError, publish_event, serve};
@@ -164,26 +165,33 @@ pub async fn run(
     let replies = ReplyCache::open(&buckets, common.replies_max_bytes).await?;
     let store = StatusStore::open(&buckets, &common.processor).await?;
     let target = common.control_target.clone();
-    let subscribe = |subject: String, queue: bool| {
-        let client = client.clone();
+    let endpoints = Endpoints::default();
+    let subscribe = |name: &'static str, subject: String, queue: Option<&'static str>| {
+        let (client, endpoints) = (client.clone(), endpoints.clone());
         async move {
-            let result = if queue {
-                client
-                    .queue_subscribe(subject.clone(), QUEUE_GROUP.into())
-                    .await
-            } else {
-                client.subscribe(subject.clone()).await
-            };
-            result.map_err(|e| ControlError::Subscribe {
-                subject,
-                reason: e.to_string(),
-            })
+            endpoints
+                .subscribe(&client, name, subject.clone(), queue)
+                .await
+                .map_err(|e| ControlError::Subscribe {
+                    subject,
+                    reason: e.to_string(),
+                })
         }
     };
-    let commands = subscribe(subjects.command(Kind::Control, &target), true).await?;
-    let links = subscribe(pb_cti::link_events(&subjects), true).await?;
+    let commands = subscribe(
+        "commands",
+        subjects.command(Kind::Control, &target),
+        Some(QUEUE_GROUP),
+    )
+    .await?;
+    let links = subscribe(
+        "cti-link",
+        pb_cti::link_events(&subjects),
+        Some(QUEUE_GROUP),
+    )
+    .await?;
     let peers_subject = peers_subject(&subjects, &common.processor);
-    let mut peers = subscribe(peers_subject.clone(), false).await?;
+    let mut peers = subscribe("peers", peers_subject.clone(), None).await?;
     client.flush().await.map_err(|e| ControlError::Subscribe {
         subject: "(flush)".into(),
         reason: e.to_string(),
@@ -203,8 +211,14 @@ pub async fn run(
     });
     control.resume().await?;
     // The operations port lives until the end of `run`: alive (and not ready) while draining.
-    let ops =
-        pb_runtime::ops::start(&client, &common.http_addr, "pb-control", &common.instance).await?;
+    let ops = pb_runtime::ops::start(
+        &client,
+        &common.http_addr,
+        "pb-control",
+        &common.instance,
+        &endpoints,
+    )
+    .await?;
     tracing::info!(target = %target, instance = %common.instance, "control: service ready");
 
     let (stop_serving, serving) = Shutdown::new();

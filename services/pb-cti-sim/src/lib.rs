@@ -26,6 +26,7 @@ use pb_cti::{CtiError, CtiErrorCode, CtiReply, Done};
 use pb_protocol::{Call, Callee, Subjects};
 use pb_runtime::Shutdown;
 use pb_runtime::config::{ConfigError, number};
+use pb_runtime::discovery::Endpoints;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, watch};
@@ -129,15 +130,23 @@ pub async fn run(
         Some(path) => roster::load(path)?,
         None => roster::generate(config.agents),
     };
-    let mut calls = client
-        .queue_subscribe(
+    let endpoints = Endpoints::default();
+    let mut calls = endpoints
+        .subscribe(
+            &client,
+            "cti-calls",
             config.subjects.calls(Callee::Cti),
-            pb_cti::QUEUE_GROUP.into(),
+            Some(pb_cti::QUEUE_GROUP),
         )
         .await
         .map_err(SimError::Subscribe)?;
-    let mut admin = client
-        .subscribe(config.subjects.calls(Callee::Simulator))
+    let mut admin = endpoints
+        .subscribe(
+            &client,
+            "sim-admin",
+            config.subjects.calls(Callee::Simulator),
+            None,
+        )
         .await
         .map_err(SimError::Subscribe)?;
     let sim = Arc::new(Sim {
@@ -163,8 +172,14 @@ pub async fn run(
     let link = sim.lab.lock().await.link();
     sim.publish(pb_cti::link_events(&sim.subjects), &link).await;
     client.flush().await.map_err(SimError::Flush)?;
-    let ops =
-        pb_runtime::ops::start(&client, &config.http_addr, "pb-cti-sim", &config.instance).await?;
+    let ops = pb_runtime::ops::start(
+        &client,
+        &config.http_addr,
+        "pb-cti-sim",
+        &config.instance,
+        &endpoints,
+    )
+    .await?;
     tracing::info!(
         agents = sim.lab.lock().await.agent_count(),
         "simulated CTI: service ready"

@@ -9,9 +9,10 @@ use pb_protocol::limits::Excerpt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::{Message, StatusCode, Subscriber};
+use async_nats::{Message, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
+use pb_runtime::discovery::Listed;
 use tokio::sync::mpsc;
 
 use crate::Shared;
@@ -30,7 +31,7 @@ pub(crate) enum Control {
 /// Deliver until `control` closes (the lease is given up) or the subscription ends.
 pub(crate) async fn deliver(
     shared: Arc<Shared>,
-    mut subscription: Subscriber,
+    mut subscription: Listed,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let replies = format!("{}.", shared.replies);

@@ -23,6 +23,7 @@ mod metrics;
 mod outgoing;
 mod pending;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use async_nats::Client;
 use backon::BackoffBuilder;
 use pb_framing::ByteOrder;
 use pb_protocol::Subjects;
+use pb_runtime::discovery::Endpoints;
 use pb_runtime::kv::{BucketError, Buckets, buckets};
 use pb_runtime::{Config, Shutdown};
 use tokio::sync::mpsc;
@@ -94,6 +96,8 @@ pub(crate) struct Shared {
     /// waits for its deadline (it waits for none while nothing is in flight).
     first_pending: tokio::sync::Notify,
     state: LinkState,
+    /// The subscription while the lease is held, for service discovery.
+    endpoints: Endpoints,
 }
 
 impl Shared {
@@ -150,8 +154,16 @@ pub async fn run(
         pending: Mutex::default(),
         first_pending: tokio::sync::Notify::new(),
         state: LinkState::default(),
+        endpoints: Endpoints::default(),
     });
-    let ops = pb_runtime::ops::start(&client, &config.http_addr, "pb-gateway", &me).await?;
+    let ops = pb_runtime::ops::start(
+        &client,
+        &config.http_addr,
+        "pb-gateway",
+        &me,
+        &shared.endpoints,
+    )
+    .await?;
     let readiness = shared.clone();
     let addr = gateway.bridge_addr.clone();
     ops.also_require(Arc::new(move || {
@@ -225,8 +237,14 @@ async fn active(
 ) -> Result<(), GatewayError> {
     let pattern = shared.subjects.events_and_gateway_replies();
     let subscription = shared
-        .client
-        .subscribe(pattern.clone())
+        .endpoints
+        .listed(
+            &shared.client,
+            "responses-and-events",
+            pattern.clone(),
+            pattern.clone(),
+            HashMap::new(),
+        )
         .await
         .map_err(|source| GatewayError::Subscribe {
             subject: pattern,

@@ -35,6 +35,14 @@ async fn a_standby_takes_the_link_over_within_seconds_of_the_active_ones_death()
     // Standing by is a healthy state: ready (readiness is "link up" for the active one).
     let (status, _) = pb_testkit::http_get(&stack.process("gw-1").ops_addr(), "/readyz").await;
     assert_eq!(status, 200, "a standby is ready");
+    // Service discovery lists the subscription to responses and events where it is: with
+    // the active one.
+    let client = stack.nats.client().await;
+    assert_eq!(
+        listed(&client, "gw-0").await,
+        ["responses-and-events *.evt.>"]
+    );
+    assert!(listed(&client, "gw-1").await.is_empty());
 
     let driver = common::driver(&link);
     let logged = driver.login("1001", "pw-1001", "s-1001").await.unwrap();
@@ -66,6 +74,41 @@ async fn a_standby_takes_the_link_over_within_seconds_of_the_active_ones_death()
         .unwrap();
     let (status, _) = pb_testkit::http_get(&stack.process("gw-1").ops_addr(), "/readyz").await;
     assert_eq!(status, 200, "the active replica is ready");
+    assert_eq!(
+        listed(&client, "gw-1").await,
+        ["responses-and-events *.evt.>"]
+    );
+}
+
+/// The endpoints (name and subject) that the gateway replica `instance` lists in its
+/// `$SRV.INFO`.
+async fn listed(client: &async_nats::Client, instance: &str) -> Vec<String> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$SRV.INFO.pb-gateway", inbox, "".into())
+        .await
+        .unwrap();
+    while let Ok(Some(answer)) = tokio::time::timeout(WAIT, answers.next()).await {
+        let info: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        let replica = info["metadata"]["instance"].as_str().unwrap_or_default();
+        if replica.starts_with(&format!("{instance}-")) {
+            return info["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["name"].as_str().unwrap(),
+                        e["subject"].as_str().unwrap()
+                    )
+                })
+                .collect();
+        }
+    }
+    panic!("no $SRV.INFO from {instance}");
 }
 
 #[tokio::test]

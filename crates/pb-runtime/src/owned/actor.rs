@@ -37,6 +37,7 @@ impl<H: Owner> Shared<H> {
             client: self.context.client.clone(),
             subjects: self.context.subjects.clone(),
             listening: self.listening,
+            endpoints: self.endpoints.clone(),
             served: Default::default(),
             streams: StreamMap::new(),
             orphans: Vec::new(),

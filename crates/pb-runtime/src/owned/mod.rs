@@ -47,6 +47,7 @@ use tokio_stream::StreamMap;
 
 use crate::Shutdown;
 use crate::connect::is_connected;
+use crate::discovery::{Endpoints, Listed};
 use crate::kv::{BucketError, Buckets, key};
 use crate::reply_cache::RETENTION;
 use crate::serve::{BUSY, Context, NATS_STEP, Reply, publish};
@@ -132,6 +133,17 @@ pub enum Listening {
     PerSession,
 }
 
+impl Listening {
+    /// How the subscriptions are made, for service discovery.
+    fn described(self) -> HashMap<String, String> {
+        let per = match self {
+            Self::PerDestination => "one per destination of an agent owned here",
+            Self::PerSession => "one per kind per session of an agent owned here",
+        };
+        [("subscribed".to_owned(), per.to_owned())].into()
+    }
+}
+
 /// A unit as its handler sees it: its name, and the destinations it answers for.
 #[derive(Debug)]
 pub struct Unit {
@@ -140,10 +152,12 @@ pub struct Unit {
     client: Client,
     subjects: Subjects,
     listening: Listening,
+    /// Where the unit's subscriptions are listed for service discovery.
+    endpoints: Endpoints,
     /// The destinations the unit answers for.
     served: std::collections::HashSet<(Kind, Target)>,
     /// The unit's subscriptions by subject.
-    streams: StreamMap<String, Subscriber>,
+    streams: StreamMap<String, Listed>,
     /// Commands that reached a subscription just ended, with its subject: answered after
     /// the current message (FAILURE, unknown destination).
     orphans: Vec<(String, Message)>,
@@ -190,8 +204,14 @@ impl Unit {
         let subject = self.subject_for(kind, target);
         if !self.streams.contains_key(&subject) {
             let subscriber = self
-                .client
-                .subscribe(subject.clone())
+                .endpoints
+                .listed(
+                    &self.client,
+                    kind.token(),
+                    self.subjects.commands_of(kind),
+                    subject.clone(),
+                    self.listening.described(),
+                )
                 .await
                 .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
             self.client
@@ -259,7 +279,7 @@ impl Unit {
 
 /// Unsubscribe, and collect what the server sent before it learnt of it: a plain unsubscribe
 /// would drop those on the client side, and a command among them would go unanswered.
-async fn drained(mut subscriber: Subscriber) -> Vec<Message> {
+async fn drained(mut subscriber: Listed) -> Vec<Message> {
     let mut rest = Vec::new();
     if subscriber.drain().await.is_err() {
         return rest;
@@ -341,6 +361,7 @@ pub async fn run<H: Owner>(
 ) -> Result<(), OwnedError> {
     let subjects = config.subjects.clone();
     let buckets = Buckets::new(&client, config);
+    let endpoints = Endpoints::default();
     // Unique per process start, so a restarted replica never inherits a dead one's units.
     let me = format!(
         "{}-{}",
@@ -363,6 +384,7 @@ pub async fn run<H: Owner>(
             .await?,
         service: owned.service,
         me,
+        endpoints: endpoints.clone(),
         handler,
         actors: StdMutex::default(),
         fenced: Default::default(),
@@ -377,24 +399,28 @@ pub async fn run<H: Owner>(
     });
     let queue = format!("pb-{}", owned.service);
     let internal_subject = format!("{}>", shared.internal_prefix);
-    let mut internal = client
-        .queue_subscribe(internal_subject.clone(), queue.clone())
+    let mut internal = endpoints
+        .subscribe(&client, "internal", internal_subject.clone(), Some(&queue))
         .await
         .map_err(subscribe_err(&internal_subject))?;
     let disposed_subject = subjects.internal_request(
         pb_protocol::internal::CONTROL_SERVICE,
         pb_protocol::internal::DISPOSED,
     );
-    let mut disposed = client
-        .queue_subscribe(disposed_subject.clone(), queue)
+    let mut disposed = endpoints
+        .subscribe(&client, "disposed", disposed_subject.clone(), Some(&queue))
         .await
         .map_err(subscribe_err(&disposed_subject))?;
     let mut agent_events = Vec::new();
     for event in owned.agent_events {
         let subject = pb_cti::every_agent_event(&subjects, event);
+        let name = match *event {
+            AgentEvent::ALL => "cti-agent-events".to_owned(),
+            event => format!("cti-agent-{event}"),
+        };
         agent_events.push(
-            client
-                .subscribe(subject.clone())
+            endpoints
+                .subscribe(&client, &name, subject.clone(), None)
                 .await
                 .map_err(subscribe_err(&subject))?,
         );
@@ -402,13 +428,13 @@ pub async fn run<H: Owner>(
     let agent_events = futures::stream::select_all(agent_events);
     // Every replica hears the link: when it comes back, each re-reads its own agents.
     let link_subject = pb_cti::link_events(&subjects);
-    let links = client
-        .subscribe(link_subject.clone())
+    let links = endpoints
+        .subscribe(&client, "cti-link", link_subject.clone(), None)
         .await
         .map_err(subscribe_err(&link_subject))?;
     let node_subject = shared.node_of(&shared.me);
-    let mut node = client
-        .subscribe(node_subject.clone())
+    let mut node = endpoints
+        .subscribe(&client, "node", node_subject.clone(), None)
         .await
         .map_err(subscribe_err(&node_subject))?;
     client
@@ -426,6 +452,7 @@ pub async fn run<H: Owner>(
         &config.http_addr,
         &format!("pb-{}", owned.service),
         &shared.me,
+        &endpoints,
     )
     .await?;
     tracing::info!(me = %shared.me, "{}: service ready", owned.service);
@@ -551,6 +578,8 @@ struct Shared<H> {
     members: kv::Store,
     service: &'static str,
     me: String,
+    /// This replica's subscriptions, for service discovery.
+    endpoints: Endpoints,
     handler: Arc<H>,
     actors: StdMutex<HashMap<String, Actor>>,
     /// Set while this replica has fenced itself off (disconnected too long): it serves no
