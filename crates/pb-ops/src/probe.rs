@@ -1,10 +1,13 @@
-//! `pb-ops probe <url>`: a plain HTTP GET for container health checks, where the runtime
-//! image has no curl. Exit 0 on status 200, 1 otherwise (the reason on standard error).
+//! `pb-ops probe <url>`: an HTTP GET (hyper's HTTP/1 client) for container health checks,
+//! where the runtime image has no curl. Exit 0 on status 200, 1 otherwise (the reason on
+//! standard error).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::Request;
+use hyper::header::HOST;
+use hyper_util::rt::TokioIo;
 
 /// GET `url` (`http://host:port/path`) and report whether it answered 200.
 pub async fn probe(url: &str, timeout: Duration) -> ExitCode {
@@ -26,25 +29,31 @@ pub async fn probe(url: &str, timeout: Duration) -> ExitCode {
 }
 
 async fn get_status(url: &str) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// URLs are probed")?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let mut stream = tokio::net::TcpStream::connect(authority)
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs are probed".into());
+    }
+    let authority = uri.authority().ok_or("the URL names no host")?.clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
+        .map_err(|e| format!("cannot speak HTTP: {e}"))?;
+    tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = Request::get(path)
+        .header(HOST, authority.as_str())
+        .body(String::new())
         .map_err(|e| e.to_string())?;
-    let mut head = vec![0; 64];
-    let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("not an HTTP answer: {e}"))?;
+    Ok(response.status().as_u16())
 }
