@@ -8,6 +8,32 @@ use pb_system_tests::World;
 use pb_testkit::{Process, Stack, http_get as get};
 use serde_json::Value;
 
+/// `promtool check metrics` on `text`: what it objects to, if anything.
+fn promtool_objections(text: &str) -> Option<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs: install it with scripts/ensure-deploy-tools (Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (!out.status.success()).then(|| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 #[tokio::test]
 async fn health_metrics_and_discovery() {
     let World {
@@ -76,6 +102,15 @@ async fn health_metrics_and_discovery() {
         metrics.contains("pb_active_destinations{kind=\"channel\"} 0"),
         "{metrics}"
     );
+
+    // What every process serves on /metrics is what Prometheus's own checker accepts.
+    for (name, process) in &stack.processes {
+        let (status, text) = get(&process.ops_addr(), "/metrics").await;
+        assert_eq!(status, 200, "{name}");
+        if let Some(objections) = promtool_objections(&text) {
+            panic!("promtool check metrics refuses {name}'s /metrics: {objections}\n{text}");
+        }
+    }
 
     // The containers' health check (`pb-ops probe`) against a real operations port.
     let probe = |url: String| async move {
