@@ -138,6 +138,17 @@ pub struct Traffic {
     pub emails: f64,
 }
 
+impl Traffic {
+    /// No generated traffic.
+    pub fn none() -> Self {
+        Self {
+            calls: 0.0,
+            chats: 0.0,
+            emails: 0.0,
+        }
+    }
+}
+
 /// Ask for every interaction at the CTI and the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetInteractions {}

@@ -278,11 +278,7 @@ async fn chaos(nodes: usize) {
         }
         .await;
         bridge
-            .admin(&Traffic {
-                calls: 0.0,
-                chats: 0.0,
-                emails: 0.0,
-            })
+            .admin(&Traffic::none())
             .await
             .expect("the simulator acts");
         stop_desk.fire();

@@ -881,11 +881,7 @@ async fn the_simulator_generates_traffic_that_reaches_ready_agents() {
         w.until("channel.interaction.added", &channel.target).await;
     }
     w.bridge
-        .admin(&Traffic {
-            calls: 0.0,
-            chats: 0.0,
-            emails: 0.0,
-        })
+        .admin(&Traffic::none())
         .await
         .expect("the simulator acts");
     let status = json!(

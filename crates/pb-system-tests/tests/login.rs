@@ -5,13 +5,43 @@ use std::time::Duration;
 
 use pb_bridge::flow::{Driver, LoggedIn};
 use pb_protocol::channel::{AgentState, ChannelType};
-use pb_protocol::{Outcome, Response};
+use pb_protocol::{Body, Outcome, Response};
 use pb_sim_admin::{AddChannel, ForceLogout, ForceState, RemoveChannel};
 use pb_system_tests::World;
 use pb_testkit::Seen;
 use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// Agent `agent`'s session `session_id` at `destination` and its channel group
+/// `<destination>.g` for the agent's place, created and initialised one step at a time as
+/// a bridge does (no channel yet): the session's init answer and the group's.
+async fn session_and_group(
+    d: &Driver,
+    agent: &str,
+    session_id: &str,
+    destination: &str,
+) -> (Body, Body) {
+    let session = json!({"agentId": agent, "agentPassword": format!("pw-{agent}"),
+        "sessionId": session_id, "destination": destination});
+    d.ok("cti.request.createsession", "PB1.CONTROL", session)
+        .await
+        .unwrap();
+    let init = d
+        .ok("session.query.init", destination, json!({}))
+        .await
+        .unwrap();
+    let group = json!({"id": "g", "name": format!("place-{agent}")});
+    d.ok("session.request.createchannelgroup", destination, group)
+        .await
+        .unwrap();
+    let target = format!("{destination}.g");
+    let group = d
+        .ok("channelgroup.query.init", &target, json!({}))
+        .await
+        .unwrap();
+    (init, group)
+}
 
 async fn world() -> World {
     World::builder().replicas(2).start().await
@@ -160,25 +190,8 @@ async fn an_agent_logs_in_changes_state_and_logs_out_through_every_service() {
 async fn no_event_before_init_and_init_shows_what_changed_in_between() {
     let w = world().await;
     let d = &w.driver;
-    d.ok(
-        "cti.request.createsession",
-        "PB1.CONTROL",
-        json!({"agentId": "1002", "agentPassword": "pw-1002", "sessionId": "s2", "destination": "s2"}),
-    )
-    .await
-    .unwrap();
-    let init = d.ok("session.query.init", "s2", json!({})).await.unwrap();
+    let (init, _) = session_and_group(d, "1002", "s2", "s2").await;
     assert_eq!(init["channel-groups"], json!([{"name": "place-1002"}]));
-    d.ok(
-        "session.request.createchannelgroup",
-        "s2",
-        json!({"id": "g", "name": "place-1002"}),
-    )
-    .await
-    .unwrap();
-    d.ok("channelgroup.query.init", "s2.g", json!({}))
-        .await
-        .unwrap();
     d.ok(
         "channelgroup.request.createchannel",
         "s2.g",
@@ -258,27 +271,7 @@ async fn a_reconnecting_desktop_finds_its_live_channels() {
         )
         .await;
     let d = &w.driver;
-    d.ok(
-        "cti.request.createsession",
-        "PB1.CONTROL",
-        json!({"agentId": "1003", "agentPassword": "pw-1003", "sessionId": "s3", "destination": "desk.s3"}),
-    )
-    .await
-    .unwrap();
-    d.ok("session.query.init", "desk.s3", json!({}))
-        .await
-        .unwrap();
-    d.ok(
-        "session.request.createchannelgroup",
-        "desk.s3",
-        json!({"id": "g", "name": "place-1003"}),
-    )
-    .await
-    .unwrap();
-    let group = d
-        .ok("channelgroup.query.init", "desk.s3.g", json!({}))
-        .await
-        .unwrap();
+    let (_, group) = session_and_group(d, "1003", "s3", "desk.s3").await;
     assert_eq!(group["channels"].as_array().unwrap().len(), 3);
     let mut states = Vec::new();
     for (id, ch) in group["channels"].as_array().unwrap().iter().enumerate() {
@@ -585,18 +578,7 @@ async fn bad_input_on_every_destination_kind_is_answered_failure() {
 async fn unsupported_channels_answer_only_init_and_dispose() {
     let w = world().await;
     let d = &w.driver;
-    d.ok("cti.request.createsession", "PB1.CONTROL", json!({"agentId": "1008", "agentPassword": "pw-1008", "sessionId": "s8", "destination": "s8"})).await.unwrap();
-    d.ok("session.query.init", "s8", json!({})).await.unwrap();
-    d.ok(
-        "session.request.createchannelgroup",
-        "s8",
-        json!({"id": "g", "name": "place-1008"}),
-    )
-    .await
-    .unwrap();
-    d.ok("channelgroup.query.init", "s8.g", json!({}))
-        .await
-        .unwrap();
+    session_and_group(d, "1008", "s8", "s8").await;
     d.ok(
         "channelgroup.request.createchannel",
         "s8.g",
