@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -30,7 +30,7 @@ pub enum TlsError {
         var: &'static str,
         path: PathBuf,
         #[source]
-        source: rustls::pki_types::pem::Error,
+        source: rustls_pki_types::pem::Error,
     },
     #[error("{var}={} holds no certificate", path.display())]
     NoCertificate { var: &'static str, path: PathBuf },
