@@ -17,7 +17,8 @@
 //!   discovery, listing the endpoints each process subscribed; [`metrics`]: the process's
 //!   numbers;
 //! * [`trace`]: W3C trace context in NATS headers; [`logging`]: logs and OTLP traces;
-//! * [`kv`]: key-value bucket helpers; [`shutdown`].
+//! * [`kv`]: key-value bucket helpers; [`pem`]: certificates and keys for the TCP link's
+//!   TLS; [`shutdown`].
 
 pub mod call;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod owned;
+pub mod pem;
 pub mod permissions;
 pub mod reply_cache;
 mod request_key;

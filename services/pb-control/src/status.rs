@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The control destination's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControlRecord {
+pub(crate) struct ControlRecord {
     /// The bridge asked for the status (`cti.request.serverstatus`) and was answered;
     /// events may be raised from then on. Cleared by `cti.request.dispose`.
     pub reported: bool,
@@ -34,7 +34,7 @@ impl ControlRecord {
     }
 
     /// Why a session cannot be created now, if it cannot (contract §5.7).
-    pub fn refuse_sessions(&self) -> Option<String> {
+    pub(crate) fn refuse_sessions(&self) -> Option<String> {
         if !self.reported {
             return Some(
                 "cannot create a session: the client has not reported in-service yet \
@@ -67,7 +67,7 @@ fn store_err(e: impl std::fmt::Display) -> StoreError {
 
 /// A cheap handle on one processor's record.
 #[derive(Debug, Clone)]
-pub struct StatusStore {
+pub(crate) struct StatusStore {
     store: kv::Store,
     key: String,
 }

@@ -2,13 +2,12 @@
 //! TLS when configured (the bridge's certificate verified against the configured CA or the
 //! system's roots, an optional client certificate, an optional server name).
 
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use pb_runtime::pem::{self, PemError};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -25,15 +24,13 @@ pub type Link = Pin<Box<dyn Stream>>;
 /// Why TLS cannot be set up from the configuration (this does not heal by retrying).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {var}={}: {source}", path.display())]
-    Read {
+    /// The file named by variable `var` gave nothing usable.
+    #[error("{var}: {source}")]
+    Pem {
         var: &'static str,
-        path: PathBuf,
         #[source]
-        source: rustls_pki_types::pem::Error,
+        source: PemError,
     },
-    #[error("{var}={} holds no certificate", path.display())]
-    NoCertificate { var: &'static str, path: PathBuf },
     #[error("the system has no usable root certificates: set PB_BRIDGE_TLS_CA")]
     NoRoots,
     #[error("`{0}` cannot be a TLS server name: set PB_BRIDGE_TLS_SERVER_NAME")]
@@ -174,7 +171,7 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TlsErro
     let mut roots = rustls::RootCertStore::empty();
     match &settings.ca {
         Some(path) => {
-            for cert in certificates("PB_BRIDGE_TLS_CA", path)? {
+            for cert in pem::certificates(path).map_err(pem_error("PB_BRIDGE_TLS_CA"))? {
                 roots.add(cert)?;
             }
         }
@@ -193,33 +190,14 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TlsErro
     Ok(match &settings.client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain = certificates("PB_BRIDGE_TLS_CERT", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Read {
-                var: "PB_BRIDGE_TLS_KEY",
-                path: key.clone(),
-                source,
-            })?;
+            let chain = pem::certificates(cert).map_err(pem_error("PB_BRIDGE_TLS_CERT"))?;
+            let key = pem::private_key(key).map_err(pem_error("PB_BRIDGE_TLS_KEY"))?;
             builder.with_client_auth_cert(chain, key)?
         }
     })
 }
 
-/// The certificates of PEM file `path`, which variable `var` names.
-fn certificates(var: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let read = |source| TlsError::Read {
-        var,
-        path: path.to_owned(),
-        source,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(read)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read)?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            var,
-            path: path.to_owned(),
-        });
-    }
-    Ok(certs)
+/// A PEM file's error, for the file variable `var` names.
+fn pem_error(var: &'static str) -> impl Fn(PemError) -> TlsError {
+    move |source| TlsError::Pem { var, source }
 }
