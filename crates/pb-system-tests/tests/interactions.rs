@@ -62,7 +62,7 @@ trait Scenario {
     async fn interaction_is(&mut self, target: &str, state: &str);
 
     /// Wait for `channel.interaction.added` on `channel`, create the interaction `<channel>.i<n>`
-    /// and init it: (the target, the init answer).
+    /// and init it: (its CTI name, the target, the init answer).
     async fn take(&mut self, channel: &str, id: &str) -> (String, String, Value);
 
     /// Create the conversation `<interaction>.<id>` for `leg` and init it.
