@@ -21,9 +21,13 @@ struct TcpSettings {
     wait: Duration,
 }
 
-fn tcp_settings(cli: &Cli, addr: &str) -> anyhow::Result<TcpSettings> {
-    let subjects = Subjects::new(cli.prefix.clone())?;
-    let mut options = link::TcpOptions::new(subjects, Target::control(&cli.processor)?);
+fn tcp_settings(
+    cli: &Cli,
+    addr: &str,
+    subjects: &Subjects,
+    control: &Target,
+) -> anyhow::Result<TcpSettings> {
+    let mut options = link::TcpOptions::new(subjects.clone(), control.clone());
     options.byte_order = match cli.byte_order {
         ByteOrderArg::Big => pb_framing::ByteOrder::Big,
         ByteOrderArg::Little => pb_framing::ByteOrder::Little,
@@ -67,17 +71,20 @@ pub(crate) struct Emulator {
 
 impl Emulator {
     pub(crate) fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(cli.prefix.clone())?;
+        let control = Target::control(&cli.processor)?;
+        let tcp = match cli.tcp_listen.as_deref().map(str::trim) {
+            Some(addr) if !addr.is_empty() => Some(tcp_settings(cli, addr, &subjects, &control)?),
+            _ => None,
+        };
         Ok(Self {
-            subjects: Subjects::new(cli.prefix.clone())?,
-            control: Target::control(&cli.processor)?,
+            subjects,
+            control,
             timeout: Duration::from_millis(cli.timeout_ms),
             nats: tokio::sync::OnceCell::new(),
             link: tokio::sync::OnceCell::new(),
             cli_nats_url: cli.nats_url.clone(),
-            tcp: match cli.tcp_listen.as_deref().map(str::trim) {
-                Some(addr) if !addr.is_empty() => Some(tcp_settings(cli, addr)?),
-                _ => None,
-            },
+            tcp,
         })
     }
 

@@ -72,14 +72,13 @@ pub struct Progress {
     in_place: bool,
 }
 
+/// The storm's progress: a bar, the agents done of the total and the rate.
+const AGENTS: &str = "[{bar:30}] {pos}/{len} agents  {rate}";
+
 impl Progress {
     /// Agents done of `total`: a bar, the count and the rate since it was made.
     pub fn agents(total: usize) -> Self {
-        Self::to(
-            stderr(),
-            ProgressBar::new(total as u64),
-            "[{bar:30}] {pos}/{len} agents  {rate}",
-        )
+        Self::to(stderr(), ProgressBar::new(total as u64), AGENTS)
     }
 
     /// A line of its own, told at each tick ([`Progress::say`]).
@@ -268,11 +267,7 @@ mod tests {
             let lines = Lines::new(|line| WRITTEN.lock().unwrap().push(line.to_owned()));
             (ProgressDrawTarget::term_like(Box::new(lines)), false)
         };
-        let storm = Progress::to(
-            lines(),
-            ProgressBar::new(100),
-            "[{bar:30}] {pos}/{len} agents  {rate}",
-        );
+        let storm = Progress::to(lines(), ProgressBar::new(100), AGENTS);
         assert_eq!(storm.every(), Duration::from_secs(1));
         storm.done(10);
         storm.done(50);

@@ -27,6 +27,9 @@ const PREFIX: &str = "$SRV";
 /// The metadata key of a [`Listed`] endpoint's count of subscriptions.
 const SUBSCRIPTIONS: &str = "subscriptions";
 
+/// The metadata key of how a [`Listed`] endpoint's subscriptions are made.
+const SUBSCRIBED: &str = "subscribed";
+
 /// The endpoints of a process, by name: what it subscribed and serves. Cheap to clone;
 /// clones share the list.
 #[derive(Debug, Clone, Default)]
@@ -64,22 +67,23 @@ impl Endpoints {
     }
 
     /// Subscribe to `subject` (no queue group), one of the subscriptions listed together as
-    /// the endpoint `name` on `pattern`, the subjects they cover, while they live: a unit's
-    /// destinations, a subscription each while its agent is owned here (too many to list
-    /// one by one), or the gateway's while it holds the link's lease. `metadata` says how
-    /// they are made; the endpoint's also tells how many there are.
+    /// the endpoint `name` while they live: a unit's destinations, a subscription each while
+    /// its agent is owned here (too many to list one by one), or the gateway's while it
+    /// holds the link's lease. The endpoint's subject is `pattern()`, the subjects they
+    /// cover; its metadata says how many there are and, with `how`, how they are made.
+    /// Both are made only when the endpoint is, not for each subscription.
     pub async fn listed(
         &self,
         client: &Client,
-        name: &str,
-        pattern: String,
+        name: &'static str,
         subject: String,
-        metadata: HashMap<String, String>,
+        pattern: impl FnOnce() -> String,
+        how: Option<&'static str>,
     ) -> Result<Listed, SubscribeError> {
         let subscriber = client.subscribe(subject).await?;
         Ok(Listed {
             subscriber,
-            _counted: self.count(name, pattern, metadata),
+            _counted: self.count(name, pattern, how),
         })
     }
 
@@ -92,16 +96,30 @@ impl Endpoints {
     }
 
     /// Count one more subscription in the endpoint `name`, listed from now on.
-    fn count(&self, name: &str, pattern: String, metadata: HashMap<String, String>) -> Counted {
+    fn count(
+        &self,
+        name: &'static str,
+        pattern: impl FnOnce() -> String,
+        how: Option<&'static str>,
+    ) -> Counted {
         let mut endpoints = self.lock();
-        let entry = endpoints.entry(name.to_owned()).or_insert_with(|| Entry {
-            info: info(name, pattern, None, metadata),
-            live: Some(0),
-        });
-        entry.live = Some(entry.live.unwrap_or_default() + 1);
+        match endpoints.get_mut(name) {
+            Some(entry) => entry.live = Some(entry.live.unwrap_or_default() + 1),
+            None => {
+                let metadata = how
+                    .map(|how| (SUBSCRIBED.to_owned(), how.to_owned()))
+                    .into_iter()
+                    .collect();
+                let entry = Entry {
+                    info: info(name, pattern(), None, metadata),
+                    live: Some(1),
+                };
+                endpoints.insert(name.to_owned(), entry);
+            }
+        }
         Counted {
             endpoints: self.clone(),
-            name: name.to_owned(),
+            name,
         }
     }
 
@@ -166,12 +184,12 @@ pub struct Listed {
 #[derive(Debug)]
 struct Counted {
     endpoints: Endpoints,
-    name: String,
+    name: &'static str,
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.endpoints.release(&self.name);
+        self.endpoints.release(self.name);
     }
 }
 
@@ -324,9 +342,8 @@ mod tests {
             "pb.control.PB1.CONTROL".into(),
             Some("pb-control"),
         );
-        let how: HashMap<String, String> =
-            [("subscribed".to_owned(), "per destination".to_owned())].into();
-        let count = || endpoints.count("session", "pb.session.>".into(), how.clone());
+        let count =
+            || endpoints.count("session", || "pb.session.>".into(), Some("per destination"));
         let (first, second) = (count(), count());
         let service = service(endpoints.clone());
         let info = answer(&service, "INFO");

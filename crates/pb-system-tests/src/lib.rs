@@ -184,14 +184,9 @@ impl Builder {
         };
         let client = match &stack.passwords {
             Some(passwords) => {
-                assert!(
-                    !self.ledger,
-                    "the ledger's inbox is not the pb-bridge user's"
-                );
-                stack
-                    .nats
-                    .client_as("pb-bridge", &passwords.of("pb-bridge"))
-                    .await
+                assert!(!self.ledger, "the ledger's inbox is not the bridge user's");
+                let user = pb_runtime::permissions::BRIDGE;
+                stack.nats.client_as(user, &passwords.of(user)).await
             }
             None => stack.client().await,
         };

@@ -76,8 +76,16 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("cannot subscribe to `{subject}`: {reason}")]
-    Subscribe { subject: String, reason: String },
+    #[error("cannot subscribe to `{subject}`: {source}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    #[error("cannot flush the subscriptions to NATS: {0}")]
+    Flush(#[source] async_nats::client::FlushError),
+    #[error("the command loop failed: {0}")]
+    CommandLoop(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Ops(#[from] pb_runtime::ops::OpsError),
 }
@@ -172,10 +180,7 @@ pub async fn run(
             endpoints
                 .subscribe(&client, name, subject.clone(), queue)
                 .await
-                .map_err(|e| ControlError::Subscribe {
-                    subject,
-                    reason: e.to_string(),
-                })
+                .map_err(|source| ControlError::Subscribe { subject, source })
         }
     };
     let commands = subscribe(
@@ -192,10 +197,7 @@ pub async fn run(
     .await?;
     let peers_subject = peers_subject(&subjects, &common.processor);
     let mut peers = subscribe("peers", peers_subject.clone(), None).await?;
-    client.flush().await.map_err(|e| ControlError::Subscribe {
-        subject: "(flush)".into(),
-        reason: e.to_string(),
-    })?;
+    client.flush().await.map_err(ControlError::Flush)?;
 
     let control = Arc::new(Control {
         client: client.clone(),
@@ -264,10 +266,7 @@ pub async fn run(
     watcher.abort();
     match served {
         Ok(result) => result.map_err(ControlError::from),
-        Err(e) => Err(ControlError::Subscribe {
-            subject: "(command loop)".into(),
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(ControlError::CommandLoop(e)),
     }
 }
 

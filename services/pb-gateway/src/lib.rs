@@ -23,7 +23,6 @@ mod metrics;
 mod outgoing;
 mod pending;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -242,8 +241,8 @@ async fn active(
             &shared.client,
             "responses-and-events",
             pattern.clone(),
-            pattern.clone(),
-            HashMap::new(),
+            || pattern.clone(),
+            None,
         )
         .await
         .map_err(|source| GatewayError::Subscribe {

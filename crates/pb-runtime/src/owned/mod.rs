@@ -135,12 +135,11 @@ pub enum Listening {
 
 impl Listening {
     /// How the subscriptions are made, for service discovery.
-    fn described(self) -> HashMap<String, String> {
-        let per = match self {
+    fn described(self) -> &'static str {
+        match self {
             Self::PerDestination => "one per destination of an agent owned here",
             Self::PerSession => "one per kind per session of an agent owned here",
-        };
-        [("subscribed".to_owned(), per.to_owned())].into()
+        }
     }
 }
 
@@ -208,9 +207,9 @@ impl Unit {
                 .listed(
                     &self.client,
                     kind.token(),
-                    self.subjects.commands_of(kind),
                     subject.clone(),
-                    self.listening.described(),
+                    || self.subjects.commands_of(kind),
+                    Some(self.listening.described()),
                 )
                 .await
                 .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
