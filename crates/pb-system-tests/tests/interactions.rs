@@ -621,6 +621,16 @@ async fn chats_and_emails_are_accepted_completed_or_rejected_back_to_the_queue()
     assert_eq!(init["interaction-data"]["topic"], "billing");
     assert!(init.get("conversations").is_none(), "multimedia: no calls");
     w.until("interaction.alerting", &target).await;
+    // An init asked again (a bridge's retry) is answered afresh; its first event is not
+    // raised again.
+    assert_eq!(w.init(&target).await["interaction-state"], "ALERTING");
+    let again = w.quiet(Duration::from_millis(500)).await;
+    assert!(
+        !again
+            .iter()
+            .any(|e| e.name == "interaction.alerting" && e.target == target),
+        "alerting raised again: {again:?}"
+    );
     let why = w
         .failure(
             "interaction.request.consult",

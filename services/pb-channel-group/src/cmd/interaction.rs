@@ -78,8 +78,9 @@ pub async fn handle(
 
 /// The interaction as the CTI has it now; a COMPLETED one, which cannot change any more (and
 /// which the CTI may have forgotten), as it was completed. A chat or email still alerting
-/// then raises `interaction.alerting` (reference §9.5.3): its first event, after the init
-/// answer.
+/// then raises `interaction.alerting` (reference §9.5.3): its first event, after the first
+/// init answer (an init asked again, a bridge's retry say, is answered afresh and raises
+/// nothing again).
 async fn init(
     groups: &Groups,
     unit: &str,
@@ -108,6 +109,7 @@ async fn init(
             snapshot.name
         ));
     }
+    let first = interaction.reported.is_none();
     interaction.reported = Some(InteractionSeen::of(&snapshot));
     interaction.revision = snapshot.revision;
     let body = pb_protocol::to_body(&InteractionInit {
@@ -119,7 +121,7 @@ async fn init(
         return Reply::from(e);
     }
     let reply = Reply::body(body);
-    if !telephony && snapshot.state == InteractionState::Alerting {
+    if first && !telephony && snapshot.state == InteractionState::Alerting {
         reply.with_event(Event::new(target.clone(), InteractionEvent::Alerting))
     } else {
         reply
