@@ -55,6 +55,11 @@ impl Buckets {
         }
     }
 
+    /// The JetStream context the buckets are reached through (a write [`send`] goes on it).
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// Open the bucket `name` (one of [`buckets`]), creating it with the configured number of
     /// replicas if it does not exist. `max_age` zero keeps entries forever. An existing
     /// bucket is used as it is: changing its replicas is a `nats stream edit`.
@@ -138,6 +143,44 @@ pub fn longest_reply_key(limits: &pb_protocol::Limits) -> usize {
 /// Whether every key that input within `limits` can make fits the server's subjects.
 pub fn key_fits(subjects: &Subjects, limits: &pb_protocol::Limits) -> bool {
     longest_key_subject(subjects, buckets::REPLIES, longest_reply_key(limits)) <= MAX_SUBJECT
+}
+
+/// A key-value write sent on the client's connection and not yet acknowledged. Whatever the
+/// client publishes after it reaches the server after it: NATS takes one connection's
+/// messages in order.
+pub(crate) type Sent = jetstream::context::PublishAckFuture;
+
+/// Send a write of `value` to `key` without waiting for the bucket to acknowledge it; with
+/// `revision`, conditioned as [`kv::Store::update`] is on the key's last revision (the
+/// acknowledgement is then [`kv::UpdateErrorKind::WrongLastRevision`] if it has moved).
+/// [`Buckets`] reaches JetStream with its default API prefix, so a key's subject is the
+/// bucket's put prefix and the key.
+pub(crate) async fn send(
+    js: &jetstream::Context,
+    store: &kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    revision: Option<u64>,
+) -> Result<Sent, kv::UpdateError> {
+    debug_assert!(!store.use_jetstream_prefix, "no JetStream domain is used");
+    let prefix = store.put_prefix.as_ref().unwrap_or(&store.prefix);
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(revision) = revision {
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            revision.to_string().as_str(),
+        );
+    }
+    js.publish_with_headers(format!("{prefix}{key}"), headers, value)
+        .await
+        .map_err(kv::UpdateError::from)
+}
+
+/// The revision a sent write got, once the bucket acknowledges it.
+pub(crate) async fn acknowledged(sent: Sent) -> Result<u64, kv::UpdateError> {
+    sent.await
+        .map(|ack| ack.sequence)
+        .map_err(kv::UpdateError::from)
 }
 
 /// Whether a key-value write failed because the bucket is full (its `max_bytes`): JetStream

@@ -16,12 +16,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use pb_protocol::Target;
 
-use crate::kv::{BucketError, Buckets, key};
+use crate::kv::{BucketError, Buckets, Sent, key};
 
 /// How long an answer is kept (contract §5.3).
 pub const RETENTION: Duration = Duration::from_secs(300);
@@ -117,6 +117,8 @@ pub(crate) const RECORD_FOR: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct ReplyCache {
     store: kv::Store,
+    /// What answers are written through ([`crate::kv::send`]).
+    js: jetstream::Context,
     /// Set while the bucket holds more than [`TAKE_UP_TO`] of its bytes: no new request is
     /// claimed, so that the answers of those already claimed always find room.
     filling: Arc<AtomicBool>,
@@ -179,7 +181,8 @@ impl ReplyCache {
             store.stream.clone(),
             Arc::downgrade(&filling),
         )));
-        Ok(Self { store, filling })
+        let js = buckets.context().clone();
+        Ok(Self { store, js, filling })
     }
 
     /// Whether new requests are refused for want of room.
@@ -276,25 +279,29 @@ impl ReplyCache {
         }
     }
 
-    /// Record the answer to a claimed request, before it is published; not if a retry has
-    /// taken the request over since (it records its own).
+    /// Record the answer to a claimed request; not if a retry has taken the request over
+    /// since (it records its own).
     pub async fn complete(&self, slot: &Slot, answer: Bytes) -> Result<(), CacheError> {
-        match slot.claim {
-            Some(claim) => match self.store.update(&slot.key, answer, claim).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                    tracing::warn!("a retry took this request over: its answer is recorded");
-                    Ok(())
-                }
-                Err(e) => Err(cache_err(e)),
-            },
-            None => self
-                .store
-                .put(&slot.key, answer)
-                .await
-                .map(|_| ())
-                .map_err(cache_err),
+        taken(slot, self.send(slot, answer).await).await
+    }
+
+    /// Send the write of the answer to a claimed request, and return without waiting for
+    /// the bucket to take it: the answer, published after this on the same connection,
+    /// reaches the server after its write. [`Recording::confirmed`] then waits for the
+    /// bucket, before the next command of the destination is taken.
+    pub async fn record(&self, slot: Slot, answer: Bytes) -> Recording {
+        let sent = self.send(&slot, answer.clone()).await;
+        Recording {
+            cache: self.clone(),
+            slot,
+            answer,
+            sent,
         }
+    }
+
+    /// The answer's write: replacing the claim, or new for a request known to be new.
+    async fn send(&self, slot: &Slot, answer: Bytes) -> Result<Sent, kv::UpdateError> {
+        crate::kv::send(&self.js, &self.store, &slot.key, answer, slot.claim).await
     }
 
     /// Give a claimed request up without an answer ([`crate::Reply::retry_same`]): the same
@@ -357,6 +364,46 @@ impl ReplyCache {
         })
         .await;
         answer.unwrap_or(Ok(None))
+    }
+}
+
+/// Whether the bucket took an answer's write; a claim a retry has taken over since counts as
+/// taken (the retry records its own answer).
+async fn taken(slot: &Slot, sent: Result<Sent, kv::UpdateError>) -> Result<(), CacheError> {
+    let written = match sent {
+        Ok(sent) => crate::kv::acknowledged(sent).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if slot.claim.is_some() && e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            tracing::warn!("a retry took this request over: its answer is recorded");
+            Ok(())
+        }
+        Err(e) => Err(cache_err(e)),
+    }
+}
+
+/// An answer whose write is sent ([`ReplyCache::record`]) and not yet taken by the bucket.
+#[derive(Debug)]
+#[must_use = "an answer's write is confirmed before the destination's next command"]
+pub struct Recording {
+    cache: ReplyCache,
+    slot: Slot,
+    answer: Bytes,
+    sent: Result<Sent, kv::UpdateError>,
+}
+
+impl Recording {
+    /// Wait for the bucket to take the answer. If it did not, the answer is still the
+    /// answer, and its write is tried again in the background for up to [`RECORD_FOR`]
+    /// ([`ReplyCache::complete_later`]): only a retry of this very request is affected.
+    pub async fn confirmed(self) {
+        if let Err(e) = taken(&self.slot, self.sent).await {
+            tracing::error!(error = %e, "could not record the answer for retries yet: trying again");
+            let later = self.cache.complete_later(self.slot, self.answer);
+            tokio::spawn(crate::trace::carry(later));
+        }
     }
 }
 

@@ -5,6 +5,11 @@
 //! deadline (§5.1); record the answer; publish the response; then publish the events the
 //! command caused, in order, and only then run its follow-up work (§5.4). On shutdown the
 //! subscription is drained: messages already received are still answered.
+//!
+//! > The writes a command makes go out before its response on the same connection, so the
+//! > server has them before the bridge has the answer; the store's acknowledgement of a
+//! > record's write and of the answer's is awaited after the response is published and
+//! > before the events, and before the destination's next command is taken.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::connect::is_connected;
 use crate::reply_cache::{Claim, ReplyCache, Slot};
+use crate::state::Saving;
 use crate::{Config, Shutdown};
 
 /// Work to run after the response and the events are out (for example, releasing CTI
@@ -36,6 +42,15 @@ pub struct Reply {
     /// No final answer ([`Reply::retry_same`]): not recorded, so that the same requestId
     /// sent again is acted on again.
     pub again: bool,
+    /// A record's write sent and not yet answered ([`crate::state::made_once`]).
+    pub(crate) settling: Option<Settling>,
+}
+
+/// A write of a unit's record the response does not wait for; the events do.
+#[derive(Debug)]
+pub(crate) struct Settling {
+    pub(crate) unit: String,
+    pub(crate) saving: Saving,
 }
 
 impl std::fmt::Debug for Reply {
@@ -45,6 +60,7 @@ impl std::fmt::Debug for Reply {
             .field("events", &self.events)
             .field("follow_up", &self.follow_up.is_some())
             .field("again", &self.again)
+            .field("settling", &self.settling)
             .finish()
     }
 }
@@ -84,6 +100,27 @@ impl Reply {
         self.follow_up = Some(Box::pin(work));
         self
     }
+
+    pub(crate) fn settling(self, settling: Settling) -> Self {
+        Self {
+            settling: Some(settling),
+            ..self
+        }
+    }
+}
+
+impl Settling {
+    /// The events of the change, once the record's write is answered: as
+    /// [`crate::state::made`] has them (none if another replica wrote first).
+    async fn settled(settling: Option<Self>, events: Vec<Event>) -> Vec<Event> {
+        match settling {
+            Some(Self { unit, saving }) => {
+                let written = saving.written().await.map(|_| ());
+                crate::state::events_made(&unit, written, events)
+            }
+            None => events,
+        }
+    }
 }
 
 impl From<Outcome> for Reply {
@@ -93,6 +130,7 @@ impl From<Outcome> for Reply {
             events: Vec::new(),
             follow_up: None,
             again: false,
+            settling: None,
         }
     }
 }
@@ -403,22 +441,29 @@ pub async fn respond<F, Fut>(
             Outcome::Failure(why) => tracing::debug!(error = %why, "FAILURE"),
         }
         let success = reply.outcome.is_success();
-        let response: Bytes = command.respond(reply.outcome).encode().into();
-        if reply.again {
-            if let Some(slot) = slot {
+        let Reply {
+            outcome,
+            events,
+            follow_up,
+            again,
+            settling,
+        } = reply;
+        let response: Bytes = command.respond(outcome).encode().into();
+        let recording = match slot {
+            Some(slot) if again => {
                 context.replies.release(slot).await;
+                None
             }
-        } else if let Some(slot) = slot
-            && let Err(e) = context.replies.complete(&slot, response.clone()).await
-        {
-            // Still answer, and keep trying: only a retry of this very request is affected.
-            tracing::error!(error = %e, "could not record the answer for retries yet: trying again");
-            let later = context.replies.clone().complete_later(slot, response.clone());
-            tokio::spawn(crate::trace::carry(later));
-        }
+            Some(slot) => Some(context.replies.record(slot, response.clone()).await),
+            None => None,
+        };
         publish(&context.client, reply_to.to_string(), response).await;
         crate::metrics::metrics().command(name, success, started.elapsed());
-        announce(context, reply.events, reply.follow_up).await;
+        let events = Settling::settled(settling, events).await;
+        if let Some(recording) = recording {
+            recording.confirmed().await;
+        }
+        announce(context, events, follow_up).await;
     })
     .await
 }
@@ -450,7 +495,10 @@ async fn late_answer(
     publish(&context.client, reply_to.to_string(), response).await;
     crate::metrics::metrics().command(command.name(), false, context.deadline);
     match tokio::time::timeout(context.deadline, handling).await {
-        Ok(finished) => announce(context, finished.events, finished.follow_up).await,
+        Ok(finished) => {
+            let events = Settling::settled(finished.settling, finished.events).await;
+            announce(context, events, finished.follow_up).await;
+        }
         Err(_) => tracing::error!("the handler did not finish within a second deadline: abandoned"),
     }
     if let Some(slot) = slot {

@@ -11,10 +11,11 @@
 //!   agent's at a time whichever replica creates it.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use pb_protocol::Target;
 use serde::Serialize;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Reply;
 use crate::kv::{BucketError, Buckets, key};
+use crate::serve::Settling;
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
 
@@ -69,19 +71,62 @@ impl From<StateError> for Reply {
 /// replica wrote means the unit is no longer served here: its new owner re-reads the CTI
 /// and raises the events of the change, so none is raised here.
 pub fn made(unit: &str, saved: Result<(), StateError>, reply: Reply) -> Reply {
+    Reply {
+        events: events_made(unit, saved, reply.events),
+        ..reply
+    }
+}
+
+/// The events of a change the CTI has made, once its record's save returned `saved` (see
+/// [`made`]).
+pub(crate) fn events_made(
+    unit: &str,
+    saved: Result<(), StateError>,
+    events: Vec<pb_protocol::Event>,
+) -> Vec<pb_protocol::Event> {
     match saved {
-        Ok(()) => reply,
+        Ok(()) => events,
         Err(StateError::Conflict(_)) => {
             tracing::warn!(%unit, "made at the CTI by a replica that no longer owns the agent: its new owner reports it");
-            Reply {
-                events: Vec::new(),
-                ..reply
-            }
+            Vec::new()
         }
         Err(e) => {
             tracing::error!(%unit, error = %e, "made at the CTI; the record is written with the next save");
-            reply
+            events
         }
+    }
+}
+
+/// [`made`] for a save that was only sent ([`UnitStore::send`]): the reply is published as
+/// soon as the write is sent (after it, on the same connection), and its events once the
+/// store has answered, as [`made`] has them; the destination's next message waits for that.
+pub fn made_once(unit: &str, saving: Saving, reply: Reply) -> Reply {
+    reply.settling(Settling {
+        unit: unit.to_owned(),
+        saving,
+    })
+}
+
+/// A record's write sent by [`UnitStore::send`] and not yet answered by the store.
+#[must_use = "a record's write is awaited before the unit's next message"]
+pub struct Saving(Pin<Box<dyn Future<Output = Result<Option<u64>, StateError>> + Send>>);
+
+impl std::fmt::Debug for Saving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Saving")
+    }
+}
+
+impl Saving {
+    fn ready(written: Result<Option<u64>, StateError>) -> Self {
+        Self(Box::pin(std::future::ready(written)))
+    }
+
+    /// Wait for the store: the record's revision as written, or why it was not (as
+    /// [`UnitStore::save`]: kept in memory to be written with the next save, or dropped from
+    /// memory when another replica wrote first).
+    pub async fn written(self) -> Result<Option<u64>, StateError> {
+        self.0.await
     }
 }
 
@@ -108,6 +153,8 @@ type Records<T> = Arc<Mutex<HashMap<String, Kept<T>>>>;
 #[derive(Debug, Clone)]
 pub struct UnitStore<T> {
     store: kv::Store,
+    /// What records are written through ([`crate::kv::send`]).
+    js: jetstream::Context,
     /// The largest record written, in bytes of JSON.
     max_record: usize,
     /// The records as last read or written here, with their revisions. The owner is a
@@ -115,7 +162,7 @@ pub struct UnitStore<T> {
     cache: Records<T>,
 }
 
-impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T> {
+impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'static> UnitStore<T> {
     /// Open the bucket `name` (one of [`crate::kv::buckets`]), whose records may have up to
     /// `max_record` bytes.
     pub async fn open(
@@ -125,6 +172,7 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
     ) -> Result<Self, BucketError> {
         Ok(Self {
             store: buckets.open(name, Duration::ZERO).await?,
+            js: buckets.context().clone(),
             max_record,
             cache: Arc::default(),
         })
@@ -200,6 +248,16 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
     /// A record equal to the one in memory at the same revision is not written again. A
     /// write the store refused stays in memory, to be made by the next save.
     pub async fn save(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
+        loaded.revision = self.send(unit, loaded).await.written().await?;
+        Ok(())
+    }
+
+    /// [`UnitStore::save`], returning once the write is sent: whatever the client publishes
+    /// next reaches the server after it. The store's answer is [`Saving::written`], which
+    /// the caller awaits before the unit's record is loaded or saved again. Meanwhile the
+    /// record in memory is the one sent. A new record, and a deletion, are written before
+    /// this returns (an agent's first record and its last).
+    pub async fn send(&self, unit: &str, loaded: &Loaded<T>) -> Saving {
         let unchanged = self
             .cache
             .lock()
@@ -209,19 +267,104 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
                 !kept.unsaved && kept.revision == loaded.revision && kept.value == loaded.value
             });
         if unchanged {
-            return Ok(());
+            return Saving::ready(Ok(loaded.revision));
         }
-        let written = self.write(unit, loaded).await;
+        let previous = loaded.revision;
+        let value = loaded.value.clone();
+        let Some(revision) = previous.filter(|_| value != T::default()) else {
+            let mut written = Loaded {
+                value,
+                revision: previous,
+            };
+            let result = self.write(unit, &mut written).await;
+            let result = result.map(|()| written.revision);
+            return Saving::ready(self.settle(unit, written.value, previous, result));
+        };
+        let payload = match self.encode(unit, &value) {
+            Ok(payload) => payload,
+            Err(e) => return Saving::ready(self.settle(unit, value, previous, Err(e))),
+        };
+        let key = key(&[unit]);
+        let sent = match crate::kv::send(
+            &self.js,
+            &self.store,
+            &key,
+            payload.into(),
+            Some(revision),
+        )
+        .await
+        {
+            Ok(sent) => sent,
+            Err(e) => {
+                let e = update_err(unit, e);
+                return Saving::ready(self.settle(unit, value, previous, Err(e)));
+            }
+        };
+        let sending = Loaded {
+            value,
+            revision: previous,
+        };
+        self.remember(unit, &sending, true);
+        let store = self.clone();
+        let unit = unit.to_owned();
+        Saving(Box::pin(async move {
+            let written = crate::kv::acknowledged(sent)
+                .await
+                .map(Some)
+                .map_err(|e| update_err(&unit, e));
+            store.settle(&unit, sending.value, previous, written)
+        }))
+    }
+
+    /// Keep in memory what a write of `value` (over the record at `previous`) leaves: the
+    /// record as written; nothing when another replica wrote first (read afresh next time)
+    /// or when it was too large (what is stored stays the record); else `value`, unsaved,
+    /// to be written with the next save.
+    fn settle(
+        &self,
+        unit: &str,
+        value: T,
+        previous: Option<u64>,
+        written: Result<Option<u64>, StateError>,
+    ) -> Result<Option<u64>, StateError> {
         match &written {
-            Ok(()) => self.remember(unit, loaded, false),
-            // Another replica wrote: read it afresh next time. Too large: what is stored
-            // stays the record.
+            Ok(revision) => self.remember(
+                unit,
+                &Loaded {
+                    value,
+                    revision: *revision,
+                },
+                false,
+            ),
             Err(StateError::Conflict(_) | StateError::TooLarge { .. }) => {
                 self.cache.lock().expect("records cache").remove(unit);
             }
-            Err(_) => self.remember(unit, loaded, true),
+            Err(_) => self.remember(
+                unit,
+                &Loaded {
+                    value,
+                    revision: previous,
+                },
+                true,
+            ),
         }
         written
+    }
+
+    /// The record as JSON, within its limit.
+    fn encode(&self, unit: &str, value: &T) -> Result<Vec<u8>, StateError> {
+        let payload = serde_json::to_vec(value).map_err(unavailable)?;
+        if payload.len() > self.max_record {
+            return Err(StateError::TooLarge {
+                unit: unit.to_owned(),
+                source: pb_protocol::OverLimit {
+                    limit: pb_protocol::Limit::Record,
+                    found: payload.len(),
+                    max: self.max_record,
+                },
+            });
+        }
+        Ok(payload)
     }
 
     async fn write(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
@@ -249,17 +392,7 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone> UnitStore<T>
                 Err(e) => Err(update_err(unit, e)),
             };
         }
-        let payload = serde_json::to_vec(&loaded.value).map_err(unavailable)?;
-        if payload.len() > self.max_record {
-            return Err(StateError::TooLarge {
-                unit: unit.to_owned(),
-                source: pb_protocol::OverLimit {
-                    limit: pb_protocol::Limit::Record,
-                    found: payload.len(),
-                    max: self.max_record,
-                },
-            });
-        }
+        let payload = self.encode(unit, &loaded.value)?;
         let revision = match loaded.revision {
             Some(revision) => self
                 .store

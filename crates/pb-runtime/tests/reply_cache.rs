@@ -69,6 +69,24 @@ async fn first_claim_acts_and_a_repeat_gets_the_same_answer() {
 }
 
 #[tokio::test]
+async fn an_answer_sent_without_waiting_is_what_a_repeat_gets_once_confirmed() {
+    let server = NatsServer::start();
+    let cache = cache(&server).await;
+    let Claim::Fresh(slot) = claim(&cache, &target(), "{r-s}", DEADLINE, DEADLINE).await else {
+        panic!("the first claim must be fresh");
+    };
+    cache
+        .record(slot, "sent answer".into())
+        .await
+        .confirmed()
+        .await;
+    match claim(&cache, &target(), "{r-s}", DEADLINE, DEADLINE).await {
+        Claim::Answered(a) => assert_eq!(&a[..], b"sent answer"),
+        other => panic!("a repeat must get the recorded answer: {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_retry_during_the_first_attempt_waits_for_its_answer() {
     let server = NatsServer::start();
     let cache = cache(&server).await;

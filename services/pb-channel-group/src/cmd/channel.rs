@@ -172,7 +172,7 @@ where
     let reply = events.into_iter().fold(Reply::success(), |reply, e| {
         reply.with_event(Event::new(target.clone(), e))
     });
-    pb_runtime::state::made(unit, groups.store.save(unit, loaded).await, reply)
+    pb_runtime::state::made_once(unit, groups.store.send(unit, loaded).await, reply)
 }
 
 /// The interaction destination `<channel>.<id>` for one of the channel's interactions the

@@ -107,7 +107,7 @@ where
     let reply = events
         .into_iter()
         .fold(Reply::body(body(&snapshot)), Reply::with_event);
-    pb_runtime::state::made(unit, groups.store.save(unit, loaded).await, reply)
+    pb_runtime::state::made_once(unit, groups.store.send(unit, loaded).await, reply)
 }
 
 /// Act on one of the agent's interactions, or one of its legs, at the CTI.
