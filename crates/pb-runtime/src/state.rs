@@ -137,17 +137,19 @@ pub struct Loaded<T> {
     revision: Option<u64>,
 }
 
-/// A record as last read or written here.
+/// A record as last read or written here, as its JSON: one allocation per unit, however
+/// many destinations its record holds (a record's maps, decoded, hold room for eleven
+/// entries each).
 #[derive(Debug)]
-struct Kept<T> {
-    value: T,
+struct Kept {
+    json: bytes::Bytes,
     revision: Option<u64>,
     /// Changed here, but the store refused the write: made with the next save.
     unsaved: bool,
 }
 
 /// Records by unit.
-type Records<T> = Arc<Mutex<HashMap<String, Kept<T>>>>;
+type Records = Arc<Mutex<HashMap<String, Kept>>>;
 
 /// One record per unit, of type `T` (a missing record reads as `T::default()`).
 #[derive(Debug, Clone)]
@@ -159,7 +161,15 @@ pub struct UnitStore<T> {
     max_record: usize,
     /// The records as last read or written here, with their revisions. The owner is a
     /// record's only writer, so while it owns the unit the copy here is the record.
-    cache: Records<T>,
+    cache: Records,
+    record: std::marker::PhantomData<fn() -> T>,
+}
+
+/// `value` as JSON, holding no spare room.
+fn json_of<T: Serialize>(value: &T) -> Result<bytes::Bytes, StateError> {
+    let mut json = serde_json::to_vec(value).map_err(unavailable)?;
+    json.shrink_to_fit();
+    Ok(json.into())
 }
 
 impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'static> UnitStore<T> {
@@ -175,19 +185,32 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             js: buckets.context().clone(),
             max_record,
             cache: Arc::default(),
+            record: std::marker::PhantomData,
         })
     }
 
     /// The unit's record: the copy in memory, else read from the bucket.
     pub async fn load(&self, unit: &str) -> Result<Loaded<T>, StateError> {
-        if let Some(kept) = self.cache.lock().expect("records cache").get(unit) {
+        let kept = self
+            .cache
+            .lock()
+            .expect("records cache")
+            .get(unit)
+            .map(|kept| (kept.json.clone(), kept.revision));
+        if let Some((json, revision)) = kept {
             return Ok(Loaded {
-                value: kept.value.clone(),
-                revision: kept.revision,
+                value: self.decode(unit, &json)?,
+                revision,
             });
         }
-        let loaded = self.read(unit).await?;
-        self.remember(unit, &loaded, false);
+        let (loaded, json) = self.read(unit).await?;
+        self.remember(
+            unit,
+            json,
+            loaded.value == T::default(),
+            loaded.revision,
+            false,
+        );
         Ok(loaded)
     }
 
@@ -197,49 +220,61 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
     /// fails from now on.
     pub async fn take(&self, unit: &str) -> Result<Loaded<T>, StateError> {
         self.cache.lock().expect("records cache").remove(unit);
-        let mut loaded = self.read(unit).await?;
-        if loaded.revision.is_some() && loaded.value != T::default() {
+        let (mut loaded, json) = self.read(unit).await?;
+        let default = loaded.value == T::default();
+        if loaded.revision.is_some() && !default {
             self.write(unit, &mut loaded).await?;
         }
-        self.remember(unit, &loaded, false);
+        self.remember(unit, json, default, loaded.revision, false);
         Ok(loaded)
     }
 
-    fn remember(&self, unit: &str, loaded: &Loaded<T>, unsaved: bool) {
+    /// Keep `json` (the record `T::default()` when `default`) as the unit's record at
+    /// `revision`; an empty record that is saved is not kept.
+    fn remember(
+        &self,
+        unit: &str,
+        json: bytes::Bytes,
+        default: bool,
+        revision: Option<u64>,
+        unsaved: bool,
+    ) {
         let mut cache = self.cache.lock().expect("records cache");
-        if loaded.value == T::default() && !unsaved {
+        if default && !unsaved {
             cache.remove(unit);
         } else {
             let kept = Kept {
-                value: loaded.value.clone(),
-                revision: loaded.revision,
+                json,
+                revision,
                 unsaved,
             };
             cache.insert(unit.to_owned(), kept);
         }
     }
 
-    async fn read(&self, unit: &str) -> Result<Loaded<T>, StateError> {
-        match self.store.entry(key(&[unit])).await.map_err(unavailable)? {
+    fn decode(&self, unit: &str, json: &[u8]) -> Result<T, StateError> {
+        serde_json::from_slice(json).map_err(|source| StateError::Corrupt {
+            unit: unit.to_owned(),
+            source,
+        })
+    }
+
+    /// The unit's record in the bucket, and its JSON (copied out of the message, which
+    /// may share a larger buffer).
+    async fn read(&self, unit: &str) -> Result<(Loaded<T>, bytes::Bytes), StateError> {
+        let entry = self.store.entry(key(&[unit])).await.map_err(unavailable)?;
+        let revision = entry.as_ref().map(|e| e.revision);
+        match entry {
             Some(entry) if entry.operation == kv::Operation::Put => {
-                let value =
-                    serde_json::from_slice(&entry.value).map_err(|source| StateError::Corrupt {
-                        unit: unit.to_owned(),
-                        source,
-                    })?;
-                Ok(Loaded {
-                    value,
-                    revision: Some(entry.revision),
-                })
+                let value = self.decode(unit, &entry.value)?;
+                let json = bytes::Bytes::copy_from_slice(&entry.value);
+                Ok((Loaded { value, revision }, json))
             }
-            Some(entry) => Ok(Loaded {
-                value: T::default(),
-                revision: Some(entry.revision),
-            }),
-            None => Ok(Loaded {
-                value: T::default(),
-                revision: None,
-            }),
+            _ => {
+                let value = T::default();
+                let json = json_of(&value)?;
+                Ok((Loaded { value, revision }, json))
+            }
         }
     }
 
@@ -258,53 +293,46 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
     /// record in memory is the one sent. A new record, and a deletion, are written before
     /// this returns (an agent's first record and its last).
     pub async fn send(&self, unit: &str, loaded: &Loaded<T>) -> Saving {
+        let json = match json_of(&loaded.value) {
+            Ok(json) => json,
+            Err(e) => return Saving::ready(Err(e)),
+        };
         let unchanged = self
             .cache
             .lock()
             .expect("records cache")
             .get(unit)
             .is_some_and(|kept| {
-                !kept.unsaved && kept.revision == loaded.revision && kept.value == loaded.value
+                !kept.unsaved && kept.revision == loaded.revision && kept.json == json
             });
         if unchanged {
             return Saving::ready(Ok(loaded.revision));
         }
         let previous = loaded.revision;
-        let value = loaded.value.clone();
-        let Some(revision) = previous.filter(|_| value != T::default()) else {
+        let default = loaded.value == T::default();
+        let Some(revision) = previous.filter(|_| !default) else {
             let mut written = Loaded {
-                value,
+                value: loaded.value.clone(),
                 revision: previous,
             };
             let result = self.write(unit, &mut written).await;
             let result = result.map(|()| written.revision);
-            return Saving::ready(self.settle(unit, written.value, previous, result));
+            return Saving::ready(self.settle(unit, json, default, previous, result));
         };
-        let payload = match self.encode(unit, &value) {
-            Ok(payload) => payload,
-            Err(e) => return Saving::ready(self.settle(unit, value, previous, Err(e))),
-        };
+        if let Err(e) = self.fits(unit, &json) {
+            return Saving::ready(self.settle(unit, json, false, previous, Err(e)));
+        }
         let key = key(&[unit]);
-        let sent = match crate::kv::send(
-            &self.js,
-            &self.store,
-            &key,
-            payload.into(),
-            Some(revision),
-        )
-        .await
+        let sent = match crate::kv::send(&self.js, &self.store, &key, json.clone(), Some(revision))
+            .await
         {
             Ok(sent) => sent,
             Err(e) => {
                 let e = update_err(unit, e);
-                return Saving::ready(self.settle(unit, value, previous, Err(e)));
+                return Saving::ready(self.settle(unit, json, false, previous, Err(e)));
             }
         };
-        let sending = Loaded {
-            value,
-            revision: previous,
-        };
-        self.remember(unit, &sending, true);
+        self.remember(unit, json.clone(), false, previous, true);
         let store = self.clone();
         let unit = unit.to_owned();
         Saving(Box::pin(async move {
@@ -312,59 +340,45 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
                 .await
                 .map(Some)
                 .map_err(|e| update_err(&unit, e));
-            store.settle(&unit, sending.value, previous, written)
+            store.settle(&unit, json, false, previous, written)
         }))
     }
 
-    /// Keep in memory what a write of `value` (over the record at `previous`) leaves: the
+    /// Keep in memory what a write of `json` (over the record at `previous`) leaves: the
     /// record as written; nothing when another replica wrote first (read afresh next time)
-    /// or when it was too large (what is stored stays the record); else `value`, unsaved,
+    /// or when it was too large (what is stored stays the record); else `json`, unsaved,
     /// to be written with the next save.
     fn settle(
         &self,
         unit: &str,
-        value: T,
+        json: bytes::Bytes,
+        default: bool,
         previous: Option<u64>,
         written: Result<Option<u64>, StateError>,
     ) -> Result<Option<u64>, StateError> {
         match &written {
-            Ok(revision) => self.remember(
-                unit,
-                &Loaded {
-                    value,
-                    revision: *revision,
-                },
-                false,
-            ),
+            Ok(revision) => self.remember(unit, json, default, *revision, false),
             Err(StateError::Conflict(_) | StateError::TooLarge { .. }) => {
                 self.cache.lock().expect("records cache").remove(unit);
             }
-            Err(_) => self.remember(
-                unit,
-                &Loaded {
-                    value,
-                    revision: previous,
-                },
-                true,
-            ),
+            Err(_) => self.remember(unit, json, default, previous, true),
         }
         written
     }
 
-    /// The record as JSON, within its limit.
-    fn encode(&self, unit: &str, value: &T) -> Result<Vec<u8>, StateError> {
-        let payload = serde_json::to_vec(value).map_err(unavailable)?;
-        if payload.len() > self.max_record {
+    /// Whether a record's JSON is within its limit.
+    fn fits(&self, unit: &str, json: &[u8]) -> Result<(), StateError> {
+        if json.len() > self.max_record {
             return Err(StateError::TooLarge {
                 unit: unit.to_owned(),
                 source: pb_protocol::OverLimit {
                     limit: pb_protocol::Limit::Record,
-                    found: payload.len(),
+                    found: json.len(),
                     max: self.max_record,
                 },
             });
         }
-        Ok(payload)
+        Ok(())
     }
 
     async fn write(&self, unit: &str, loaded: &mut Loaded<T>) -> Result<(), StateError> {
@@ -392,16 +406,17 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
                 Err(e) => Err(update_err(unit, e)),
             };
         }
-        let payload = self.encode(unit, &loaded.value)?;
+        let payload = json_of(&loaded.value)?;
+        self.fits(unit, &payload)?;
         let revision = match loaded.revision {
             Some(revision) => self
                 .store
-                .update(&key, payload.into(), revision)
+                .update(&key, payload, revision)
                 .await
                 .map_err(|e| update_err(unit, e))?,
             None => self
                 .store
-                .create(&key, payload.into())
+                .create(&key, payload)
                 .await
                 .map_err(|e| match e.kind() {
                     kv::CreateErrorKind::AlreadyExists => StateError::Conflict(unit.to_owned()),

@@ -54,6 +54,10 @@ impl<H: Owner> Shared<H> {
         while ctx.destinations() > 0 || !inbox.is_empty() || !ctx.backlog.is_empty() {
             Box::pin(self.take_ready(&mut ctx)).await;
             if let Some((subscription, message)) = ctx.backlog.pop_front() {
+                if ctx.backlog.is_empty() {
+                    // Caught up: an idle unit keeps no room for a backlog.
+                    ctx.backlog = VecDeque::new();
+                }
                 Box::pin(self.work(&mut ctx, Work::Command(subscription, message))).await;
                 continue;
             }
@@ -61,8 +65,8 @@ impl<H: Owner> Shared<H> {
                 Some((subscription, message)) = ctx.streams.next() => Work::Command(subscription, message),
                 item = inbox.recv() => match item {
                     Some(Inbox::Job(Job::Internal { op, reply, .. })) if op == PAUSE => {
-                        self.internal_reply(reply.as_ref(), InternalReply::Ok).await;
-                        let (held, stop) = self.paused(&mut inbox).await;
+                        Box::pin(self.internal_reply(reply.as_ref(), InternalReply::Ok)).await;
+                        let (held, stop) = Box::pin(self.paused(&mut inbox)).await;
                         for job in held {
                             Box::pin(self.work(&mut ctx, Work::Job(job))).await;
                         }

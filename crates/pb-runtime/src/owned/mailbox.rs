@@ -176,16 +176,13 @@ impl Receiver {
 impl Queue {
     fn pop(&mut self) -> Option<Inbox> {
         let item = self.items.pop_front()?;
-        if self.items.is_empty() && self.items.capacity() > IDLE_CAPACITY {
-            // A burst is over: give its room back.
+        if self.items.is_empty() {
+            // Empty again: give its room back (an idle unit's inbox holds no buffer).
             self.items = VecDeque::new();
         }
         Some(item)
     }
 }
-
-/// The room an empty inbox keeps from its last use.
-const IDLE_CAPACITY: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -262,13 +259,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_empty_inbox_gives_a_burst_s_room_back() {
+    async fn an_empty_inbox_gives_its_room_back() {
         let (tx, mut rx) = mailbox();
-        for _ in 0..100 {
+        for _ in 0..3 {
             let (stop, _) = tokio::sync::oneshot::channel();
             tx.send(Inbox::Stop(stop)).ok().unwrap();
         }
         while rx.try_recv().is_some() {}
-        assert!(rx.shared.queue().items.capacity() <= IDLE_CAPACITY);
+        assert_eq!(rx.shared.queue().items.capacity(), 0);
     }
 }
