@@ -291,12 +291,7 @@ impl ReplyCache {
     /// bucket, before the next command of the destination is taken.
     pub async fn record(&self, slot: Slot, answer: Bytes) -> Recording {
         let sent = self.send(&slot, answer.clone()).await;
-        Recording {
-            cache: self.clone(),
-            slot,
-            answer,
-            sent,
-        }
+        Recording { slot, answer, sent }
     }
 
     /// The answer's write: replacing the claim, or new for a request known to be new.
@@ -388,7 +383,6 @@ async fn taken(slot: &Slot, sent: Result<Sent, kv::UpdateError>) -> Result<(), C
 #[derive(Debug)]
 #[must_use = "an answer's write is confirmed before the destination's next command"]
 pub struct Recording {
-    cache: ReplyCache,
     slot: Slot,
     answer: Bytes,
     sent: Result<Sent, kv::UpdateError>,
@@ -397,11 +391,12 @@ pub struct Recording {
 impl Recording {
     /// Wait for the bucket to take the answer. If it did not, the answer is still the
     /// answer, and its write is tried again in the background for up to [`RECORD_FOR`]
-    /// ([`ReplyCache::complete_later`]): only a retry of this very request is affected.
-    pub async fn confirmed(self) {
+    /// ([`ReplyCache::complete_later`]; only then is `cache` cloned): only a retry of this
+    /// very request is affected.
+    pub async fn confirmed(self, cache: &ReplyCache) {
         if let Err(e) = taken(&self.slot, self.sent).await {
             tracing::error!(error = %e, "could not record the answer for retries yet: trying again");
-            let later = self.cache.complete_later(self.slot, self.answer);
+            let later = cache.clone().complete_later(self.slot, self.answer);
             tokio::spawn(crate::trace::carry(later));
         }
     }

@@ -461,7 +461,7 @@ pub async fn respond<F, Fut>(
         crate::metrics::metrics().command(name, success, started.elapsed());
         let events = Settling::settled(settling, events).await;
         if let Some(recording) = recording {
-            recording.confirmed().await;
+            recording.confirmed(&context.replies).await;
         }
         announce(context, events, follow_up).await;
     })

@@ -148,8 +148,60 @@ struct Kept {
     unsaved: bool,
 }
 
-/// Records by unit.
-type Records = Arc<Mutex<HashMap<String, Kept>>>;
+/// Records by unit, as kept in memory: a cheap handle (an in-flight write holds one).
+#[derive(Debug, Clone, Default)]
+struct Records(Arc<Mutex<HashMap<String, Kept>>>);
+
+impl Records {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.0.lock().expect("records cache")
+    }
+
+    /// Keep `json` (the record `T::default()` when `default`) as the unit's record at
+    /// `revision`; an empty record that is saved is not kept.
+    fn remember(
+        &self,
+        unit: &str,
+        json: bytes::Bytes,
+        default: bool,
+        revision: Option<u64>,
+        unsaved: bool,
+    ) {
+        let mut cache = self.lock();
+        if default && !unsaved {
+            cache.remove(unit);
+        } else {
+            let kept = Kept {
+                json,
+                revision,
+                unsaved,
+            };
+            cache.insert(unit.to_owned(), kept);
+        }
+    }
+
+    /// Keep in memory what a write of `json` (over the record at `previous`) leaves: the
+    /// record as written; nothing when another replica wrote first (read afresh next time)
+    /// or when it was too large (what is stored stays the record); else `json`, unsaved,
+    /// to be written with the next save.
+    fn settle(
+        &self,
+        unit: &str,
+        json: bytes::Bytes,
+        default: bool,
+        previous: Option<u64>,
+        written: Result<Option<u64>, StateError>,
+    ) -> Result<Option<u64>, StateError> {
+        match &written {
+            Ok(revision) => self.remember(unit, json, default, *revision, false),
+            Err(StateError::Conflict(_) | StateError::TooLarge { .. }) => {
+                self.lock().remove(unit);
+            }
+            Err(_) => self.remember(unit, json, default, previous, true),
+        }
+        written
+    }
+}
 
 /// One record per unit, of type `T` (a missing record reads as `T::default()`).
 #[derive(Debug, Clone)]
@@ -184,7 +236,7 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             store: buckets.open(name, Duration::ZERO).await?,
             js: buckets.context().clone(),
             max_record,
-            cache: Arc::default(),
+            cache: Records::default(),
             record: std::marker::PhantomData,
         })
     }
@@ -194,7 +246,6 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
         let kept = self
             .cache
             .lock()
-            .expect("records cache")
             .get(unit)
             .map(|kept| (kept.json.clone(), kept.revision));
         if let Some((json, revision)) = kept {
@@ -204,7 +255,7 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             });
         }
         let (loaded, json) = self.read(unit).await?;
-        self.remember(
+        self.cache.remember(
             unit,
             json,
             loaded.value == T::default(),
@@ -219,37 +270,15 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
     /// record is written back unchanged, so that a save by any replica that owned it before
     /// fails from now on.
     pub async fn take(&self, unit: &str) -> Result<Loaded<T>, StateError> {
-        self.cache.lock().expect("records cache").remove(unit);
+        self.cache.lock().remove(unit);
         let (mut loaded, json) = self.read(unit).await?;
         let default = loaded.value == T::default();
         if loaded.revision.is_some() && !default {
             self.write(unit, &mut loaded).await?;
         }
-        self.remember(unit, json, default, loaded.revision, false);
+        self.cache
+            .remember(unit, json, default, loaded.revision, false);
         Ok(loaded)
-    }
-
-    /// Keep `json` (the record `T::default()` when `default`) as the unit's record at
-    /// `revision`; an empty record that is saved is not kept.
-    fn remember(
-        &self,
-        unit: &str,
-        json: bytes::Bytes,
-        default: bool,
-        revision: Option<u64>,
-        unsaved: bool,
-    ) {
-        let mut cache = self.cache.lock().expect("records cache");
-        if default && !unsaved {
-            cache.remove(unit);
-        } else {
-            let kept = Kept {
-                json,
-                revision,
-                unsaved,
-            };
-            cache.insert(unit.to_owned(), kept);
-        }
     }
 
     fn decode(&self, unit: &str, json: &[u8]) -> Result<T, StateError> {
@@ -270,11 +299,14 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
                 let json = bytes::Bytes::copy_from_slice(&entry.value);
                 Ok((Loaded { value, revision }, json))
             }
-            _ => {
-                let value = T::default();
-                let json = json_of(&value)?;
-                Ok((Loaded { value, revision }, json))
-            }
+            // The empty record: kept in memory only unsaved, never as read.
+            _ => Ok((
+                Loaded {
+                    value: T::default(),
+                    revision,
+                },
+                bytes::Bytes::new(),
+            )),
         }
     }
 
@@ -297,14 +329,9 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             Ok(json) => json,
             Err(e) => return Saving::ready(Err(e)),
         };
-        let unchanged = self
-            .cache
-            .lock()
-            .expect("records cache")
-            .get(unit)
-            .is_some_and(|kept| {
-                !kept.unsaved && kept.revision == loaded.revision && kept.json == json
-            });
+        let unchanged = self.cache.lock().get(unit).is_some_and(|kept| {
+            !kept.unsaved && kept.revision == loaded.revision && kept.json == json
+        });
         if unchanged {
             return Saving::ready(Ok(loaded.revision));
         }
@@ -317,10 +344,10 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             };
             let result = self.write(unit, &mut written).await;
             let result = result.map(|()| written.revision);
-            return Saving::ready(self.settle(unit, json, default, previous, result));
+            return Saving::ready(self.cache.settle(unit, json, default, previous, result));
         };
         if let Err(e) = self.fits(unit, &json) {
-            return Saving::ready(self.settle(unit, json, false, previous, Err(e)));
+            return Saving::ready(self.cache.settle(unit, json, false, previous, Err(e)));
         }
         let key = key(&[unit]);
         let sent = match crate::kv::send(&self.js, &self.store, &key, json.clone(), Some(revision))
@@ -329,41 +356,20 @@ impl<T: Serialize + DeserializeOwned + Default + PartialEq + Clone + Send + 'sta
             Ok(sent) => sent,
             Err(e) => {
                 let e = update_err(unit, e);
-                return Saving::ready(self.settle(unit, json, false, previous, Err(e)));
+                return Saving::ready(self.cache.settle(unit, json, false, previous, Err(e)));
             }
         };
-        self.remember(unit, json.clone(), false, previous, true);
-        let store = self.clone();
+        self.cache
+            .remember(unit, json.clone(), false, previous, true);
+        let records = self.cache.clone();
         let unit = unit.to_owned();
         Saving(Box::pin(async move {
             let written = crate::kv::acknowledged(sent)
                 .await
                 .map(Some)
                 .map_err(|e| update_err(&unit, e));
-            store.settle(&unit, json, false, previous, written)
+            records.settle(&unit, json, false, previous, written)
         }))
-    }
-
-    /// Keep in memory what a write of `json` (over the record at `previous`) leaves: the
-    /// record as written; nothing when another replica wrote first (read afresh next time)
-    /// or when it was too large (what is stored stays the record); else `json`, unsaved,
-    /// to be written with the next save.
-    fn settle(
-        &self,
-        unit: &str,
-        json: bytes::Bytes,
-        default: bool,
-        previous: Option<u64>,
-        written: Result<Option<u64>, StateError>,
-    ) -> Result<Option<u64>, StateError> {
-        match &written {
-            Ok(revision) => self.remember(unit, json, default, *revision, false),
-            Err(StateError::Conflict(_) | StateError::TooLarge { .. }) => {
-                self.cache.lock().expect("records cache").remove(unit);
-            }
-            Err(_) => self.remember(unit, json, default, previous, true),
-        }
-        written
     }
 
     /// Whether a record's JSON is within its limit.

@@ -75,11 +75,8 @@ async fn an_answer_sent_without_waiting_is_what_a_repeat_gets_once_confirmed() {
     let Claim::Fresh(slot) = claim(&cache, &target(), "{r-s}", DEADLINE, DEADLINE).await else {
         panic!("the first claim must be fresh");
     };
-    cache
-        .record(slot, "sent answer".into())
-        .await
-        .confirmed()
-        .await;
+    let recording = cache.record(slot, "sent answer".into()).await;
+    recording.confirmed(&cache).await;
     match claim(&cache, &target(), "{r-s}", DEADLINE, DEADLINE).await {
         Claim::Answered(a) => assert_eq!(&a[..], b"sent answer"),
         other => panic!("a repeat must get the recorded answer: {other:?}"),

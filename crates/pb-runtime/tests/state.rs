@@ -3,7 +3,7 @@
 
 use pb_runtime::Config;
 use pb_runtime::kv::Buckets;
-use pb_runtime::state::{StateError, UnitStore};
+use pb_runtime::state::{Loaded, StateError, UnitStore};
 use pb_testkit::NatsServer;
 
 async fn store(server: &NatsServer) -> UnitStore<Vec<String>> {
@@ -14,13 +14,19 @@ async fn store(server: &NatsServer) -> UnitStore<Vec<String>> {
         .unwrap()
 }
 
+/// `unit`'s record, saved once with one entry.
+async fn saved(store: &UnitStore<Vec<String>>, unit: &str) -> Loaded<Vec<String>> {
+    let mut loaded = store.load(unit).await.unwrap();
+    loaded.value.push("created".into());
+    store.save(unit, &mut loaded).await.unwrap();
+    loaded
+}
+
 #[tokio::test]
 async fn a_sent_write_is_the_record_once_written_and_the_next_save_follows_it() {
     let server = NatsServer::start();
     let store = store(&server).await;
-    let mut loaded = store.load("a-1").await.unwrap();
-    loaded.value.push("created".into());
-    store.save("a-1", &mut loaded).await.unwrap();
+    let mut loaded = saved(&store, "a-1").await;
 
     loaded.value.push("ready".into());
     let saving = store.send("a-1", &loaded).await;
@@ -38,9 +44,7 @@ async fn a_sent_write_is_the_record_once_written_and_the_next_save_follows_it() 
 async fn a_sent_write_after_another_replica_took_the_unit_is_a_conflict_and_forgotten() {
     let server = NatsServer::start();
     let store = store(&server).await;
-    let mut loaded = store.load("a-2").await.unwrap();
-    loaded.value.push("created".into());
-    store.save("a-2", &mut loaded).await.unwrap();
+    let mut loaded = saved(&store, "a-2").await;
 
     // A peer takes the unit over: its take moves the record's revision on.
     let peer = self::store(&server).await;
@@ -60,9 +64,7 @@ async fn a_sent_write_after_another_replica_took_the_unit_is_a_conflict_and_forg
 async fn a_record_past_its_limit_is_not_sent() {
     let server = NatsServer::start();
     let store = store(&server).await;
-    let mut loaded = store.load("a-3").await.unwrap();
-    loaded.value.push("created".into());
-    store.save("a-3", &mut loaded).await.unwrap();
+    let mut loaded = saved(&store, "a-3").await;
 
     loaded.value.push("x".repeat(2048));
     let written = store.send("a-3", &loaded).await.written().await;
